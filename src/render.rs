@@ -1,0 +1,1 @@
+//! (template, variables) -> rendered text, with Ansible's template dialect.

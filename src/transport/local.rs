@@ -1,0 +1,1 @@
+//! Local transport: the controller itself, with an optional root directory in front of every path.

@@ -1,0 +1,138 @@
+//! The only code that talks to hosts.
+//!
+//! A [`Transport`] is a connection to one host that offers three primitives: read a set of
+//! files in one round trip, write a set of files atomically, and run a command through the
+//! host's shell. Everything deploy does on a host is built on these; see `apply.rs` and
+//! `handlers.rs`. Each kind of connection (local, SSH, later WinRM) is one file here.
+
+pub mod known_hosts;
+pub mod local;
+pub mod ssh;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// What a host has at a path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteFile {
+    /// Nothing is there.
+    Missing,
+    /// A regular file.
+    Present(FileState),
+    /// Something that is not a regular file (a directory, a socket, ...), or a file deploy
+    /// cannot read. Deploy refuses to replace it; the text says what it is.
+    Unusable(String),
+}
+
+/// A regular file's content and metadata, as read from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub content: Vec<u8>,
+    /// Permission bits, e.g. `0o644`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Owner's name, when the host knows one for `uid`.
+    pub owner: Option<String>,
+    /// Group's name, when the host knows one for `gid`.
+    pub group: Option<String>,
+}
+
+/// One file to write: the whole new content and the metadata it must end up with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFile {
+    /// Absolute destination path on the host (for the local transport, before `deploy_root`
+    /// is put in front).
+    pub path: String,
+    pub content: Vec<u8>,
+    /// Permission bits the file gets.
+    pub mode: u32,
+    /// Owner to set (a name or a numeric id); `None` leaves the owner the writer gets.
+    pub owner: Option<String>,
+    /// Group to set (a name or a numeric id); `None` leaves it as is.
+    pub group: Option<String>,
+}
+
+/// What a command run on a host printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit status; `None` when the command was killed by a signal or the host did not say.
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// Why a host could not be reached or did not do what was asked. The text is meant for the
+/// operator; the caller adds the host's name.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("host key refused: {0}")]
+    HostKey(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("not supported by this connection: {0}")]
+    Unsupported(String),
+}
+
+/// How to reach a host over SSH; built from the Ansible connection variables.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// Inventory name, used in messages.
+    pub name: String,
+    /// `ansible_host`, else the inventory name.
+    pub address: String,
+    /// `ansible_port`, default 22.
+    pub port: u16,
+    /// `ansible_user`, else the controller's user (`$USER`), else `root`.
+    pub user: String,
+    /// `ansible_ssh_private_key_file`.
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// Settings that hold for every SSH connection of a run.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// known_hosts files to check host keys against; the first one is where
+    /// `accept_new_host_keys` appends. Default: `~/.ssh/known_hosts`, `/etc/ssh/ssh_known_hosts`.
+    pub known_hosts_files: Vec<PathBuf>,
+    /// OpenSSH's `StrictHostKeyChecking=accept-new`: an unknown host's key is appended to
+    /// the first known_hosts file instead of refused. A changed key is refused regardless.
+    pub accept_new_host_keys: bool,
+    /// The user's home, where `~/.ssh/id_*` are looked for.
+    pub home: Option<PathBuf>,
+    /// How long a TCP connect plus handshake may take.
+    pub connect_timeout: Duration,
+}
+
+/// A connection to one host. Implementations hold one connection for the whole run.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Reads every path in one round trip, in the same order. An I/O problem with one file
+    /// (permission, not a regular file) is reported in its entry; an `Err` means the host
+    /// could not be asked at all.
+    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError>;
+
+    /// Writes every file atomically: each goes to a temporary file (mode 0600) in its
+    /// destination's directory, is fsynced, gets its mode and owner, and only when every
+    /// temporary file is in place are they renamed over their destinations. Missing parent
+    /// directories are created. On error no destination has been replaced by a partial file.
+    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError>;
+
+    /// Runs `command` through the host's shell and waits for it.
+    async fn run(&self, command: &str) -> Result<CommandOutput, TransportError>;
+
+    /// Closes the connection; further calls fail.
+    async fn close(&self) {}
+}

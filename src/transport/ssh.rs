@@ -1,0 +1,1 @@
+//! SSH transport (russh): one connection per host for the whole run.
