@@ -1,5 +1,24 @@
 //! deploy: render templates per host from an Ansible-style inventory, diff them against what
 //! each host has, and apply only what changed.
+//!
+//! The pipeline, one module per stage: [`inventory`] and [`manifest`] (hosts/) ->
+//! [`desired`] (rendered with [`render`]) -> [`remote`] (read through [`transport`]) ->
+//! [`diff`] -> [`plan`] -> [`apply`] -> [`handlers`]. [`ops`] chains them; [`commands`] are the
+//! thin command-line front.
 
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod desired;
+pub mod diff;
+pub mod error;
+pub mod handlers;
+pub mod inventory;
+pub mod manifest;
+pub mod ops;
+pub mod output;
+pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod transport;
+pub mod yaml;

@@ -9,7 +9,7 @@ pub mod known_hosts;
 pub mod local;
 pub mod ssh;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -86,8 +86,95 @@ pub enum TransportError {
     Unsupported(String),
 }
 
+/// How to reach a host, from its Ansible connection variables (`ansible_connection`,
+/// `ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`, and
+/// deploy's own `deploy_root` for local stand-in hosts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// The controller itself; every path gets `root` in front when set.
+    Local {
+        root: Option<PathBuf>,
+    },
+    Ssh(SshTarget),
+    /// Windows over WS-Management; not available yet.
+    WinRm {
+        address: String,
+        port: u16,
+    },
+}
+
+impl Connection {
+    /// Reads the connection variables of host `name`. The error text names the variable.
+    pub fn from_vars(
+        name: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Connection, String> {
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match vars.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(other) => Err(format!("{key} must be a string, not {other}")),
+            }
+        };
+        let kind = text("ansible_connection")?.unwrap_or_else(|| "ssh".into());
+        let address = text("ansible_host")?.unwrap_or_else(|| name.to_string());
+        let port = |default: u16| -> Result<u16, String> {
+            match text("ansible_port")? {
+                None => Ok(default),
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("ansible_port `{p}` is not a port number")),
+            }
+        };
+        match kind.as_str() {
+            "local" => Ok(Connection::Local {
+                root: text("deploy_root")?.map(PathBuf::from),
+            }),
+            "ssh" | "smart" | "paramiko" => Ok(Connection::Ssh(SshTarget {
+                name: name.to_string(),
+                address,
+                port: port(22)?,
+                user: text("ansible_user")?
+                    .or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "root".into()),
+                private_key_file: text("ansible_ssh_private_key_file")?.map(PathBuf::from),
+            })),
+            "winrm" | "psrp" => Ok(Connection::WinRm {
+                port: port(5986)?,
+                address,
+            }),
+            other => Err(format!(
+                "ansible_connection `{other}` is not supported (use ssh, local or winrm)"
+            )),
+        }
+    }
+}
+
+/// Opens a connection to a host.
+pub async fn connect(
+    connection: &Connection,
+    ssh: &SshOptions,
+) -> Result<Box<dyn Transport>, TransportError> {
+    match connection {
+        Connection::Local { root } => Ok(Box::new(local::LocalTransport::new(root.as_deref()))),
+        Connection::Ssh(target) => Ok(Box::new(ssh::SshTransport::connect(target, ssh).await?)),
+        Connection::WinRm { address, port } => Err(TransportError::Unsupported(format!(
+            "WinRM ({address}:{port}) is not available yet; this host can be rendered and checked but not planned or applied"
+        ))),
+    }
+}
+
+/// Puts `root` in front of an absolute host path (for local stand-in hosts).
+pub fn under_root(root: Option<&Path>, path: &str) -> PathBuf {
+    match root {
+        Some(root) => root.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
+
 /// How to reach a host over SSH; built from the Ansible connection variables.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
     /// Inventory name, used in messages.
     pub name: String,

@@ -1,0 +1,253 @@
+//! Inventory + manifest + templates -> [`HostDesired`]: every file each selected host should
+//! have, fully rendered, and the handlers it may run. This is the "render" stage of the
+//! pipeline; it does no I/O on hosts, and it runs to completion for every selected host before
+//! any host is contacted, so one bad template stops the run with nothing touched.
+
+use indexmap::IndexMap;
+use minijinja::Value;
+use serde_json::Value as Json;
+
+use crate::error::Error;
+
+fn to_value<T: serde::Serialize>(v: T) -> Value {
+    Value::from(minijinja::value::Serde(v))
+}
+use crate::inventory::{Host, Inventory};
+use crate::manifest::{Manifest, parse_mode};
+use crate::render::Renderer;
+use crate::transport::Connection;
+
+/// Ansible's default `ansible_managed` string.
+pub const ANSIBLE_MANAGED: &str = "Ansible managed";
+
+/// One file as it should be on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredFile {
+    /// Absolute path on the host (rendered from `dest:`).
+    pub dest: String,
+    pub content: Vec<u8>,
+    /// Mode to enforce; `None` keeps an existing file's mode (0644 for a new file).
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Handler names to run when this file changes.
+    pub notify: Vec<String>,
+    /// Template it was rendered from, relative to `templates/`.
+    pub template: String,
+    /// Group of deploy.yml that gave the host this file.
+    pub from_group: String,
+}
+
+/// A handler a host may run, its command rendered for that host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredHandler {
+    pub name: String,
+    pub command: String,
+}
+
+/// Everything deploy wants on one host.
+#[derive(Debug, Clone)]
+pub struct HostDesired {
+    pub host: String,
+    pub connection: Connection,
+    pub files: Vec<DesiredFile>,
+    /// Every handler of the host's groups, in the order deploy.yml declares them.
+    pub handlers: Vec<DesiredHandler>,
+}
+
+/// Renders every file and handler of every host in `hosts`. The first error stops it.
+pub fn render_hosts(
+    inventory: &Inventory,
+    manifest: &Manifest,
+    renderer: &Renderer,
+    hosts: &[&Host],
+) -> Result<Vec<HostDesired>, Error> {
+    let hostvars = hostvars(inventory);
+    let groups = to_value(inventory.groups_var());
+    hosts
+        .iter()
+        .map(|host| render_host(manifest, renderer, host, &hostvars, &groups))
+        .collect()
+}
+
+/// Ansible's `hostvars`: every host of the inventory (selected or not) -> its variables.
+fn hostvars(inventory: &Inventory) -> Value {
+    let map: IndexMap<&str, Value> = inventory
+        .hosts
+        .values()
+        .map(|h| {
+            let mut vars = h.vars.clone();
+            vars.insert("inventory_hostname".into(), Json::String(h.name.clone()));
+            vars.insert("group_names".into(), Json::from(h.group_names()));
+            (h.name.as_str(), to_value(&vars))
+        })
+        .collect();
+    Value::from_pairs(map)
+}
+
+/// The variables a template of `host` sees: its own, plus Ansible's magic variables.
+fn context(host: &Host, hostvars: &Value, groups: &Value) -> Value {
+    let mut ctx: IndexMap<String, Value> = host
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), to_value(v)))
+        .collect();
+    ctx.entry("ansible_managed".into())
+        .or_insert_with(|| Value::from(ANSIBLE_MANAGED));
+    ctx.insert("inventory_hostname".into(), Value::from(host.name.as_str()));
+    let short = host.name.split('.').next().unwrap_or(&host.name);
+    ctx.insert("inventory_hostname_short".into(), Value::from(short));
+    ctx.insert("group_names".into(), to_value(host.group_names()));
+    ctx.insert("groups".into(), groups.clone());
+    ctx.insert("hostvars".into(), hostvars.clone());
+    Value::from_pairs(ctx)
+}
+
+fn render_host(
+    manifest: &Manifest,
+    renderer: &Renderer,
+    host: &Host,
+    hostvars: &Value,
+    groups: &Value,
+) -> Result<HostDesired, Error> {
+    let ctx = context(host, hostvars, groups);
+    let render_err = |e: crate::render::RenderError| Error::Render {
+        host: host.name.clone(),
+        message: e.to_string(),
+    };
+    let mut files: Vec<DesiredFile> = Vec::new();
+    let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
+    for (group_name, spec) in &manifest.groups {
+        if !host.in_group(group_name) {
+            continue;
+        }
+        for h in &spec.handlers {
+            let origin = format!("{}: handler `{}`", manifest.location(&h.run), h.name.value);
+            let command = renderer
+                .render_str(&origin, &h.run.value, &ctx)
+                .map_err(render_err)?;
+            let handler = DesiredHandler {
+                name: h.name.value.clone(),
+                command,
+            };
+            match handlers
+                .iter()
+                .find(|(known, _)| known.name == handler.name)
+            {
+                Some((known, _)) if *known == handler => {}
+                Some((_, other_group)) => {
+                    return Err(Error::config(
+                        manifest.location(&h.name),
+                        format!(
+                            "handler `{}` of group `{group_name}` runs something else than the one of group `{other_group}` on host {}",
+                            handler.name, host.name
+                        ),
+                    )
+                    .with_hint("give one of them another name"));
+                }
+                None => handlers.push((handler, group_name.clone())),
+            }
+        }
+        for f in &spec.files {
+            let origin = format!(
+                "{}: dest of {}",
+                manifest.location(&f.dest),
+                f.template.value
+            );
+            let dest = renderer
+                .render_str(&origin, &f.dest.value, &ctx)
+                .map_err(render_err)?;
+            check_dest(&dest).map_err(|msg| {
+                Error::config(
+                    manifest.location(&f.dest),
+                    format!("host {}: {msg}", host.name),
+                )
+            })?;
+            let content = renderer
+                .render_file(&f.template.value, &ctx)
+                .map_err(render_err)?;
+            let mode = match &f.mode {
+                Some(m) => Some(
+                    parse_mode(&m.value).map_err(|msg| Error::config(manifest.location(m), msg))?,
+                ),
+                None => None,
+            };
+            let file = DesiredFile {
+                dest,
+                content: content.into_bytes(),
+                mode,
+                owner: f.owner.clone(),
+                group: f.group.clone(),
+                notify: f.notify_names().into_iter().map(String::from).collect(),
+                template: f.template.value.clone(),
+                from_group: group_name.clone(),
+            };
+            add_file(&mut files, file, &host.name)?;
+        }
+    }
+    let handlers: Vec<DesiredHandler> = handlers.into_iter().map(|(h, _)| h).collect();
+    for file in &files {
+        for name in &file.notify {
+            if !handlers.iter().any(|h| &h.name == name) {
+                return Err(Error::config(
+                    manifest.path.display(),
+                    format!(
+                        "host {}: {} (group `{}`) notifies `{name}`, but none of the host's groups declares that handler",
+                        host.name, file.dest, file.from_group
+                    ),
+                )
+                .with_hint("declare the handler in a group the host is in"));
+            }
+        }
+    }
+    Ok(HostDesired {
+        host: host.name.clone(),
+        connection: Connection::from_vars(&host.name, &host.vars)
+            .map_err(|msg| Error::config(format!("host {}", host.name), msg))?,
+        files,
+        handlers,
+    })
+}
+
+/// Adds `file`, or merges it with an identical one another group gives the same host.
+fn add_file(files: &mut Vec<DesiredFile>, file: DesiredFile, host: &str) -> Result<(), Error> {
+    let Some(existing) = files.iter_mut().find(|f| f.dest == file.dest) else {
+        files.push(file);
+        return Ok(());
+    };
+    let same = existing.content == file.content
+        && existing.mode == file.mode
+        && existing.owner == file.owner
+        && existing.group == file.group;
+    if !same {
+        return Err(Error::config(
+            format!("host {host}"),
+            format!(
+                "{} is given by group `{}` ({}) and by group `{}` ({}) with different content or mode",
+                file.dest, existing.from_group, existing.template, file.from_group, file.template
+            ),
+        )
+        .with_hint("one destination can have only one owner group, or both must render the same"));
+    }
+    for n in file.notify {
+        if !existing.notify.contains(&n) {
+            existing.notify.push(n);
+        }
+    }
+    Ok(())
+}
+
+fn check_dest(dest: &str) -> Result<(), String> {
+    let windows_abs =
+        dest.len() > 2 && dest.as_bytes()[1] == b':' && dest.as_bytes()[0].is_ascii_alphabetic();
+    if !(dest.starts_with('/') || windows_abs) {
+        return Err(format!("dest `{dest}` is not an absolute path"));
+    }
+    if dest.contains(['\n', '\r', '\0']) {
+        return Err(format!("dest {dest:?} contains a line break or NUL"));
+    }
+    if dest.ends_with('/') || dest.ends_with('\\') {
+        return Err(format!("dest `{dest}` names a directory, not a file"));
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! (desired file, what the host has) -> [`FileChange`]: the action, the metadata changes and
+//! a unified diff of the content. Pure: no I/O.
+
+use serde::Serialize;
+use similar::TextDiff;
+
+use crate::desired::DesiredFile;
+use crate::transport::RemoteFile;
+
+/// Mode a new file gets when the inventory sets none.
+pub const DEFAULT_MODE: u32 = 0o644;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Change,
+    Unchanged,
+}
+
+/// A metadata value before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change<T> {
+    pub from: Option<T>,
+    pub to: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    pub action: Action,
+    pub content_changed: bool,
+    /// Octal mode text, e.g. "0640", when it changes (or for a new file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Change<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Change<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Change<String>>,
+    /// Unified diff of the content (`---`/`+++` headers included), when it changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// The mode the file ends up with.
+    #[serde(skip)]
+    pub final_mode: u32,
+}
+
+/// Why a path cannot be planned (e.g. a directory stands where the file should go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked(pub String);
+
+pub fn compare(desired: &DesiredFile, current: &RemoteFile) -> Result<FileChange, Blocked> {
+    match current {
+        RemoteFile::Unusable(why) => Err(Blocked(format!("{}: {why}", desired.dest))),
+        RemoteFile::Missing => {
+            let mode = desired.mode.unwrap_or(DEFAULT_MODE);
+            Ok(FileChange {
+                action: Action::Create,
+                content_changed: true,
+                mode: Some(Change {
+                    from: None,
+                    to: octal(mode),
+                }),
+                owner: desired.owner.clone().map(|to| Change { from: None, to }),
+                group: desired.group.clone().map(|to| Change { from: None, to }),
+                diff: Some(unified(&desired.dest, None, &desired.content)),
+                final_mode: mode,
+            })
+        }
+        RemoteFile::Present(state) => {
+            let final_mode = desired.mode.unwrap_or(state.mode);
+            let content_changed = state.content != desired.content;
+            let mode = (final_mode != state.mode).then(|| Change {
+                from: Some(octal(state.mode)),
+                to: octal(final_mode),
+            });
+            let owner = desired
+                .owner
+                .as_ref()
+                .filter(|want| !same_id(want, state.owner.as_deref(), state.uid))
+                .map(|want| Change {
+                    from: Some(state.owner.clone().unwrap_or_else(|| state.uid.to_string())),
+                    to: want.clone(),
+                });
+            let group = desired
+                .group
+                .as_ref()
+                .filter(|want| !same_id(want, state.group.as_deref(), state.gid))
+                .map(|want| Change {
+                    from: Some(state.group.clone().unwrap_or_else(|| state.gid.to_string())),
+                    to: want.clone(),
+                });
+            let changed = content_changed || mode.is_some() || owner.is_some() || group.is_some();
+            Ok(FileChange {
+                action: if changed {
+                    Action::Change
+                } else {
+                    Action::Unchanged
+                },
+                content_changed,
+                mode,
+                owner,
+                group,
+                diff: content_changed
+                    .then(|| unified(&desired.dest, Some(&state.content), &desired.content)),
+                final_mode,
+            })
+        }
+    }
+}
+
+/// Whether `want` (a name or numeric id) names the current owner.
+fn same_id(want: &str, name: Option<&str>, id: u32) -> bool {
+    name == Some(want) || want.parse::<u32>().ok() == Some(id)
+}
+
+pub fn octal(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// Unified diff text of `old` (None: the file does not exist) to `new`.
+pub fn unified(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
+    let (Ok(old_text), Ok(new_text)) = (
+        std::str::from_utf8(old.unwrap_or_default()),
+        std::str::from_utf8(new),
+    ) else {
+        return format!(
+            "Binary content differs ({} bytes -> {} bytes)\n",
+            old.map_or(0, <[u8]>::len),
+            new.len()
+        );
+    };
+    let old_name = if old.is_some() {
+        path.to_string()
+    } else {
+        "/dev/null".to_string()
+    };
+    let diff = TextDiff::from_lines(old_text, new_text);
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_name, path)
+        .missing_newline_hint(true)
+        .to_string();
+    if out.is_empty() && old_text != new_text {
+        out = "(line endings or trailing whitespace differ)\n".to_string();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::FileState;
+
+    fn desired(content: &str, mode: Option<u32>) -> DesiredFile {
+        DesiredFile {
+            dest: "/etc/x.conf".into(),
+            content: content.as_bytes().to_vec(),
+            mode,
+            owner: None,
+            group: None,
+            notify: vec![],
+            template: "x.j2".into(),
+            from_group: "all".into(),
+        }
+    }
+
+    fn present(content: &str, mode: u32) -> RemoteFile {
+        RemoteFile::Present(FileState {
+            content: content.as_bytes().to_vec(),
+            mode,
+            uid: 0,
+            gid: 0,
+            owner: Some("root".into()),
+            group: Some("root".into()),
+        })
+    }
+
+    #[test]
+    fn missing_file_is_created_with_default_mode() {
+        let c = compare(&desired("a\n", None), &RemoteFile::Missing).unwrap();
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.final_mode, 0o644);
+        assert!(c.diff.unwrap().contains("+a"));
+    }
+
+    #[test]
+    fn same_content_and_no_mode_given_is_unchanged_and_keeps_mode() {
+        let c = compare(&desired("a\n", None), &present("a\n", 0o600)).unwrap();
+        assert_eq!(c.action, Action::Unchanged);
+        assert_eq!(c.final_mode, 0o600);
+    }
+
+    #[test]
+    fn mode_only_change() {
+        let c = compare(&desired("a\n", Some(0o640)), &present("a\n", 0o644)).unwrap();
+        assert_eq!(c.action, Action::Change);
+        assert!(!c.content_changed);
+        assert_eq!(c.mode.unwrap().to, "0640");
+    }
+
+    #[test]
+    fn content_change_has_a_unified_diff() {
+        let c = compare(&desired("a\nb\n", None), &present("a\nc\n", 0o644)).unwrap();
+        let diff = c.diff.unwrap();
+        assert!(diff.contains("-c\n+b\n"), "{diff}");
+        assert!(
+            diff.starts_with("--- /etc/x.conf\n+++ /etc/x.conf\n"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn a_directory_blocks() {
+        let r = compare(
+            &desired("a", None),
+            &RemoteFile::Unusable("a directory".into()),
+        );
+        assert_eq!(r, Err(Blocked("/etc/x.conf: a directory".into())));
+    }
+}

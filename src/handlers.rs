@@ -1,0 +1,59 @@
+//! Changed files -> each notified handler run once on its host, in the order deploy.yml
+//! declares them, after all of that host's files are written. The first handler that fails
+//! fails the host; the ones after it do not run.
+
+use serde::Serialize;
+
+use crate::plan::PlannedHandler;
+use crate::transport::Transport;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HandlerRun {
+    pub name: String,
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl HandlerRun {
+    pub fn ok(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// Runs `handlers` in order. Returns what ran and, when one failed or could not be started,
+/// why.
+pub async fn run(
+    transport: &dyn Transport,
+    handlers: &[PlannedHandler],
+) -> (Vec<HandlerRun>, Option<String>) {
+    let mut runs = Vec::new();
+    for h in handlers {
+        match transport.run(&h.command).await {
+            Ok(out) => {
+                let run = HandlerRun {
+                    name: h.name.clone(),
+                    status: out.status,
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                };
+                if !run.ok() {
+                    let status = run
+                        .status
+                        .map_or("a signal".to_string(), |s| format!("status {s}"));
+                    let detail = run.stderr.trim();
+                    let why = if detail.is_empty() {
+                        format!("handler `{}` failed with {status}", h.name)
+                    } else {
+                        format!("handler `{}` failed with {status}: {detail}", h.name)
+                    };
+                    runs.push(run);
+                    return (runs, Some(why));
+                }
+                runs.push(run);
+            }
+            Err(e) => return (runs, Some(format!("handler `{}`: {e}", h.name))),
+        }
+    }
+    (runs, None)
+}

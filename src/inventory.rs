@@ -1,0 +1,537 @@
+//! `hosts/` -> [`Inventory`]: the hosts, their groups, and each host's variables merged with
+//! Ansible's precedence. Files are read unchanged from an Ansible repo: `inventory.yml`
+//! (YAML inventory: `all` / `children` / `hosts` / `vars`), `group_vars/` and `host_vars/`.
+//!
+//! Precedence, lowest first (Ansible's, for what deploy supports; top-level keys replace,
+//! as with Ansible's default `hash_behaviour = replace`):
+//! 1. inventory-file group vars, `all` first, then groups by depth (parents before
+//!    children) and name;
+//! 2. `group_vars/all.yml` (or `group_vars/all/*.yml`);
+//! 3. `group_vars/<group>.yml` of the host's other groups, in the same order as 1;
+//! 4. host vars written in the inventory file;
+//! 5. `host_vars/<host>.yml` (or `host_vars/<host>/*.yml`);
+//! 6. extra vars (`-e`).
+//!
+//! This is Ansible's real order: any `group_vars/` file beats any group var written in the
+//! inventory file, which is what an operator who moves a var between the two expects.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::yaml;
+
+/// Variables: name -> value, in the order they were first defined.
+pub type Vars = serde_json::Map<String, Value>;
+
+/// The inventory file names looked for in `hosts/`, in this order.
+const INVENTORY_FILES: [&str; 3] = ["inventory.yml", "inventory.yaml", "hosts.yml"];
+
+/// One group of the inventory.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub name: String,
+    /// Groups this group is a child of (`all` for top-level groups).
+    pub parents: Vec<String>,
+    pub children: Vec<String>,
+    /// Hosts listed directly under this group, in inventory order.
+    pub hosts: Vec<String>,
+    /// Vars written in the inventory file under this group.
+    pub vars: Vars,
+    /// Distance from `all` along the longest parent chain (`all` is 0).
+    pub depth: usize,
+}
+
+/// One host with its variables already merged.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    /// Every group the host is in, ancestors and `all` included, ordered by depth then name.
+    pub groups: Vec<String>,
+    /// The merged variables (see the module doc for the order); no magic variables.
+    pub vars: Vars,
+}
+
+impl Host {
+    /// Ansible's `group_names`: the host's groups, sorted, without `all`.
+    pub fn group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|g| *g != "all")
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Hosts, groups and merged variables, as read from `hosts/`.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The `hosts/` folder.
+    pub dir: PathBuf,
+    /// Hosts in the order the inventory first names them.
+    pub hosts: IndexMap<String, Host>,
+    /// Groups in the order the inventory first names them; `all` and `ungrouped` included.
+    pub groups: IndexMap<String, Group>,
+}
+
+impl Inventory {
+    /// Reads `dir` (the `hosts/` folder) and merges every host's variables, with `extra`
+    /// (`-e`) on top.
+    pub fn load(dir: &Path, extra: &Vars) -> Result<Inventory, Error> {
+        let file = INVENTORY_FILES
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::usage(
+                    format!("no inventory in {}", dir.display()),
+                    Some(format!(
+                        "create {} (an Ansible YAML inventory), or pass --inventory DIR",
+                        dir.join(INVENTORY_FILES[0]).display()
+                    )),
+                )
+            })?;
+        let doc: Value = yaml::read(&file)?;
+        let mut parsed = Parsed::default();
+        parsed.group("all", &[]);
+        match doc {
+            Value::Null => {}
+            Value::Object(top) => {
+                for (name, body) in &top {
+                    let parents: &[&str] = if name == "all" { &[] } else { &["all"] };
+                    parsed.parse_group(&file, name, body, parents, name)?;
+                }
+            }
+            _ => {
+                return Err(Error::config(
+                    file.display(),
+                    "an inventory is a mapping of groups (usually `all:`)",
+                ));
+            }
+        }
+        parsed.finish(&file)?;
+
+        let mut groups = parsed.groups;
+        compute_depths(&file, &mut groups)?;
+
+        let mut hosts = IndexMap::new();
+        for name in &parsed.host_order {
+            let host_groups = groups_of(&groups, name);
+            let mut vars = Vars::new();
+            for g in &host_groups {
+                merge(&mut vars, &groups[g].vars);
+            }
+            for g in &host_groups {
+                merge(&mut vars, &load_vars_dir(&dir.join("group_vars"), g)?);
+            }
+            if let Some(inline) = parsed.host_vars.get(name) {
+                merge(&mut vars, inline);
+            }
+            merge(&mut vars, &load_vars_dir(&dir.join("host_vars"), name)?);
+            merge(&mut vars, extra);
+            hosts.insert(
+                name.clone(),
+                Host {
+                    name: name.clone(),
+                    groups: host_groups,
+                    vars,
+                },
+            );
+        }
+        Ok(Inventory {
+            dir: dir.to_path_buf(),
+            hosts,
+            groups,
+        })
+    }
+
+    /// Ansible's `groups`: every group name -> its hosts (through child groups too), in
+    /// inventory order.
+    pub fn groups_var(&self) -> IndexMap<String, Vec<String>> {
+        self.groups
+            .keys()
+            .map(|g| {
+                let members = self
+                    .hosts
+                    .values()
+                    .filter(|h| h.in_group(g))
+                    .map(|h| h.name.clone())
+                    .collect();
+                (g.clone(), members)
+            })
+            .collect()
+    }
+
+    /// The hosts named by `--host` and `--group` (all hosts when both are empty), in
+    /// inventory order. An unknown name is an error with a hint.
+    pub fn select(&self, hosts: &[String], groups: &[String]) -> Result<Vec<&Host>, Error> {
+        for h in hosts {
+            if !self.hosts.contains_key(h) {
+                return Err(Error::usage(
+                    format!("host `{h}` is not in the inventory"),
+                    Some(suggest("hosts", h, self.hosts.keys())),
+                ));
+            }
+        }
+        for g in groups {
+            if !self.groups.contains_key(g) {
+                return Err(Error::usage(
+                    format!("group `{g}` is not in the inventory"),
+                    Some(suggest("groups", g, self.groups.keys())),
+                ));
+            }
+        }
+        Ok(self
+            .hosts
+            .values()
+            .filter(|h| {
+                (hosts.is_empty() && groups.is_empty())
+                    || hosts.contains(&h.name)
+                    || groups.iter().any(|g| h.in_group(g))
+            })
+            .collect())
+    }
+}
+
+fn suggest<'a>(what: &str, wanted: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&String> = known.collect();
+    let close: Vec<&&String> = known
+        .iter()
+        .filter(|k| k.contains(wanted) || wanted.contains(k.as_str()))
+        .collect();
+    match close.first() {
+        Some(k) => format!("did you mean `{k}`?"),
+        None => {
+            let list: Vec<&str> = known.iter().take(12).map(|s| s.as_str()).collect();
+            format!("known {what}: {}", list.join(", "))
+        }
+    }
+}
+
+/// Overlays `top` on `base`, replacing top-level keys.
+pub fn merge(base: &mut Vars, top: &Vars) {
+    for (k, v) in top {
+        base.insert(k.clone(), v.clone());
+    }
+}
+
+#[derive(Default)]
+struct Parsed {
+    groups: IndexMap<String, Group>,
+    host_order: Vec<String>,
+    host_vars: HashMap<String, Vars>,
+}
+
+impl Parsed {
+    fn group(&mut self, name: &str, parents: &[&str]) -> &mut Group {
+        for p in parents {
+            let parent = self.groups.entry(p.to_string()).or_insert_with(|| Group {
+                name: p.to_string(),
+                ..Group::default()
+            });
+            if !parent.children.iter().any(|c| c == name) {
+                parent.children.push(name.to_string());
+            }
+        }
+        let group = self
+            .groups
+            .entry(name.to_string())
+            .or_insert_with(|| Group {
+                name: name.to_string(),
+                ..Group::default()
+            });
+        for p in parents {
+            if !group.parents.iter().any(|x| x == p) {
+                group.parents.push(p.to_string());
+            }
+        }
+        group
+    }
+
+    fn parse_group(
+        &mut self,
+        file: &Path,
+        name: &str,
+        body: &Value,
+        parents: &[&str],
+        path: &str,
+    ) -> Result<(), Error> {
+        check_name(file, path, name)?;
+        self.group(name, parents);
+        let body = match body {
+            Value::Null => return Ok(()),
+            Value::Object(map) => map,
+            _ => {
+                return Err(Error::config(
+                    format!("{}: {path}", file.display()),
+                    "a group is a mapping with `hosts`, `vars` and `children`",
+                ));
+            }
+        };
+        for (key, value) in body {
+            match key.as_str() {
+                "vars" => {
+                    let vars = as_vars(file, &format!("{path}.vars"), value)?;
+                    merge(&mut self.group(name, &[]).vars, &vars);
+                }
+                "hosts" => {
+                    let Value::Object(hosts) = value else {
+                        if value.is_null() {
+                            continue;
+                        }
+                        return Err(Error::config(
+                            format!("{}: {path}.hosts", file.display()),
+                            "`hosts` is a mapping of host names to their vars",
+                        ));
+                    };
+                    for (host, vars) in hosts {
+                        check_name(file, &format!("{path}.hosts"), host)?;
+                        let vars = as_vars(file, &format!("{path}.hosts.{host}"), vars)?;
+                        if !self.host_vars.contains_key(host) {
+                            self.host_order.push(host.clone());
+                        }
+                        merge(self.host_vars.entry(host.clone()).or_default(), &vars);
+                        let group = self.group(name, &[]);
+                        if !group.hosts.contains(host) {
+                            group.hosts.push(host.clone());
+                        }
+                    }
+                }
+                "children" => {
+                    let Value::Object(children) = value else {
+                        if value.is_null() {
+                            continue;
+                        }
+                        return Err(Error::config(
+                            format!("{}: {path}.children", file.display()),
+                            "`children` is a mapping of group names",
+                        ));
+                    };
+                    for (child, child_body) in children {
+                        self.parse_group(
+                            file,
+                            child,
+                            child_body,
+                            &[name],
+                            &format!("{path}.children.{child}"),
+                        )?;
+                    }
+                }
+                other => {
+                    return Err(Error::config(
+                        format!("{}: {path}", file.display()),
+                        format!("unknown key `{other}` in group `{name}`"),
+                    )
+                    .with_hint("a group has only `hosts`, `vars` and `children`"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts hosts that no group but `all` names into `ungrouped`, as Ansible does.
+    fn finish(&mut self, file: &Path) -> Result<(), Error> {
+        let all_hosts = self
+            .groups
+            .get("all")
+            .map(|g| g.hosts.clone())
+            .unwrap_or_default();
+        let ungrouped: Vec<String> = all_hosts
+            .into_iter()
+            .filter(|h| {
+                !self
+                    .groups
+                    .values()
+                    .any(|g| g.name != "all" && g.name != "ungrouped" && g.hosts.contains(h))
+            })
+            .collect();
+        self.group("ungrouped", &["all"]).hosts.extend(ungrouped);
+        for group in self.groups.values() {
+            if group.name != "all" && group.parents.is_empty() {
+                return Err(Error::config(
+                    file.display(),
+                    format!("group `{}` has no parent", group.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_name(file: &Path, path: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '\\')
+    {
+        return Err(Error::config(
+            format!("{}: {path}", file.display()),
+            format!("`{name}` is not a usable host or group name"),
+        ));
+    }
+    Ok(())
+}
+
+fn as_vars(file: &Path, path: &str, value: &Value) -> Result<Vars, Error> {
+    match value {
+        Value::Null => Ok(Vars::new()),
+        Value::Object(map) => Ok(map.clone()),
+        _ => Err(Error::config(
+            format!("{}: {path}", file.display()),
+            "expected a mapping of variables",
+        )),
+    }
+}
+
+/// Longest distance from `all`; a cycle in `children` is an error.
+fn compute_depths(file: &Path, groups: &mut IndexMap<String, Group>) -> Result<(), Error> {
+    let names: Vec<String> = groups.keys().cloned().collect();
+    let mut depth: HashMap<String, usize> = HashMap::new();
+    for name in &names {
+        let mut stack = Vec::new();
+        let d = depth_of(groups, name, &mut depth, &mut stack).ok_or_else(|| {
+            Error::config(
+                file.display(),
+                format!("groups form a cycle: {}", stack.join(" -> ")),
+            )
+        })?;
+        if let Some(g) = groups.get_mut(name) {
+            g.depth = d;
+        }
+    }
+    Ok(())
+}
+
+fn depth_of(
+    groups: &IndexMap<String, Group>,
+    name: &str,
+    memo: &mut HashMap<String, usize>,
+    stack: &mut Vec<String>,
+) -> Option<usize> {
+    if let Some(d) = memo.get(name) {
+        return Some(*d);
+    }
+    if stack.iter().any(|s| s == name) {
+        stack.push(name.to_string());
+        return None;
+    }
+    stack.push(name.to_string());
+    let mut d = 0;
+    for p in groups
+        .get(name)
+        .map(|g| g.parents.clone())
+        .unwrap_or_default()
+    {
+        d = d.max(depth_of(groups, &p, memo, stack)? + 1);
+    }
+    stack.pop();
+    memo.insert(name.to_string(), d);
+    Some(d)
+}
+
+/// Every group `host` is in, directly or through a child group, sorted by depth then name.
+fn groups_of(groups: &IndexMap<String, Group>, host: &str) -> Vec<String> {
+    let mut found: BTreeSet<(usize, String)> = BTreeSet::new();
+    let mut todo: Vec<String> = groups
+        .values()
+        .filter(|g| g.hosts.iter().any(|h| h == host))
+        .map(|g| g.name.clone())
+        .collect();
+    todo.push("all".to_string());
+    while let Some(name) = todo.pop() {
+        let Some(g) = groups.get(&name) else { continue };
+        if found.insert((g.depth, name.clone())) {
+            todo.extend(g.parents.iter().cloned());
+        }
+    }
+    found.into_iter().map(|(_, n)| n).collect()
+}
+
+/// The vars of `<dir>/<name>.yml` (`.yaml`, `.json`, or no extension) and of every file in
+/// `<dir>/<name>/` (sorted by name), merged in that order. Nothing there is no vars.
+fn load_vars_dir(dir: &Path, name: &str) -> Result<Vars, Error> {
+    let mut vars = Vars::new();
+    for ext in ["", ".yml", ".yaml", ".json"] {
+        let path = dir.join(format!("{name}{ext}"));
+        if path.is_file() {
+            merge(&mut vars, &load_vars_file(&path)?);
+        }
+    }
+    let sub = dir.join(name);
+    if sub.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&sub)
+            .map_err(|e| Error::io(&sub, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yml" | "yaml" | "json")
+                    )
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            merge(&mut vars, &load_vars_file(&path)?);
+        }
+    }
+    Ok(vars)
+}
+
+/// One vars file: a YAML mapping (an empty file is no vars).
+pub fn load_vars_file(path: &Path) -> Result<Vars, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    if text.starts_with("$ANSIBLE_VAULT") {
+        return Err(
+            Error::config(path.display(), "this file is encrypted with Ansible Vault")
+                .with_hint("deploy keeps secrets in age-encrypted files under secrets/"),
+        );
+    }
+    match yaml::parse::<Value>(path, &text)? {
+        Value::Null => Ok(Vars::new()),
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::config(
+            path.display(),
+            "a vars file must be a mapping of variables",
+        )),
+    }
+}
+
+/// Parses `-e` arguments: `key=value` pairs (several per argument, space-separated, as
+/// Ansible allows), `@file.yml`, or an inline YAML/JSON mapping.
+pub fn parse_extra_vars(args: &[String]) -> Result<Vars, Error> {
+    let mut vars = Vars::new();
+    for arg in args {
+        if let Some(file) = arg.strip_prefix('@') {
+            merge(&mut vars, &load_vars_file(Path::new(file))?);
+        } else if arg.trim_start().starts_with('{') {
+            let v: Value = yaml::parse(Path::new("--extra-vars"), arg)?;
+            match v {
+                Value::Object(map) => merge(&mut vars, &map),
+                _ => return Err(Error::usage(format!("-e {arg}: not a mapping"), None)),
+            }
+        } else {
+            for pair in arg.split_whitespace() {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(Error::usage(
+                        format!("-e {pair}: expected key=value"),
+                        Some("or -e @vars.yml, or -e '{\"key\": \"value\"}'".into()),
+                    ));
+                };
+                // Ansible keeps key=value extra vars as strings.
+                vars.insert(k.to_string(), Value::String(v.to_string()));
+            }
+        }
+    }
+    Ok(vars)
+}

@@ -1,0 +1,191 @@
+//! `hosts/deploy.yml` -> [`Manifest`]: deploy's own part of the inventory, saying which files
+//! and handlers each group gets.
+//!
+//! ```yaml
+//! groups:
+//!   litellm:
+//!     files:
+//!       - template: litellm.config.yaml.j2
+//!         dest: "{{ litellm_dir }}/litellm.config.yaml"   # a template too
+//!         mode: "0640"                                      # optional; owner, group optional
+//!         notify: restart litellm                           # a name or a list
+//!     handlers:
+//!       - name: restart litellm
+//!         run: systemctl restart litellm                    # a template, run by the host's shell
+//! ```
+//! Unknown keys are errors; a notify that names no declared handler is an error.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::error::{Error, Location};
+use crate::yaml;
+
+pub const MANIFEST_FILE: &str = "deploy.yml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Group name -> what it gets, in file order.
+    #[serde(default)]
+    pub groups: IndexMap<String, GroupSpec>,
+    /// Where this manifest was read from; set after parsing.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub handlers: Vec<HandlerSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Template file, relative to `templates/`.
+    pub template: Spanned<String>,
+    /// Destination path on the host; a template.
+    pub dest: Spanned<String>,
+    /// Octal permission bits as a string, e.g. "0640".
+    #[serde(default)]
+    pub mode: Option<Spanned<ModeSpec>>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Handlers to run when this file changes.
+    #[serde(default)]
+    pub notify: Option<Spanned<Notify>>,
+}
+
+/// `mode:` as written: a quoted octal string ("0640") or, when unquoted with a leading zero,
+/// the string the YAML reader keeps it as. A bare integer is refused because Ansible would
+/// read `mode: 644` as decimal 644, a classic mistake.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ModeSpec {
+    Text(String),
+    Number(i64),
+}
+
+/// `notify:` as written: one handler name or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Notify {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl FileSpec {
+    /// The handler names this file notifies, in the order written.
+    pub fn notify_names(&self) -> Vec<&str> {
+        match self.notify.as_ref().map(|n| &n.value) {
+            None => Vec::new(),
+            Some(Notify::One(n)) => vec![n.as_str()],
+            Some(Notify::Many(v)) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSpec {
+    pub name: Spanned<String>,
+    /// Command line, a template; run by the host's shell.
+    pub run: Spanned<String>,
+}
+
+impl Manifest {
+    /// Reads `<hosts_dir>/deploy.yml` and checks that every notify names a declared handler.
+    pub fn load(hosts_dir: &Path) -> Result<Manifest, Error> {
+        let path = hosts_dir.join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Err(Error::usage(
+                format!("no {} in {}", MANIFEST_FILE, hosts_dir.display()),
+                Some("deploy.yml says which files and handlers each group gets".into()),
+            ));
+        }
+        let mut manifest: Manifest = yaml::read(&path)?;
+        manifest.path = path;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn location<T>(&self, span: &Spanned<T>) -> Location {
+        Location {
+            path: self.path.clone(),
+            line: span.referenced.line() as usize,
+            column: span.referenced.column() as usize,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let declared: Vec<&str> = self
+            .groups
+            .values()
+            .flat_map(|g| g.handlers.iter().map(|h| h.name.value.as_str()))
+            .collect();
+        for group in self.groups.values() {
+            for file in &group.files {
+                for name in file.notify_names() {
+                    if !declared.contains(&name) {
+                        let hint = if declared.is_empty() {
+                            "declare it under `handlers:` of a group".to_string()
+                        } else {
+                            format!("declared handlers: {}", declared.join(", "))
+                        };
+                        let at = file.notify.as_ref().map(|n| self.location(n));
+                        return Err(Error::config(
+                            at.map(|l| l.to_string()).unwrap_or_default(),
+                            format!("`{name}` is notified but no handler has that name"),
+                        )
+                        .with_hint(hint));
+                    }
+                }
+                if let Some(mode) = &file.mode {
+                    parse_mode(&mode.value).map_err(|msg| {
+                        Error::config(self.location(mode), msg)
+                            .with_hint("write the mode as a quoted octal string: mode: \"0640\"")
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Permission bits from `mode:`.
+pub fn parse_mode(mode: &ModeSpec) -> Result<u32, String> {
+    match mode {
+        ModeSpec::Text(s) => {
+            let digits = s.trim().trim_start_matches("0o");
+            if digits.is_empty() || digits.len() > 4 {
+                return Err(format!("mode `{s}` is not an octal mode"));
+            }
+            u32::from_str_radix(digits, 8).map_err(|_| format!("mode `{s}` is not an octal mode"))
+        }
+        ModeSpec::Number(n) => Err(format!(
+            "mode {n} is a bare number, which Ansible reads as decimal"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ModeSpec, parse_mode};
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode(&ModeSpec::Text("0640".into())), Ok(0o640));
+        assert_eq!(parse_mode(&ModeSpec::Text("755".into())), Ok(0o755));
+        assert!(parse_mode(&ModeSpec::Text("0999".into())).is_err());
+        assert!(parse_mode(&ModeSpec::Number(644)).is_err());
+    }
+}

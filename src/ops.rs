@@ -1,0 +1,107 @@
+//! The operations the commands call, each the pipeline's stages chained:
+//! inventory -> render -> read remote -> diff/plan (-> apply -> handlers).
+//! Callable from tests without the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::apply::{self, HostOutcome};
+use crate::cli::{Global, Selection};
+use crate::desired::{self, HostDesired};
+use crate::error::Error;
+use crate::inventory::{self, Inventory, Vars};
+use crate::manifest::Manifest;
+use crate::plan::Plan;
+use crate::remote::{self, Connected};
+use crate::render::Renderer;
+use crate::transport::{Connection, SshOptions};
+
+/// What to run on: the repo, the selected hosts, and connection settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The repo holding hosts/ and templates/.
+    pub repo: PathBuf,
+    pub hosts: Vec<String>,
+    pub groups: Vec<String>,
+    pub extra_vars: Vars,
+    pub forks: usize,
+    pub ssh: SshOptions,
+}
+
+impl Options {
+    pub fn new(global: &Global, sel: &Selection) -> Result<Options, Error> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let mut known_hosts_files = Vec::new();
+        if let Some(home) = &home {
+            known_hosts_files.push(home.join(".ssh/known_hosts"));
+        }
+        known_hosts_files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+        Ok(Options {
+            repo: global.inventory.clone(),
+            hosts: sel.hosts.clone(),
+            groups: sel.groups.clone(),
+            extra_vars: inventory::parse_extra_vars(&sel.extra_vars)?,
+            forks: usize::from(global.forks),
+            ssh: SshOptions {
+                known_hosts_files,
+                accept_new_host_keys: sel.accept_new_host_keys,
+                home,
+                connect_timeout: Duration::from_secs(10),
+            },
+        })
+    }
+}
+
+/// A computed plan with the open connections it was computed over.
+pub struct Prepared {
+    pub desired: Vec<HostDesired>,
+    pub connected: Vec<Connected>,
+    pub plan: Plan,
+}
+
+/// Loads and renders everything for the selected hosts (no host contacted until every
+/// template rendered), then reads every host and builds the plan.
+pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
+    let desired = render(opts)?;
+    let connected = remote::read_all(&desired, &opts.ssh, opts.forks).await;
+    let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
+    let plan = Plan::build(&desired, &current);
+    Ok(Prepared {
+        desired,
+        connected,
+        plan,
+    })
+}
+
+/// Inventory -> rendered desired state of the selected hosts; touches no host.
+pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
+    let hosts_dir = opts.repo.join("hosts");
+    let inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
+    let manifest = Manifest::load(&hosts_dir)?;
+    let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let renderer = Renderer::new(&opts.repo.join("templates"));
+    let mut desired = desired::render_hosts(&inventory, &manifest, &renderer, &selected)?;
+    for host in &mut desired {
+        // A relative deploy_root is relative to the repo, not to wherever deploy runs.
+        if let Connection::Local { root: Some(root) } = &mut host.connection
+            && root.is_relative()
+        {
+            *root = opts.repo.join(&*root);
+        }
+    }
+    Ok(desired)
+}
+
+/// Writes what `prepared.plan` lists and runs the handlers.
+pub async fn apply(opts: &Options, prepared: &Prepared) -> Vec<HostOutcome> {
+    apply::apply(&prepared.plan, &prepared.connected, opts.forks).await
+}
+
+/// Closes every open connection.
+pub async fn close(connected: &[Connected]) {
+    for c in connected {
+        if let Some(t) = &c.transport {
+            t.close().await;
+        }
+    }
+}

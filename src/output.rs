@@ -1,0 +1,237 @@
+//! Plans and outcomes -> text for the operator. Colour goes through anstream, which drops it
+//! when stdout is not a terminal or NO_COLOR is set (and honours CLICOLOR/CLICOLOR_FORCE).
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use crate::apply::HostOutcome;
+use crate::diff::Action;
+use crate::error::Error;
+use crate::plan::{FilePlan, HostPlan, Plan};
+
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const CYAN: Style = AnsiColor::Cyan.on_default();
+const BOLD: Style = Style::new().bold();
+
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+/// The plan as text: per host its created and changed files with diffs, the handlers that
+/// would run, then a summary line.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for host in &plan.hosts {
+        host_text(&mut out, host);
+    }
+    let s = plan.summary();
+    let mut line = format!(
+        "Plan: {} to create, {} to change, {} unchanged on {} host{}",
+        s.create,
+        s.change,
+        s.unchanged,
+        s.hosts,
+        plural(s.hosts)
+    );
+    if s.handlers > 0 {
+        let _ = write!(
+            line,
+            "; {} handler{} to run",
+            s.handlers,
+            plural(s.handlers)
+        );
+    }
+    if s.hosts_failed > 0 {
+        let _ = write!(
+            line,
+            "; {} host{} failed",
+            s.hosts_failed,
+            plural(s.hosts_failed)
+        );
+    }
+    let _ = writeln!(out, "{}.", paint(BOLD, &line));
+    if s.hosts_failed > 0 {
+        for host in &plan.hosts {
+            if let Some(e) = &host.error {
+                let _ = writeln!(out, "  {} {}: {e}", paint(RED, "failed"), host.host);
+            }
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn host_text(out: &mut String, host: &HostPlan) {
+    if let Some(e) = &host.error {
+        let _ = writeln!(
+            out,
+            "{}: {} {e}\n",
+            paint(BOLD, &host.host),
+            paint(RED, "error:")
+        );
+        return;
+    }
+    let unchanged = host
+        .files
+        .iter()
+        .filter(|f| f.change.action == Action::Unchanged)
+        .count();
+    if !host.has_changes() {
+        let _ = writeln!(
+            out,
+            "{}: no changes ({unchanged} file{})\n",
+            paint(BOLD, &host.host),
+            plural(unchanged)
+        );
+        return;
+    }
+    let _ = writeln!(out, "{}", paint(BOLD, &host.host));
+    for file in host.files.iter().filter(|f| f.write.is_some()) {
+        file_text(out, file);
+    }
+    if unchanged > 0 {
+        let _ = writeln!(out, "  = {unchanged} unchanged");
+    }
+    for h in &host.handlers {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            paint(CYAN, "handler"),
+            h.name,
+            h.command
+        );
+    }
+    out.push('\n');
+}
+
+fn file_text(out: &mut String, file: &FilePlan) {
+    let c = &file.change;
+    let (sign, style) = match c.action {
+        Action::Create => ("+", GREEN),
+        _ => ("~", YELLOW),
+    };
+    let mut meta = Vec::new();
+    if let Some(m) = &c.mode {
+        meta.push(match &m.from {
+            Some(from) => format!("mode {from} -> {}", m.to),
+            None => format!("mode {}", m.to),
+        });
+    }
+    for (what, change) in [("owner", &c.owner), ("group", &c.group)] {
+        if let Some(ch) = change {
+            meta.push(match &ch.from {
+                Some(from) => format!("{what} {from} -> {}", ch.to),
+                None => format!("{what} {}", ch.to),
+            });
+        }
+    }
+    let meta = if meta.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", meta.join(", "))
+    };
+    let _ = writeln!(out, "  {} {}{meta}", paint(style, sign), file.path);
+    if let Some(diff) = &c.diff {
+        for line in diff.lines() {
+            let styled = if line.starts_with("+++") || line.starts_with("---") {
+                paint(BOLD, line)
+            } else if line.starts_with('+') {
+                paint(GREEN, line)
+            } else if line.starts_with('-') {
+                paint(RED, line)
+            } else if line.starts_with("@@") {
+                paint(CYAN, line)
+            } else {
+                line.to_string()
+            };
+            let _ = writeln!(out, "      {styled}");
+        }
+    }
+}
+
+pub fn print_plan(plan: &Plan) {
+    anstream::print!("{}", plan_text(plan));
+}
+
+pub fn print_json(plan: &Plan) -> Result<(), Error> {
+    let doc = serde_json::json!({
+        "format_version": 1,
+        "hosts": plan.hosts,
+        "summary": plan.summary(),
+    });
+    let text = serde_json::to_string_pretty(&doc)
+        .map_err(|e| Error::usage(format!("cannot write the plan as JSON: {e}"), None))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// What apply did, per host, then a summary line.
+pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
+    let mut out = String::new();
+    let mut written = 0;
+    let mut handlers = 0;
+    for o in outcomes {
+        written += o.written.len();
+        handlers += o.handlers.iter().filter(|h| h.ok()).count();
+        if o.written.is_empty() && o.handlers.is_empty() && o.error.is_none() {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "{}: wrote {} file{}",
+            paint(BOLD, &o.host),
+            o.written.len(),
+            plural(o.written.len())
+        );
+        let ran: Vec<&str> = o
+            .handlers
+            .iter()
+            .filter(|h| h.ok())
+            .map(|h| h.name.as_str())
+            .collect();
+        if !ran.is_empty() {
+            let _ = write!(out, "; ran {}", ran.join(", "));
+        }
+        if let Some(e) = &o.error {
+            let _ = write!(out, "; {} {e}", paint(RED, "failed:"));
+        }
+        out.push('\n');
+    }
+    let failed: Vec<&HostOutcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    let mut line = format!(
+        "Apply: {written} file{} written, {handlers} handler{} run on {} host{}",
+        plural(written),
+        plural(handlers),
+        outcomes.len(),
+        plural(outcomes.len())
+    );
+    if !failed.is_empty() {
+        let _ = write!(
+            line,
+            "; {} host{} failed",
+            failed.len(),
+            plural(failed.len())
+        );
+    }
+    let _ = writeln!(out, "{}.", paint(BOLD, &line));
+    for o in failed {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            paint(RED, "failed"),
+            o.host,
+            o.error.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+pub fn print_outcomes(outcomes: &[HostOutcome]) {
+    anstream::print!("\n{}", outcomes_text(outcomes));
+}

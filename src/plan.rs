@@ -1,0 +1,175 @@
+//! (desired state, what each host has) -> [`Plan`]: plain data, printable and serializable,
+//! with no I/O. `apply` consumes a plan and writes exactly what it lists.
+
+use serde::Serialize;
+
+use crate::desired::HostDesired;
+use crate::diff::{Action, FileChange, compare};
+use crate::transport::{RemoteFile, WriteFile};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub files: Vec<FilePlan>,
+    /// Handlers that would run, in declared order, each once.
+    pub handlers: Vec<PlannedHandler>,
+    /// Why this host could not be planned (unreachable, a path that cannot be replaced...).
+    /// Such a host is left alone by apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePlan {
+    pub path: String,
+    pub template: String,
+    #[serde(flatten)]
+    pub change: FileChange,
+    /// What apply writes; `None` for an unchanged file.
+    #[serde(skip)]
+    pub write: Option<WriteFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHandler {
+    pub name: String,
+    pub command: String,
+    /// Files whose change notifies it.
+    pub notified_by: Vec<String>,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub change: usize,
+    pub unchanged: usize,
+    pub handlers: usize,
+    pub hosts: usize,
+    pub hosts_with_changes: usize,
+    pub hosts_failed: usize,
+}
+
+impl Plan {
+    /// Pairs each host's desired files with what the host has (`current`, in the same order
+    /// as `desired`; an `Err` is why the host could not be read).
+    pub fn build(desired: &[HostDesired], current: &[Result<Vec<RemoteFile>, String>]) -> Plan {
+        let hosts = desired
+            .iter()
+            .zip(current)
+            .map(|(host, read)| match read {
+                Ok(files) => HostPlan::build(host, files),
+                Err(why) => HostPlan {
+                    host: host.host.clone(),
+                    files: Vec::new(),
+                    handlers: Vec::new(),
+                    error: Some(why.clone()),
+                },
+            })
+            .collect();
+        Plan { hosts }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            hosts: self.hosts.len(),
+            ..Summary::default()
+        };
+        for host in &self.hosts {
+            if host.error.is_some() {
+                s.hosts_failed += 1;
+            }
+            if host.has_changes() {
+                s.hosts_with_changes += 1;
+            }
+            s.handlers += host.handlers.len();
+            for f in &host.files {
+                match f.change.action {
+                    Action::Create => s.create += 1,
+                    Action::Change => s.change += 1,
+                    Action::Unchanged => s.unchanged += 1,
+                }
+            }
+        }
+        s
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.hosts.iter().any(HostPlan::has_changes)
+    }
+}
+
+impl HostPlan {
+    fn build(desired: &HostDesired, current: &[RemoteFile]) -> HostPlan {
+        let mut files = Vec::new();
+        let mut blocked = Vec::new();
+        for (want, have) in desired.files.iter().zip(current) {
+            match compare(want, have) {
+                Ok(change) => {
+                    let write = (change.action != Action::Unchanged).then(|| WriteFile {
+                        path: want.dest.clone(),
+                        content: want.content.clone(),
+                        mode: change.final_mode,
+                        owner: want.owner.clone(),
+                        group: want.group.clone(),
+                    });
+                    files.push(FilePlan {
+                        path: want.dest.clone(),
+                        template: want.template.clone(),
+                        change,
+                        write,
+                    });
+                }
+                Err(b) => blocked.push(b.0),
+            }
+        }
+        if !blocked.is_empty() {
+            return HostPlan {
+                host: desired.host.clone(),
+                files: Vec::new(),
+                handlers: Vec::new(),
+                error: Some(format!("cannot replace {}", blocked.join("; "))),
+            };
+        }
+        let handlers = desired
+            .handlers
+            .iter()
+            .filter_map(|h| {
+                let notified_by: Vec<String> = desired
+                    .files
+                    .iter()
+                    .zip(&files)
+                    .filter(|(want, plan)| {
+                        plan.change.action != Action::Unchanged && want.notify.contains(&h.name)
+                    })
+                    .map(|(want, _)| want.dest.clone())
+                    .collect();
+                (!notified_by.is_empty()).then(|| PlannedHandler {
+                    name: h.name.clone(),
+                    command: h.command.clone(),
+                    notified_by,
+                })
+            })
+            .collect();
+        HostPlan {
+            host: desired.host.clone(),
+            files,
+            handlers,
+            error: None,
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.files.iter().any(|f| f.write.is_some())
+    }
+
+    /// The files apply writes on this host.
+    pub fn writes(&self) -> Vec<WriteFile> {
+        self.files.iter().filter_map(|f| f.write.clone()).collect()
+    }
+}
