@@ -1,0 +1,115 @@
+//! `Project`: a deploy repo in a temp dir (hosts/, templates/), the `deploy` binary run on it,
+//! and the stand-in hosts' folders to look at afterwards.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tempfile::TempDir;
+
+pub struct Project {
+    dir: TempDir,
+}
+
+/// What a run of the binary printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix("deploy-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::create_dir_all(dir.path().join("home")).expect("home");
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `content` at `rel` (parents created).
+    pub fn file(&self, rel: &str, content: &str) -> &Project {
+        let path = self.dir.path().join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, content).expect("write");
+        self
+    }
+
+    pub fn inventory(&self, yaml: &str) -> &Project {
+        self.file("hosts/inventory.yml", yaml)
+    }
+
+    pub fn manifest(&self, yaml: &str) -> &Project {
+        self.file("hosts/deploy.yml", yaml)
+    }
+
+    pub fn template(&self, name: &str, content: &str) -> &Project {
+        self.file(&format!("templates/{name}"), content)
+    }
+
+    /// The folder that stands in for local host `name`'s `/` (its `deploy_root`).
+    pub fn host_root(&self, name: &str) -> PathBuf {
+        self.dir.path().join("roots").join(name)
+    }
+
+    /// A file on local host `name`, or None when missing.
+    pub fn host_file(&self, name: &str, path: &str) -> Option<String> {
+        fs::read_to_string(self.host_root(name).join(path.trim_start_matches('/'))).ok()
+    }
+
+    pub fn host_mode(&self, name: &str, path: &str) -> u32 {
+        let meta = fs::metadata(self.host_root(name).join(path.trim_start_matches('/')))
+            .expect("metadata");
+        meta.permissions().mode() & 0o7777
+    }
+
+    /// Runs `deploy --inventory <repo> ARGS` with NO_COLOR and HOME inside the project.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[])
+    }
+
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+        cmd.arg("--inventory")
+            .arg(self.dir.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run deploy");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Replaces the temp dir's path with `[REPO]` so snapshots are stable.
+    pub fn filter(&self, text: &str) -> String {
+        text.replace(&self.dir.path().display().to_string(), "[REPO]")
+    }
+}
