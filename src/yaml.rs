@@ -49,10 +49,20 @@ fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Error {
     }
 }
 
+/// The library's first line without its own `error: line N column M:` prefix, which our
+/// `path:line:column:` already says.
 fn first_meaningful_line(s: &str) -> String {
-    s.lines()
+    let line = s
+        .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("invalid YAML")
-        .to_string()
+        .unwrap_or("invalid YAML");
+    let line = line.strip_prefix("error:").unwrap_or(line).trim_start();
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((position, message)) if position.contains("column") => message.to_string(),
+        _ => line.to_string(),
+    }
 }

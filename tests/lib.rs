@@ -1,4 +1,5 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
+mod errors;
 mod local_apply;
 mod support;

@@ -68,18 +68,29 @@ fn handler_log(p: &Project, host: &str) -> String {
 fn first_apply_creates_everything_and_runs_each_handler_once() {
     let p = fleet();
     let run = p.run(&["apply", "--yes"]).expect(0);
-    assert!(run.stdout.contains("Plan: 7 to create, 0 to change"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Plan: 7 to create, 0 to change"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         p.host_file("beta", "/etc/shop/app.conf").as_deref(),
         Some("[server]\nname = shop\nport = 8080\nworkers = 8\nmode = big\n")
     );
-    assert_eq!(p.host_file("gamma", "/etc/motd").as_deref(), Some("Welcome to gamma (db)\n"));
+    assert_eq!(
+        p.host_file("gamma", "/etc/motd").as_deref(),
+        Some("Welcome to gamma (db)\n")
+    );
     assert_eq!(p.host_file("gamma", "/etc/shop/app.conf"), None);
     assert_eq!(p.host_mode("alpha", "/etc/shop/app.conf"), 0o640);
     assert_eq!(p.host_mode("alpha", "/etc/shop/env"), 0o644);
     // Both handlers once, in declared order (not notify order), on each web host.
     for host in ["alpha", "beta"] {
-        assert_eq!(handler_log(&p, host), "reload units\nrestart shop\n", "{host}");
+        assert_eq!(
+            handler_log(&p, host),
+            "reload units\nrestart shop\n",
+            "{host}"
+        );
     }
     assert_eq!(handler_log(&p, "gamma"), "");
 }
@@ -89,13 +100,28 @@ fn second_apply_changes_nothing_and_runs_no_handler() {
     let p = fleet();
     p.run(&["apply", "--yes"]).expect(0);
     let inode = |h: &str| {
-        std::fs::metadata(p.host_root(h).join("etc/shop/app.conf")).unwrap().ino()
+        std::fs::metadata(p.host_root(h).join("etc/shop/app.conf"))
+            .unwrap()
+            .ino()
     };
     let before = inode("alpha");
     let run = p.run(&["apply", "--yes"]).expect(0);
-    assert!(run.stdout.contains("alpha: no changes (3 files)"), "{}", run.stdout);
-    assert!(run.stdout.contains("Plan: 0 to create, 0 to change, 7 unchanged"), "{}", run.stdout);
-    assert_eq!(inode("alpha"), before, "an unchanged file must not be rewritten");
+    assert!(
+        run.stdout.contains("alpha: no changes (3 files)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Plan: 0 to create, 0 to change, 7 unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        inode("alpha"),
+        before,
+        "an unchanged file must not be rewritten"
+    );
     assert_eq!(handler_log(&p, "alpha"), "reload units\nrestart shop\n");
 }
 
@@ -128,7 +154,10 @@ fn one_variable_change_shows_one_diff_and_restarts_only_that_host() {
     "#);
     p.run(&["apply", "--yes"]).expect(0);
     assert_eq!(handler_log(&p, "alpha"), "reload units\nrestart shop\n");
-    assert_eq!(handler_log(&p, "beta"), "reload units\nrestart shop\nrestart shop\n");
+    assert_eq!(
+        handler_log(&p, "beta"),
+        "reload units\nrestart shop\nrestart shop\n"
+    );
     p.run(&["plan", "--detailed-exitcode"]).expect(0);
 }
 
@@ -155,11 +184,20 @@ fn mode_is_enforced_and_files_are_replaced_not_rewritten() {
     std::fs::write(&conf, "edited by hand\n").unwrap();
     let before = std::fs::metadata(&conf).unwrap().ino();
     let run = p.run(&["apply", "--yes", "--host", "alpha"]).expect(0);
-    assert!(run.stdout.contains("~ /etc/shop/app.conf (mode 0666 -> 0640)"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("~ /etc/shop/app.conf (mode 0666 -> 0640)"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(p.host_mode("alpha", "/etc/shop/app.conf"), 0o640);
     // No mode given: the existing file's mode is kept.
     assert_eq!(p.host_mode("alpha", "/etc/shop/env"), 0o600);
-    assert_ne!(std::fs::metadata(&conf).unwrap().ino(), before, "replaced by rename");
+    assert_ne!(
+        std::fs::metadata(&conf).unwrap().ino(),
+        before,
+        "replaced by rename"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(conf.parent().unwrap())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -208,11 +246,15 @@ groups:
     );
     let run = p.run(&["apply", "--yes"]).expect(1);
     assert!(
-        run.stdout.contains("failed alpha: handler `restart app` failed with status 3: cannot restart"),
+        run.stdout
+            .contains("failed alpha: handler `restart app` failed with status 3: cannot restart"),
         "{}",
         run.stdout
     );
-    assert_eq!(p.host_file("beta", "/etc/shop/env").as_deref(), Some("APP=shop\n"));
+    assert_eq!(
+        p.host_file("beta", "/etc/shop/env").as_deref(),
+        Some("APP=shop\n")
+    );
     assert_eq!(handler_log(&p, "beta"), "ok\n");
 }
 
