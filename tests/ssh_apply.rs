@@ -1,0 +1,204 @@
+//! plan and apply over real OpenSSH sshd hosts on 127.0.0.1 (no mock of the SSH layer).
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::support::project::Project;
+use crate::support::sshd::{self, Sshd};
+
+/// A project whose hosts are real sshd servers; each host's files go under its own folder.
+struct SshFleet {
+    project: Project,
+    servers: Vec<(String, Sshd)>,
+}
+
+impl SshFleet {
+    /// `names` become hosts of group `app`, each with its own sshd. known_hosts in the
+    /// project's HOME lists every server unless `trust` is false.
+    fn new(names: &[&str], trust: bool) -> SshFleet {
+        let project = Project::new();
+        let servers: Vec<(String, Sshd)> =
+            names.iter().map(|n| (n.to_string(), Sshd::start())).collect();
+        let mut hosts = String::new();
+        for (name, server) in &servers {
+            hosts.push_str(&format!(
+                "        {name}:\n          ansible_port: {}\n          ansible_ssh_private_key_file: {}\n          root: {}\n",
+                server.port(),
+                server.client_key().display(),
+                project.path().join("hosts-fs").join(name).display(),
+            ));
+        }
+        project.inventory(&format!(
+            "all:\n  vars:\n    ansible_host: 127.0.0.1\n    ansible_user: {}\n  children:\n    app:\n      hosts:\n{hosts}",
+            sshd::current_user()
+        ));
+        project
+            .file("hosts/group_vars/app.yml", "workers: 4\n")
+            .manifest(
+                r#"
+groups:
+  app:
+    files:
+      - template: app.conf.j2
+        dest: "{{ root }}/etc/app/app.conf"
+        mode: "0640"
+        notify: restart app
+      - template: unit.j2
+        dest: "{{ root }}/etc/systemd/system/app.service"
+        notify: [reload systemd, restart app]
+    handlers:
+      - name: reload systemd
+        run: echo reload >> '{{ root }}/handlers.log'
+      - name: restart app
+        run: echo restart >> '{{ root }}/handlers.log'
+"#,
+            )
+            .template("app.conf.j2", "host = {{ inventory_hostname }}\nworkers = {{ workers }}\n")
+            .template("unit.j2", "[Service]\nExecStart=/usr/bin/app --workers {{ workers }}\n");
+        let fleet = SshFleet { project, servers };
+        if trust {
+            let all: String = fleet
+                .servers
+                .iter()
+                .map(|(_, s)| fs::read_to_string(s.known_hosts()).unwrap())
+                .collect();
+            fleet.project.file("home/.ssh/known_hosts", &all);
+        }
+        fleet
+    }
+
+    fn root(&self, host: &str) -> PathBuf {
+        self.project.path().join("hosts-fs").join(host)
+    }
+
+    fn read(&self, host: &str, rel: &str) -> Option<String> {
+        fs::read_to_string(self.root(host).join(rel)).ok()
+    }
+
+    fn log(&self, host: &str) -> String {
+        self.read(host, "handlers.log").unwrap_or_default()
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.project.path().join("home/.ssh/known_hosts")
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn apply_over_ssh_creates_then_changes_nothing_then_only_what_a_var_changed() {
+    let fleet = SshFleet::new(&["alpha", "beta"], true);
+    let p = &fleet.project;
+
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(run.stdout.contains("Plan: 4 to create"), "{}", run.stdout);
+    for host in ["alpha", "beta"] {
+        assert_eq!(
+            fleet.read(host, "etc/app/app.conf").as_deref(),
+            Some(format!("host = {host}\nworkers = 4\n").as_str())
+        );
+        assert_eq!(mode(&fleet.root(host).join("etc/app/app.conf")), 0o640);
+        assert_eq!(mode(&fleet.root(host).join("etc/systemd/system/app.service")), 0o644);
+        assert_eq!(fleet.log(host), "reload\nrestart\n", "{host}: each handler once, in order");
+    }
+
+    let inode = fs::metadata(fleet.root("alpha").join("etc/app/app.conf")).unwrap().ino();
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(run.stdout.contains("Plan: 0 to create, 0 to change, 4 unchanged"), "{}", run.stdout);
+    assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
+    assert_eq!(
+        fs::metadata(fleet.root("alpha").join("etc/app/app.conf")).unwrap().ino(),
+        inode
+    );
+
+    p.file("hosts/host_vars/beta.yml", "workers: 6\n");
+    let plan = p.run(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(plan.stdout.contains("alpha: no changes (2 files)"), "{}", plan.stdout);
+    assert_eq!(plan.stdout.matches("\n      +workers = 6").count(), 1, "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 0 to create, 2 to change, 2 unchanged"), "{}", plan.stdout);
+
+    p.run(&["apply", "--yes"]).expect(0);
+    assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
+    assert_eq!(fleet.log("beta"), "reload\nrestart\nreload\nrestart\n");
+    let replaced = fleet.root("beta").join("etc/app/app.conf");
+    assert_eq!(mode(&replaced), 0o640);
+    let leftovers: Vec<String> = fs::read_dir(replaced.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "app.conf")
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+}
+
+#[test]
+fn host_limits_the_ssh_run() {
+    let fleet = SshFleet::new(&["alpha", "beta"], true);
+    fleet.project.run(&["apply", "--yes", "--host", "beta"]).expect(0);
+    assert!(!fleet.root("alpha").exists());
+    assert_eq!(fleet.log("beta"), "reload\nrestart\n");
+}
+
+#[test]
+fn unknown_host_key_is_refused_unless_accepted() {
+    let fleet = SshFleet::new(&["alpha"], false);
+    let p = &fleet.project;
+    let fingerprint = fleet.servers[0].1.host_key_fingerprint(sshd::HostKey::Ed25519);
+    let run = p.run(&["plan"]).expect(1);
+    assert!(run.stdout.contains(&fingerprint), "{}", run.stdout);
+    assert!(run.stdout.contains("--accept-new-host-keys"), "{}", run.stdout);
+
+    p.run(&["plan", "--accept-new-host-keys"]).expect(0);
+    let known = fs::read_to_string(fleet.known_hosts()).unwrap();
+    assert!(known.contains(&format!("[127.0.0.1]:{}", fleet.servers[0].1.port())), "{known}");
+    p.run(&["plan"]).expect(0);
+}
+
+#[test]
+fn changed_host_key_is_refused_even_with_accept_new() {
+    let fleet = SshFleet::new(&["alpha"], false);
+    let other = Sshd::start();
+    // known_hosts claims alpha's address has the other server's key.
+    let line = format!(
+        "# comment\n[127.0.0.1]:{} {}\n",
+        fleet.servers[0].1.port(),
+        other.host_key_line(sshd::HostKey::Ed25519)
+    );
+    fleet.project.file("home/.ssh/known_hosts", &line);
+    let run = fleet.project.run(&["apply", "--yes", "--accept-new-host-keys"]).expect(1);
+    let known = fleet.known_hosts().display().to_string();
+    assert!(run.stdout.contains(&format!("{known}:2")), "{}", run.stdout);
+    assert!(!fleet.root("alpha").exists());
+    assert_eq!(fs::read_to_string(fleet.known_hosts()).unwrap(), line);
+}
+
+#[test]
+fn an_unreachable_host_fails_alone() {
+    let fleet = SshFleet::new(&["alpha", "beta"], true);
+    let p = &fleet.project;
+    p.file(
+        "hosts/host_vars/beta.yml",
+        &format!("ansible_port: {}\n", sshd::free_port()),
+    );
+    let run = p.run(&["apply", "--yes"]).expect(1);
+    assert!(run.stdout.contains("beta: error:"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 host failed"), "{}", run.stdout);
+    assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
+    assert!(!fleet.root("beta").exists());
+}
+
+#[test]
+fn a_render_error_touches_no_ssh_host() {
+    let fleet = SshFleet::new(&["alpha", "beta"], true);
+    let p = &fleet.project;
+    p.file("hosts/host_vars/beta.yml", "workers: \"{{ undefined_thing }}\"\n");
+    let run = p.run(&["apply", "--yes"]).expect(1);
+    assert!(run.stderr.contains("undefined_thing"), "{}", run.stderr);
+    assert!(!fleet.root("alpha").exists() && !fleet.root("beta").exists());
+    for (_, server) in &fleet.servers {
+        assert!(!server.log().contains("Accepted publickey"), "a host was contacted:\n{}", server.log());
+    }
+}
