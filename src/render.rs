@@ -6,7 +6,8 @@
 //! that names the template, the line, and shows the offending source line.
 //!
 //! What makes this Ansible's dialect rather than plain minijinja:
-//! - `trim_blocks = true`, `lstrip_blocks = false`, the trailing newline kept; undefined
+//! - `trim_blocks = true`, `lstrip_blocks = false`, trailing newlines restored to the
+//!   source's count (Ansible's `preserve_trailing_newlines`); undefined
 //!   variables are errors (Ansible's strict undefined).
 //! - `{{ value }}` prints like Python's `str()`: `True`, `['a', 1]`, `{'a': 1}`, `1e-05`;
 //!   a bare `None` prints as the empty string (2.19 behaviour).
@@ -152,6 +153,18 @@ impl RenderError {
     }
 }
 
+/// Ansible's `_post_render_mutation`: when the output ends in fewer newlines than the
+/// template source, add the missing ones. (Not the same as keeping the trailing newline:
+/// a template ending in `{{ x | to_nice_yaml }}\n` gets no blank line.)
+fn preserve_trailing_newlines(source: &str, mut output: String) -> String {
+    let count = |s: &str| s.len() - s.trim_end_matches('\n').len();
+    let (want, have) = (count(source), count(&output));
+    if want > have {
+        output.push_str(&"\n".repeat(want - have));
+    }
+    output
+}
+
 /// Byte range of 1-based `line` in `src` (without its newline).
 fn line_range(src: &str, line: usize) -> std::ops::Range<usize> {
     let mut start = 0;
@@ -189,7 +202,9 @@ fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static
     syntax
         .trim_blocks(true)
         .lstrip_blocks(false)
-        .keep_trailing_newline(true);
+        // Jinja drops the source's last newline; `preserve_trailing_newlines` adds back
+        // what the output lacks, as Ansible does.
+        .keep_trailing_newline(false);
     if let Ok(syntax) = syntax.build() {
         env.set_syntax(syntax);
     }
@@ -246,6 +261,7 @@ impl Renderer {
         })?;
         with_var_failures(|| {
             tmpl.render(vars)
+                .map(|out| preserve_trailing_newlines(tmpl.source(), out))
                 .map_err(|e| RenderError::from_minijinja(name, Some(tmpl.source()), &e))
         })
     }
@@ -265,6 +281,7 @@ impl Renderer {
                 .template_from_named_str(origin, source)
                 .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))?;
             tmpl.render(vars)
+                .map(|out| preserve_trailing_newlines(source, out))
                 .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))
         })
     }
@@ -441,7 +458,7 @@ impl LazyVars {
                         .map_err(|e| RenderError::from_minijinja(name, None, &e))?;
                     out.insert(key, self.resolve_value(name, &item)?);
                 }
-                Ok(Value::from_iter(out))
+                Ok(Value::from_pairs(out))
             }
             _ => Ok(v.clone()),
         }
@@ -475,7 +492,7 @@ impl LazyVars {
             .template_from_named_str(&origin, s)
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))?;
         tmpl.render(ctx)
-            .map(Value::from)
+            .map(|out| Value::from(preserve_trailing_newlines(s, out)))
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))
     }
 }

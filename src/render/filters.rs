@@ -39,6 +39,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("mandatory", mandatory);
     env.add_filter("ternary", ternary);
     env.add_filter("quote", quote);
+    env.add_filter("dict2items", dict2items);
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -596,6 +597,32 @@ fn ternary(v: Value, true_val: Value, false_val: Value, none_val: Option<Value>)
         _ if v.is_true() => true_val,
         _ => false_val,
     }
+}
+
+/// Ansible's `dict2items(key_name='key', value_name='value')`: a list of one-entry maps.
+fn dict2items(v: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let key_name = kwargs
+        .get::<Option<String>>("key_name")?
+        .unwrap_or("key".into());
+    let value_name = kwargs
+        .get::<Option<String>>("value_name")?
+        .unwrap_or("value".into());
+    kwargs.assert_all_used()?;
+    if v.kind() != ValueKind::Map {
+        return Err(invalid(format!(
+            "dict2items requires a dictionary, got {} instead.",
+            v.kind()
+        )));
+    }
+    let mut out = Vec::new();
+    for k in v.try_iter()? {
+        let val = v.get_item(&k)?;
+        out.push(Value::from_pairs([
+            (Value::from(key_name.as_str()), k),
+            (Value::from(value_name.as_str()), val),
+        ]));
+    }
+    Ok(Value::from(out))
 }
 
 static SHELL_UNSAFE: LazyLock<Option<Regex>> =
