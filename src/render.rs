@@ -63,12 +63,17 @@ pub struct RenderError {
     pub line: Option<usize>,
     /// What went wrong, e.g. "undefined value: `litellm_dir` is undefined".
     pub message: String,
-    /// The template's source, for the excerpt.
-    source_text: Option<String>,
-    /// Byte range of the offending expression in `source_text`, when known.
-    range: Option<std::ops::Range<usize>>,
+    /// The template's source and the offending byte range, for the excerpt (boxed: errors
+    /// travel in `Result`s and should stay small).
+    excerpt: Option<Box<Excerpt>>,
     /// Further explanation (e.g. where a missing template was looked for).
     pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Excerpt {
+    source: String,
+    range: Option<std::ops::Range<usize>>,
 }
 
 impl RenderError {
@@ -77,8 +82,7 @@ impl RenderError {
             template: template.to_string(),
             line: None,
             message,
-            source_text: None,
-            range: None,
+            excerpt: None,
             hint: None,
         }
     }
@@ -98,10 +102,7 @@ impl RenderError {
         let range = err.range();
         if message.ends_with(filters::MANDATORY_MSG)
             && let (Some(src), Some(r)) = (&source_text, &range)
-            && let Some(name) = src
-                .get(r.clone())
-                .and_then(|expr| expr.rsplit_once('|'))
-                .map(|(var, _)| var.trim())
+            && let Some(name) = mandatory_subject(src, r.start)
         {
             // Ansible: "Mandatory variable 'name' not defined."
             message = message.replace(
@@ -113,8 +114,7 @@ impl RenderError {
             template: err.name().unwrap_or(template).to_string(),
             line: err.line(),
             message,
-            source_text,
-            range,
+            excerpt: source_text.map(|source| Box::new(Excerpt { source, range })),
             hint: None,
         }
     }
@@ -126,9 +126,10 @@ impl RenderError {
             None => self.template.clone(),
         };
         let title = format!("{} ({location})", self.message);
-        let mut text = match (&self.source_text, self.line) {
-            (Some(src), Some(line)) => {
-                let range = self
+        let mut text = match (&self.excerpt, self.line) {
+            (Some(ex), Some(line)) => {
+                let src = &ex.source;
+                let range = ex
                     .range
                     .clone()
                     .filter(|r| r.end <= src.len() && src.is_char_boundary(r.start))
@@ -151,6 +152,23 @@ impl RenderError {
         }
         text
     }
+}
+
+/// The variable a failing `x | mandatory` filtered: the expression just before the `|`
+/// that precedes `filter_start` (the span minijinja reports covers the filter only).
+fn mandatory_subject(src: &str, filter_start: usize) -> Option<&str> {
+    let before = src
+        .get(..filter_start)?
+        .trim_end()
+        .strip_suffix('|')?
+        .trim_end();
+    let start = before
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_alphanumeric() || "_.[]'\"".contains(*c))
+        .last()
+        .map(|(i, _)| i)?;
+    Some(&before[start..])
 }
 
 /// Ansible's `_post_render_mutation`: when the output ends in fewer newlines than the
@@ -481,7 +499,10 @@ impl LazyVars {
                     &origin,
                     format!("undefined value: `{}` is undefined", expr.trim()),
                 );
-                err.source_text = Some(s.to_string());
+                err.excerpt = Some(Box::new(Excerpt {
+                    source: s.to_string(),
+                    range: None,
+                }));
                 err.line = Some(1);
                 return Err(err);
             }

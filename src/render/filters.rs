@@ -271,11 +271,11 @@ fn json_opts(
         item_sep,
         key_sep: ": ".into(),
     };
-    if let Some(seps) = kwargs.get::<Option<Vec<String>>>("separators")? {
-        if let [item, key] = seps.as_slice() {
-            opts.item_sep = item.clone();
-            opts.key_sep = key.clone();
-        }
+    if let Some(seps) = kwargs.get::<Option<Vec<String>>>("separators")?
+        && let [item, key] = seps.as_slice()
+    {
+        opts.item_sep = item.clone();
+        opts.key_sep = key.clone();
     }
     Ok(opts)
 }

@@ -82,7 +82,7 @@ fn write_repr(out: &mut String, v: &Value) {
         },
         ValueKind::String => string_repr(out, v.as_str().unwrap_or_default()),
         ValueKind::Bytes => {
-            out.push_str("b");
+            out.push('b');
             string_repr(
                 out,
                 &String::from_utf8_lossy(v.as_bytes().unwrap_or_default()),

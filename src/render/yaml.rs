@@ -521,7 +521,7 @@ impl Emitter {
         whitespace: bool,
         indention: bool,
     ) {
-        if !(self.whitespace || !need_whitespace) {
+        if !self.whitespace && need_whitespace {
             self.write_str(" ");
         }
         self.write_str(indicator);
