@@ -5,7 +5,6 @@
 
 use indexmap::IndexMap;
 use minijinja::Value;
-use serde_json::Value as Json;
 
 use crate::error::Error;
 
@@ -16,9 +15,6 @@ use crate::inventory::{Host, Inventory};
 use crate::manifest::{Manifest, parse_mode};
 use crate::render::Renderer;
 use crate::transport::Connection;
-
-/// Ansible's default `ansible_managed` string.
-pub const ANSIBLE_MANAGED: &str = "Ansible managed";
 
 /// One file as it should be on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,59 +58,63 @@ pub fn render_hosts(
     renderer: &Renderer,
     hosts: &[&Host],
 ) -> Result<Vec<HostDesired>, Error> {
-    let hostvars = hostvars(inventory);
     let groups = to_value(inventory.groups_var());
+    let hostvars = hostvars(inventory, renderer, &groups)?;
     hosts
         .iter()
-        .map(|host| render_host(manifest, renderer, host, &hostvars, &groups))
+        .map(|host| {
+            let mut ctx = own_vars(host, &groups);
+            ctx.insert("hostvars".into(), hostvars.clone());
+            let ctx = renderer
+                .resolve_vars(&Value::from_pairs(ctx))
+                .map_err(|e| render_error(host, e))?;
+            render_host(manifest, renderer, host, &ctx)
+        })
         .collect()
 }
 
-/// Ansible's `hostvars`: every host of the inventory (selected or not) -> its variables.
-fn hostvars(inventory: &Inventory) -> Value {
-    let map: IndexMap<&str, Value> = inventory
-        .hosts
-        .values()
-        .map(|h| {
-            let mut vars = h.vars.clone();
-            vars.insert("inventory_hostname".into(), Json::String(h.name.clone()));
-            vars.insert("group_names".into(), Json::from(h.group_names()));
-            (h.name.as_str(), to_value(&vars))
-        })
-        .collect();
-    Value::from_pairs(map)
+/// Ansible's `hostvars`: every host of the inventory (selected or not) -> its variables,
+/// templated lazily like the host's own.
+fn hostvars(inventory: &Inventory, renderer: &Renderer, groups: &Value) -> Result<Value, Error> {
+    let mut map: IndexMap<&str, Value> = IndexMap::new();
+    for h in inventory.hosts.values() {
+        let vars = renderer
+            .resolve_vars(&Value::from_pairs(own_vars(h, groups)))
+            .map_err(|e| render_error(h, e))?;
+        map.insert(h.name.as_str(), vars);
+    }
+    Ok(Value::from_pairs(map))
 }
 
-/// The variables a template of `host` sees: its own, plus Ansible's magic variables.
-fn context(host: &Host, hostvars: &Value, groups: &Value) -> Value {
+/// A host's variables plus Ansible's magic variables (all but `hostvars`).
+fn own_vars(host: &Host, groups: &Value) -> IndexMap<String, Value> {
     let mut ctx: IndexMap<String, Value> = host
         .vars
         .iter()
         .map(|(k, v)| (k.clone(), to_value(v)))
         .collect();
-    ctx.entry("ansible_managed".into())
-        .or_insert_with(|| Value::from(ANSIBLE_MANAGED));
     ctx.insert("inventory_hostname".into(), Value::from(host.name.as_str()));
     let short = host.name.split('.').next().unwrap_or(&host.name);
     ctx.insert("inventory_hostname_short".into(), Value::from(short));
     ctx.insert("group_names".into(), to_value(host.group_names()));
     ctx.insert("groups".into(), groups.clone());
-    ctx.insert("hostvars".into(), hostvars.clone());
-    Value::from_pairs(ctx)
+    ctx
+}
+
+fn render_error(host: &Host, e: crate::render::RenderError) -> Error {
+    Error::Render {
+        host: host.name.clone(),
+        message: e.to_string(),
+    }
 }
 
 fn render_host(
     manifest: &Manifest,
     renderer: &Renderer,
     host: &Host,
-    hostvars: &Value,
-    groups: &Value,
+    ctx: &Value,
 ) -> Result<HostDesired, Error> {
-    let ctx = context(host, hostvars, groups);
-    let render_err = |e: crate::render::RenderError| Error::Render {
-        host: host.name.clone(),
-        message: e.to_string(),
-    };
+    let render_err = |e| render_error(host, e);
     let mut files: Vec<DesiredFile> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
     for (group_name, spec) in &manifest.groups {
@@ -124,7 +124,7 @@ fn render_host(
         for h in &spec.handlers {
             let origin = format!("{}: handler `{}`", manifest.location(&h.run), h.name.value);
             let command = renderer
-                .render_str(&origin, &h.run.value, &ctx)
+                .render_str(&origin, &h.run.value, ctx)
                 .map_err(render_err)?;
             let handler = DesiredHandler {
                 name: h.name.value.clone(),
@@ -155,7 +155,7 @@ fn render_host(
                 f.template.value
             );
             let dest = renderer
-                .render_str(&origin, &f.dest.value, &ctx)
+                .render_str(&origin, &f.dest.value, ctx)
                 .map_err(render_err)?;
             check_dest(&dest).map_err(|msg| {
                 Error::config(
@@ -164,7 +164,7 @@ fn render_host(
                 )
             })?;
             let content = renderer
-                .render_file(&f.template.value, &ctx)
+                .render_file(&f.template.value, ctx)
                 .map_err(render_err)?;
             let mode = match &f.mode {
                 Some(m) => Some(

@@ -1,59 +1,550 @@
 //! (template, variables) -> rendered text, with Ansible's template dialect.
-//! Placeholder until the full renderer lands: strict undefined, trim_blocks, trailing newline.
+//!
+//! In: Jinja2 templates (files under a templates directory, or inline strings such as a
+//! `dest:`), and a host's variables as a minijinja [`Value`] map. Out: the text Ansible's
+//! `template` module (ansible-core 2.19) would write, byte for byte, or a [`RenderError`]
+//! that names the template, the line, and shows the offending source line.
+//!
+//! What makes this Ansible's dialect rather than plain minijinja:
+//! - `trim_blocks = true`, `lstrip_blocks = false`, trailing newlines restored to the
+//!   source's count (Ansible's `preserve_trailing_newlines`); undefined
+//!   variables are errors (Ansible's strict undefined).
+//! - `{{ value }}` prints like Python's `str()`: `True`, `['a', 1]`, `{'a': 1}`, `1e-05`;
+//!   a bare `None` prints as the empty string (2.19 behaviour).
+//! - Ansible's filters ([`filters`]), Python's str/dict methods (minijinja-contrib's
+//!   pycompat), the `ansible_managed` global (`Ansible managed` unless set).
+//! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
+//!
+//! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
+//! - The `~` operator and `format` print booleans/None the minijinja way (`true`, `none`);
+//!   `{{ }}`, `string`, `join`, `lower`, `upper`, `trim` and `indent` use Python's `str()`.
+//! - `foo.bar | default(x)` with `foo` itself undefined is an error here (minijinja's strict
+//!   mode); Ansible returns `x`.
+//! - The `template_*` variables the `template` module adds (`template_host`,
+//!   `template_path`, ...) are not provided.
+//! - A variable that itself templates to a value is resolved as a whole when first used;
+//!   a container's elements are all resolved then, not one by one.
 
-use std::path::Path;
+mod filters;
+mod pyfmt;
+mod yaml;
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-#[derive(Debug, thiserror::Error)]
-#[error("{template}:{line}: {message}")]
+use annotate_snippets::renderer::DecorStyle;
+use annotate_snippets::{AnnotationKind, Level, Snippet};
+use minijinja::value::{Enumerator, Object, ObjectRepr, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+pub use pyfmt::{py_repr, py_str};
+
+/// Ansible's default `ansible_managed` string (`DEFAULT_MANAGED_STR`).
+pub const DEFAULT_ANSIBLE_MANAGED: &str = "Ansible managed";
+
+/// How deep variables may refer to templated variables before giving up (Ansible stops
+/// at a loop; this also bounds long non-looping chains).
+const MAX_VAR_DEPTH: usize = 64;
+
+/// A template failed to load, parse or render.
+///
+/// `Display` gives the message, then (when the source is known) an excerpt with the
+/// offending line marked. The caller adds the host.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.report())]
 pub struct RenderError {
+    /// The template file name, or the `origin` given to [`Renderer::render_str`], or
+    /// `variable 'name'` for a variable's own template.
     pub template: String,
-    pub line: usize,
+    /// 1-based line in that template, when known.
+    pub line: Option<usize>,
+    /// What went wrong, e.g. "undefined value: `litellm_dir` is undefined".
     pub message: String,
+    /// The template's source and the offending byte range, for the excerpt (boxed: errors
+    /// travel in `Result`s and should stay small).
+    excerpt: Option<Box<Excerpt>>,
+    /// Further explanation (e.g. where a missing template was looked for).
+    pub hint: Option<String>,
 }
 
+#[derive(Debug, Clone)]
+struct Excerpt {
+    source: String,
+    range: Option<std::ops::Range<usize>>,
+}
+
+impl RenderError {
+    fn plain(template: &str, message: String) -> RenderError {
+        RenderError {
+            template: template.to_string(),
+            line: None,
+            message,
+            excerpt: None,
+            hint: None,
+        }
+    }
+
+    fn from_minijinja(template: &str, source: Option<&str>, err: &Error) -> RenderError {
+        let mut message = match err.detail() {
+            Some(detail) => format!("{}: {detail}", err.kind()),
+            None => err.kind().to_string(),
+        };
+        // Nested failures (e.g. an error inside a filter) keep their cause.
+        let mut cause = std::error::Error::source(err);
+        while let Some(c) = cause {
+            message.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let source_text = err.template_source().or(source).map(|s| s.to_string());
+        let range = err.range();
+        if message.ends_with(filters::MANDATORY_MSG)
+            && let (Some(src), Some(r)) = (&source_text, &range)
+            && let Some(name) = mandatory_subject(src, r.start)
+        {
+            // Ansible: "Mandatory variable 'name' not defined."
+            message = message.replace(
+                filters::MANDATORY_MSG,
+                &format!("Mandatory variable '{name}' not defined."),
+            );
+        }
+        RenderError {
+            template: err.name().unwrap_or(template).to_string(),
+            line: err.line(),
+            message,
+            excerpt: source_text.map(|source| Box::new(Excerpt { source, range })),
+            hint: None,
+        }
+    }
+
+    /// The full report: message, excerpt with a marker, hint.
+    pub fn report(&self) -> String {
+        let location = match self.line {
+            Some(line) => format!("{}:{line}", self.template),
+            None => self.template.clone(),
+        };
+        let title = format!("{} ({location})", self.message);
+        let mut text = match (&self.excerpt, self.line) {
+            (Some(ex), Some(line)) => {
+                let src = &ex.source;
+                let range = ex
+                    .range
+                    .clone()
+                    .filter(|r| r.end <= src.len() && src.is_char_boundary(r.start))
+                    .unwrap_or_else(|| line_range(src, line));
+                let report = &[Level::ERROR.primary_title(&title).element(
+                    Snippet::source(src.as_str())
+                        .line_start(1)
+                        .path(self.template.as_str())
+                        .annotation(AnnotationKind::Primary.span(range)),
+                )];
+                annotate_snippets::Renderer::plain()
+                    .decor_style(DecorStyle::Ascii)
+                    .render(report)
+                    .to_string()
+            }
+            _ => format!("error: {title}"),
+        };
+        if let Some(hint) = &self.hint {
+            text.push_str(&format!("\nhint: {hint}"));
+        }
+        text
+    }
+}
+
+/// The variable a failing `x | mandatory` filtered: the expression just before the `|`
+/// that precedes `filter_start` (the span minijinja reports covers the filter only).
+fn mandatory_subject(src: &str, filter_start: usize) -> Option<&str> {
+    let before = src
+        .get(..filter_start)?
+        .trim_end()
+        .strip_suffix('|')?
+        .trim_end();
+    let start = before
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_alphanumeric() || "_.[]'\"".contains(*c))
+        .last()
+        .map(|(i, _)| i)?;
+    Some(&before[start..])
+}
+
+/// Ansible's `_post_render_mutation`: when the output ends in fewer newlines than the
+/// template source, add the missing ones. (Not the same as keeping the trailing newline:
+/// a template ending in `{{ x | to_nice_yaml }}\n` gets no blank line.)
+fn preserve_trailing_newlines(source: &str, mut output: String) -> String {
+    let count = |s: &str| s.len() - s.trim_end_matches('\n').len();
+    let (want, have) = (count(source), count(&output));
+    if want > have {
+        output.push_str(&"\n".repeat(want - have));
+    }
+    output
+}
+
+/// Byte range of 1-based `line` in `src` (without its newline).
+fn line_range(src: &str, line: usize) -> std::ops::Range<usize> {
+    let mut start = 0;
+    for (i, l) in src.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let trimmed = l.trim_end_matches(['\n', '\r']).len();
+            return start..start + trimmed;
+        }
+        start += l.len();
+    }
+    src.len()..src.len()
+}
+
+/// Renders templates the way Ansible's `template` module does. Cheap to share between
+/// threads (`Send + Sync`); templates are loaded once and cached.
 pub struct Renderer {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
+    templates_dir: PathBuf,
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer")
+            .field("templates_dir", &self.templates_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_loader(minijinja::path_loader(templates_dir));
+    // Loaded once and kept, as the API promises; a deploy run does not edit its templates.
+    env.set_auto_reload(false);
+    let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+    syntax
+        .trim_blocks(true)
+        .lstrip_blocks(false)
+        // Jinja drops the source's last newline; `preserve_trailing_newlines` adds back
+        // what the output lacks, as Ansible does.
+        .keep_trailing_newline(false);
+    if let Ok(syntax) = syntax.build() {
+        env.set_syntax(syntax);
+    }
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Config files are not HTML: never escape, whatever the file extension.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Debug info makes undefined errors name the expression ("`x` is undefined").
+    env.set_debug(true);
+    env.set_formatter(|out, state, value| {
+        match value.kind() {
+            // Ansible 2.19 writes nothing for a bare None.
+            ValueKind::None => Ok(()),
+            ValueKind::String | ValueKind::Undefined | ValueKind::Invalid => {
+                minijinja::escape_formatter(out, state, value)
+            }
+            _ => out.write_str(&py_str(value)).map_err(Error::from),
+        }
+    });
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    filters::register(&mut env);
+    env.add_global("ansible_managed", ansible_managed.to_string());
+    env
 }
 
 impl Renderer {
+    /// Templates are loaded from `templates_dir` by relative name, on first use, and cached.
     pub fn new(templates_dir: &Path) -> Renderer {
-        let mut env = Environment::new();
-        env.set_loader(minijinja::path_loader(templates_dir));
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-        {
-            env.set_syntax(syntax);
+        Renderer::with_ansible_managed(templates_dir, DEFAULT_ANSIBLE_MANAGED)
+    }
+
+    /// Like [`Renderer::new`], with the `ansible_managed` global set to `text` (a var of the
+    /// same name passed to a render still wins).
+    pub fn with_ansible_managed(templates_dir: &Path, text: &str) -> Renderer {
+        Renderer {
+            env: Arc::new(build_env(templates_dir, text)),
+            templates_dir: templates_dir.to_path_buf(),
         }
-        Renderer { env }
     }
 
+    /// Render the template file `name` with `vars` (a minijinja Value made from a map).
     pub fn render_file(&self, name: &str, vars: &Value) -> Result<String, RenderError> {
-        let t = self.env.get_template(name).map_err(|e| err(name, e))?;
-        t.render(vars).map_err(|e| err(name, e))
+        let tmpl = self.env.get_template(name).map_err(|e| {
+            if e.kind() == ErrorKind::TemplateNotFound {
+                let mut err = RenderError::plain(name, format!("template not found: {name}"));
+                err.hint = Some(format!(
+                    "looked for {}; template names are relative to the templates directory {}",
+                    self.templates_dir.join(name).display(),
+                    self.templates_dir.display()
+                ));
+                err
+            } else {
+                RenderError::from_minijinja(name, None, &e)
+            }
+        })?;
+        with_var_failures(|| {
+            tmpl.render(vars)
+                .map(|out| preserve_trailing_newlines(tmpl.source(), out))
+                .map_err(|e| RenderError::from_minijinja(name, Some(tmpl.source()), &e))
+        })
     }
 
+    /// Render an inline template string (used for `dest:` and handler commands); `origin`
+    /// names where it came from for errors, e.g. "hosts/deploy.yml: dest of
+    /// litellm.config.yaml.j2".
     pub fn render_str(
         &self,
         origin: &str,
         source: &str,
         vars: &Value,
     ) -> Result<String, RenderError> {
-        self.env
-            .render_str(source, vars)
-            .map_err(|e| err(origin, e))
+        with_var_failures(|| {
+            let tmpl = self
+                .env
+                .template_from_named_str(origin, source)
+                .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))?;
+            tmpl.render(vars)
+                .map(|out| preserve_trailing_newlines(source, out))
+                .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))
+        })
+    }
+
+    /// Wrap a host's variables (a map) so that string values containing `{{` / `{%` are
+    /// templated when first looked up, against the same variables, as Ansible does.
+    ///
+    /// - A value that is exactly one `{{ expr }}` becomes the expression's native value
+    ///   (`"{{ 8000 }}"` -> int 8000, `"{{ [1, 2] }}"` -> a list, `"{{ '123' }}"` stays
+    ///   the string `123`), like ansible-core 2.19; anything else renders to a string.
+    /// - Strings inside lists and dicts are templated too (the whole top-level value is
+    ///   resolved on its first use). Results are not templated again.
+    /// - A variable that refers to itself, directly or through others, or a chain deeper
+    ///   than 64, is an error naming the variables; so is any failure inside a variable's
+    ///   template, reported for the variable (`variable 'name'`) with its own excerpt.
+    /// - Unused variables are never templated, so one that could not be is harmless.
+    ///
+    /// Pass the returned value to [`Renderer::render_file`] / [`Renderer::render_str`]. It
+    /// caches what it resolved; make one per host. A value in `vars` that is itself a
+    /// resolved-vars value (e.g. another host's, under `hostvars`) is left alone.
+    /// Errors when `vars` is not a map.
+    pub fn resolve_vars(&self, vars: &Value) -> Result<Value, RenderError> {
+        if vars.kind() != ValueKind::Map {
+            return Err(RenderError::plain(
+                "variables",
+                format!("variables must be a map, not {}", vars.kind()),
+            ));
+        }
+        let mut raw = indexmap::IndexMap::new();
+        for key in vars
+            .try_iter()
+            .map_err(|e| RenderError::from_minijinja("variables", None, &e))?
+        {
+            let value = vars
+                .get_item(&key)
+                .map_err(|e| RenderError::from_minijinja("variables", None, &e))?;
+            raw.insert(py_str(&key), value);
+        }
+        Ok(Value::from_object(LazyVars {
+            env: Arc::clone(&self.env),
+            raw,
+            cache: Mutex::new(HashMap::new()),
+        }))
     }
 }
 
-fn err(name: &str, e: minijinja::Error) -> RenderError {
-    RenderError {
-        template: name.to_string(),
-        line: e.line().unwrap_or(0),
-        message: e.to_string(),
+thread_local! {
+    /// Variables being resolved on this thread, innermost last (cycle detection).
+    static RESOLVING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The first variable failure met by the render running on this thread: minijinja's
+    /// lookups cannot fail, so the failure travels here and replaces the render's error.
+    static VAR_FAILURE: RefCell<Option<RenderError>> = const { RefCell::new(None) };
+}
+
+fn with_var_failures(
+    render: impl FnOnce() -> Result<String, RenderError>,
+) -> Result<String, RenderError> {
+    VAR_FAILURE.with(|f| f.borrow_mut().take());
+    let result = render();
+    match VAR_FAILURE.with(|f| f.borrow_mut().take()) {
+        Some(mut var_err) => {
+            if let Err(outer) = &result {
+                var_err.message = format!(
+                    "{} (used by {}{})",
+                    var_err.message,
+                    outer.template,
+                    outer.line.map(|l| format!(":{l}")).unwrap_or_default()
+                );
+            }
+            Err(var_err)
+        }
+        None => result,
+    }
+}
+
+/// A host's variables, templated on first lookup (see [`Renderer::resolve_vars`]).
+struct LazyVars {
+    env: Arc<Environment<'static>>,
+    raw: indexmap::IndexMap<String, Value>,
+    cache: Mutex<HashMap<String, Result<Value, RenderError>>>,
+}
+
+impl fmt::Debug for LazyVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.raw.iter()).finish()
+    }
+}
+
+impl Object for LazyVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        let raw = self.raw.get(name)?;
+        if let Some(hit) = self.cache.lock().ok()?.get(name).cloned() {
+            return Some(self.deliver(hit));
+        }
+        let result = self.resolve_named(name, raw);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(name.to_string(), result.clone());
+        }
+        Some(self.deliver(result))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self.raw.keys().map(|k| Value::from(k.as_str())).collect();
+        Enumerator::Values(keys)
+    }
+}
+
+impl LazyVars {
+    /// Hand a resolved value to minijinja; a failure becomes an invalid value (so using it
+    /// fails) and is remembered for the render to report.
+    fn deliver(&self, result: Result<Value, RenderError>) -> Value {
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.message.clone();
+                VAR_FAILURE.with(|f| {
+                    let mut f = f.borrow_mut();
+                    if f.is_none() {
+                        *f = Some(e);
+                    }
+                });
+                Value::from(Error::new(ErrorKind::InvalidOperation, msg))
+            }
+        }
+    }
+
+    fn resolve_named(self: &Arc<Self>, name: &str, raw: &Value) -> Result<Value, RenderError> {
+        let chain = RESOLVING.with(|r| r.borrow().clone());
+        if chain.iter().any(|n| n == name) || chain.len() >= MAX_VAR_DEPTH {
+            let mut path = chain.clone();
+            path.push(name.to_string());
+            return Err(RenderError::plain(
+                &format!("variable '{name}'"),
+                format!("recursive loop detected in template: {}", path.join(" -> ")),
+            ));
+        }
+        RESOLVING.with(|r| r.borrow_mut().push(name.to_string()));
+        let result = self.resolve_value(name, raw);
+        RESOLVING.with(|r| r.borrow_mut().pop());
+        result
+    }
+
+    fn resolve_value(self: &Arc<Self>, name: &str, v: &Value) -> Result<Value, RenderError> {
+        match v.kind() {
+            ValueKind::String => {
+                let s = v.as_str().unwrap_or_default();
+                if s.contains("{{") || s.contains("{%") || s.contains("{#") {
+                    self.template_string(name, s)
+                } else {
+                    Ok(v.clone())
+                }
+            }
+            ValueKind::Seq => {
+                let items = v
+                    .try_iter()
+                    .map_err(|e| RenderError::from_minijinja(name, None, &e))?
+                    .map(|item| self.resolve_value(name, &item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Value::from(items))
+            }
+            ValueKind::Map if v.downcast_object_ref::<LazyVars>().is_none() => {
+                let mut out = indexmap::IndexMap::new();
+                for key in v
+                    .try_iter()
+                    .map_err(|e| RenderError::from_minijinja(name, None, &e))?
+                {
+                    let item = v
+                        .get_item(&key)
+                        .map_err(|e| RenderError::from_minijinja(name, None, &e))?;
+                    out.insert(key, self.resolve_value(name, &item)?);
+                }
+                Ok(Value::from_pairs(out))
+            }
+            _ => Ok(v.clone()),
+        }
+    }
+
+    /// Template one string value of variable `name`.
+    fn template_string(self: &Arc<Self>, name: &str, s: &str) -> Result<Value, RenderError> {
+        let origin = format!("variable '{name}'");
+        let ctx = Value::from_dyn_object(Arc::clone(self));
+        if let Some(expr) = single_expression(s) {
+            let compiled = self
+                .env
+                .compile_expression(expr)
+                .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))?;
+            let value = compiled
+                .eval(ctx)
+                .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))?;
+            if value.is_undefined() {
+                let mut err = RenderError::plain(
+                    &origin,
+                    format!("undefined value: `{}` is undefined", expr.trim()),
+                );
+                err.excerpt = Some(Box::new(Excerpt {
+                    source: s.to_string(),
+                    range: None,
+                }));
+                err.line = Some(1);
+                return Err(err);
+            }
+            return Ok(value);
+        }
+        let tmpl = self
+            .env
+            .template_from_named_str(&origin, s)
+            .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))?;
+        tmpl.render(ctx)
+            .map(|out| Value::from(preserve_trailing_newlines(s, out)))
+            .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))
+    }
+}
+
+/// The expression of a template that is exactly one `{{ expr }}` (Ansible 2.19 returns its
+/// native value), else None.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    if ["{{", "}}", "{%", "{#"].iter().any(|m| inner.contains(m)) {
+        return None;
+    }
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
+    Some(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn renderer_is_send_sync() {
+        assert_send_sync::<Renderer>();
+    }
+
+    #[test]
+    fn single_expressions() {
+        assert_eq!(single_expression("{{ a }}"), Some(" a "));
+        assert_eq!(single_expression("{{ a }}{{ b }}"), None);
+        assert_eq!(single_expression("x{{ a }}"), None);
     }
 }

@@ -2,4 +2,5 @@
 
 mod errors;
 mod local_apply;
+mod render_fixtures;
 mod support;
