@@ -102,9 +102,11 @@ fn own_vars(host: &Host, groups: &Value) -> IndexMap<String, Value> {
 }
 
 fn render_error(host: &Host, e: crate::render::RenderError) -> Error {
+    let report = e.to_string();
     Error::Render {
         host: host.name.clone(),
-        message: e.to_string(),
+        // main prints "error: " once already.
+        message: report.strip_prefix("error: ").unwrap_or(&report).to_string(),
     }
 }
 
