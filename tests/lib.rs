@@ -1,1 +1,4 @@
+//! All integration tests, compiled into one binary (`cargo test --test integration`).
 
+mod ssh_transport;
+mod support;
