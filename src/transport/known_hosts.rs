@@ -632,7 +632,7 @@ mod tests {
             assert_eq!(mode(&file), 0o600);
             assert_eq!(mode(file.parent().unwrap()), 0o700);
         }
-        let k = KnownHosts::load(&[file.clone()]).unwrap();
+        let k = KnownHosts::load(&[&file]).unwrap();
         assert!(matches!(
             k.check("127.0.0.1", 2222, &key(KEY_A)),
             Verdict::Match { line: 1, .. }

@@ -116,7 +116,7 @@ impl SshdBuilder {
                 .stderr(log)
                 .spawn()
                 .expect("cannot start /usr/sbin/sshd (is openssh-server installed?)");
-            match wait_ready(&mut child, port) {
+            match wait_ready(&mut child, port, &root.join("sshd.log")) {
                 Ok(()) => {
                     let sshd = Sshd {
                         port,
@@ -284,13 +284,17 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+/// Ready when sshd has logged that it listens on `port` (proof that it is ours, not another
+/// test's server that won the same port) and the port accepts connections.
+fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listening = format!("Server listening on 127.0.0.1 port {port}.");
     for _ in 0..READY_TRIES {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("sshd exited: {status}"));
         }
-        if TcpStream::connect_timeout(&addr, READY_PAUSE).is_ok() {
+        let logged = fs::read_to_string(log).is_ok_and(|l| l.contains(&listening));
+        if logged && TcpStream::connect_timeout(&addr, READY_PAUSE).is_ok() {
             return Ok(());
         }
         std::thread::sleep(READY_PAUSE);
