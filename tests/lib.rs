@@ -3,4 +3,6 @@
 mod errors;
 mod local_apply;
 mod render_fixtures;
+mod ssh_apply;
+mod ssh_transport;
 mod support;

@@ -96,6 +96,8 @@ fn apply_over_ssh_creates_then_changes_nothing_then_only_what_a_var_changed() {
 
     let run = p.run(&["apply", "--yes"]).expect(0);
     assert!(run.stdout.contains("Plan: 4 to create"), "{}", run.stdout);
+    // What a_render_error_touches_no_ssh_host looks for does show a real login.
+    assert!(fleet.servers[0].1.log().contains("Accepted publickey"), "{}", fleet.servers[0].1.log());
     for host in ["alpha", "beta"] {
         assert_eq!(
             fleet.read(host, "etc/app/app.conf").as_deref(),

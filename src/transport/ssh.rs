@@ -1,31 +1,867 @@
-//! SSH transport (russh): one connection per host for the whole run. (Stub until it lands.)
+//! SSH transport (russh): one connection per host for the whole run.
+//!
+//! In: an [`SshTarget`] (address, port, user, optional key file) and the run's [`SshOptions`]
+//! (known_hosts files, accept-new, home, connect timeout). Out: an [`SshTransport`] that
+//! implements [`Transport`] over a single authenticated SSH connection, each operation on its
+//! own exec channel multiplexed on that connection:
+//!
+//! - `read_files`: one channel for all paths; a POSIX sh script reports what each path is,
+//!   then one `stat` and one `cat` over the readable regular files; the bytes are split by size.
+//! - `write_files`: one channel for the whole batch; a generated sh script reads every file's
+//!   bytes from stdin into a temporary file next to its destination, checks the size, fsyncs,
+//!   sets mode and owner, and renames them all over their destinations only once every one
+//!   is in place.
+//! - `run`: the command through the remote user's shell.
+//!
+//! Scripts travel on the channel's stdin (`sh -c 'eval "$(head -c N)"'`) rather than in the
+//! exec request, because Linux caps one exec argument at 128 KiB and a batch of paths can be
+//! longer than that.
+//!
+//! The server's host key is checked against known_hosts (see [`super::known_hosts`]) before
+//! anything is sent; authentication tries the target's key file only, else ssh-agent, else
+//! `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{
+    Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
+};
+use russh::{ChannelMsg, Disconnect, Preferred};
 
+use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
-    CommandOutput, RemoteFile, SshOptions, SshTarget, Transport, TransportError, WriteFile,
+    CommandOutput, FileState, RemoteFile, SshOptions, SshTarget, Transport, TransportError,
+    WriteFile,
 };
 
-pub struct SshTransport;
+/// Send a keepalive when the server has been silent this long; after `KEEPALIVE_MAX`
+/// unanswered ones the connection is considered dead (about a minute).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_MAX: usize = 3;
+/// Drop a connection nothing has used for this long. Generous, because a run may sit idle
+/// (other hosts, an operator reading a diff); dead peers are caught by the keepalives.
+const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// One SSH connection to one host.
+pub struct SshTransport {
+    handle: Handle<ClientHandler>,
+    /// `user@address:port`, for messages.
+    label: String,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the server's host key during the handshake. russh only learns "refused", so the
+/// reason is left in `refusal` for `connect` to report.
+struct ClientHandler {
+    host: String,
+    port: u16,
+    known: KnownHosts,
+    files: Vec<PathBuf>,
+    accept_new: bool,
+    /// The key accepted as new in this connection (a re-key shows it again).
+    accepted_new: Option<PublicKey>,
+    refusal: Arc<Mutex<Option<TransportError>>>,
+}
+
+impl ClientHandler {
+    fn refuse(&self, message: String) -> Result<bool, russh::Error> {
+        if let Ok(mut slot) = self.refusal.lock() {
+            *slot = Some(TransportError::HostKey(message));
+        }
+        Ok(false)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let name = host_string(&self.host, self.port);
+        let key = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return self.refuse(format!(
+                    "{name} presented a host certificate; deploy only checks plain host keys"
+                ));
+            }
+        };
+        let fingerprint = key.fingerprint(HashAlg::Sha256);
+        let alg = key.algorithm();
+        let alg = alg.as_str();
+        match self.known.check(&self.host, self.port, key) {
+            Verdict::Match { .. } => Ok(true),
+            Verdict::Revoked { file, line } => self.refuse(format!(
+                "the {alg} host key {fingerprint} of {name} is marked @revoked in {}:{line}",
+                file.display()
+            )),
+            Verdict::Changed {
+                file,
+                line,
+                known_type,
+            } => self.refuse(format!(
+                "the host key of {name} has CHANGED: it presented {alg} {fingerprint}, but {}:{line} \
+                 holds another {known_type} key for it. Someone may be intercepting the \
+                 connection, or the host was reinstalled; if you are sure the new key is right, \
+                 remove that line",
+                file.display()
+            )),
+            Verdict::Unknown => {
+                if self
+                    .accepted_new
+                    .as_ref()
+                    .is_some_and(|k| k.key_data() == key.key_data())
+                {
+                    return Ok(true);
+                }
+                if !self.accept_new {
+                    return self.refuse(format!(
+                        "{name} is not in known_hosts ({}); it presented {alg} {fingerprint}. Check \
+                         that fingerprint, then pass --accept-new-host-keys to record it",
+                        display_files(&self.files)
+                    ));
+                }
+                let Some(file) = self.files.first() else {
+                    return self.refuse(format!(
+                        "{name} is unknown ({alg} {fingerprint}) and no known_hosts file is \
+                         configured to record it in"
+                    ));
+                };
+                if let Err(e) = KnownHosts::append(file, &self.host, self.port, key) {
+                    return self.refuse(format!(
+                        "cannot record the new host key of {name} ({alg} {fingerprint}): {e}"
+                    ));
+                }
+                self.accepted_new = Some(key.clone());
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn display_files(files: &[PathBuf]) -> String {
+    if files.is_empty() {
+        return "no known_hosts file configured".to_string();
+    }
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `io::Error` text without the "(os error N)" tail, which means nothing to an operator.
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn russh_text(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io_text(io),
+        other => other.to_string(),
+    }
+}
 
 impl SshTransport {
+    /// Connects, checks the host key and authenticates, all within `opts.connect_timeout`.
     pub async fn connect(
-        _target: &SshTarget,
-        _opts: &SshOptions,
+        target: &SshTarget,
+        opts: &SshOptions,
     ) -> Result<SshTransport, TransportError> {
-        Err(TransportError::Unsupported("ssh".into()))
+        let known = KnownHosts::load(&opts.known_hosts_files)
+            .map_err(|e| TransportError::HostKey(format!("cannot read known_hosts: {e}")))?;
+
+        // Ask first for the key types known_hosts holds for this host, so the server shows a
+        // key we can check (OpenSSH does the same).
+        let mut key_algs = known.known_algorithms(&target.address, target.port);
+        for alg in Preferred::DEFAULT.key.iter() {
+            if !key_algs.contains(alg) {
+                key_algs.push(alg.clone());
+            }
+        }
+        let config = client::Config {
+            preferred: Preferred {
+                key: Cow::Owned(key_algs),
+                ..Preferred::DEFAULT
+            },
+            keepalive_interval: Some(KEEPALIVE_INTERVAL),
+            keepalive_max: KEEPALIVE_MAX,
+            inactivity_timeout: Some(INACTIVITY_TIMEOUT),
+            nodelay: true,
+            ..Default::default()
+        };
+
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            host: target.address.clone(),
+            port: target.port,
+            known,
+            files: opts.known_hosts_files.clone(),
+            accept_new: opts.accept_new_host_keys,
+            accepted_new: None,
+            refusal: refusal.clone(),
+        };
+        let place = format!("{}:{}", target.address, target.port);
+        let label = format!("{}@{place}", target.user);
+
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                .await
+                .map_err(|e| TransportError::Connect(format!("{place}: {}", io_text(&e))))?;
+            // Small request/response exchanges: do not let Nagle delay them.
+            let _ = tcp.set_nodelay(true);
+            let mut handle = client::connect_stream(Arc::new(config), tcp, handler)
+                .await
+                .map_err(|e| {
+                    let refused = refusal.lock().ok().and_then(|mut slot| slot.take());
+                    refused.unwrap_or_else(|| {
+                        TransportError::Connect(format!(
+                            "{place}: SSH handshake failed: {}",
+                            russh_text(&e)
+                        ))
+                    })
+                })?;
+            authenticate(&mut handle, target, opts, &label).await?;
+            Ok::<_, TransportError>(handle)
+        };
+        let handle = tokio::time::timeout(opts.connect_timeout, attempt)
+            .await
+            .map_err(|_| {
+                TransportError::Connect(format!(
+                    "{place}: timed out after {:.1} s",
+                    opts.connect_timeout.as_secs_f64()
+                ))
+            })??;
+        Ok(SshTransport {
+            handle,
+            label,
+            closed: AtomicBool::new(false),
+        })
     }
+
+    /// `user@address:port`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Runs `command` on a new channel, feeding it `stdin` (then EOF), and collects its output.
+    async fn exec(&self, command: &str, stdin: &[u8]) -> Result<CommandOutput, TransportError> {
+        if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
+            return Err(TransportError::Io(format!(
+                "the connection to {} is closed",
+                self.label
+            )));
+        }
+        let channel = self.handle.channel_open_session().await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot open a session to {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        channel.exec(true, command).await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot start a command on {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        let (mut reader, writer) = channel.split();
+
+        let write = async {
+            if !stdin.is_empty() {
+                writer.data(stdin).await?;
+            }
+            writer.eof().await
+        };
+        let read = async {
+            let mut out = CommandOutput {
+                status: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            let mut ended = false;
+            let mut refused = false;
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    // Extended data type 1 is stderr (RFC 4254, 5.2).
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        out.status = i32::try_from(exit_status).ok();
+                        ended = true;
+                    }
+                    ChannelMsg::ExitSignal {
+                        signal_name,
+                        error_message,
+                        ..
+                    } => {
+                        ended = true;
+                        out.stderr.extend_from_slice(
+                            format!("killed by signal {signal_name:?} {error_message}").as_bytes(),
+                        );
+                    }
+                    ChannelMsg::Failure => refused = true,
+                    ChannelMsg::Close => {
+                        ended = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            (out, ended, refused)
+        };
+        tokio::pin!(write, read);
+
+        // Read while writing (a command may answer before it has read all its input), and stop
+        // waiting for the writer once the channel is closed: a command that exits without
+        // reading its stdin would otherwise leave the write pending forever.
+        let mut write_done = false;
+        let (out, ended, refused) = loop {
+            tokio::select! {
+                res = &mut write, if !write_done => {
+                    write_done = true;
+                    // A failed write shows up as the command's own failure; nothing to add.
+                    let _ = res;
+                }
+                res = &mut read => break res,
+            }
+        };
+        if refused {
+            return Err(TransportError::Io(format!(
+                "{} refused to run a command",
+                self.label
+            )));
+        }
+        if !ended {
+            return Err(TransportError::Io(format!(
+                "the connection to {} was lost while a command ran",
+                self.label
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Runs a sh script sent on stdin (see the module doc), followed by `data`.
+    async fn run_script(&self, script: &str, data: &[u8]) -> Result<CommandOutput, TransportError> {
+        let command = format!("LC_ALL=C sh -c 'eval \"$(head -c {})\"'", script.len());
+        let mut stdin = Vec::with_capacity(script.len() + data.len());
+        stdin.extend_from_slice(script.as_bytes());
+        stdin.extend_from_slice(data);
+        self.exec(&command, &stdin).await
+    }
+}
+
+/// Tries the configured key file only; else each ssh-agent identity; else the default key
+/// files that exist. Passphrase-protected key files are skipped (use the agent for those).
+async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    target: &SshTarget,
+    opts: &SshOptions,
+    label: &str,
+) -> Result<(), TransportError> {
+    let user = target.user.as_str();
+    if let Some(path) = &target.private_key_file {
+        let key = load_key(path).map_err(TransportError::Auth)?;
+        let fp = key.public_key().fingerprint(HashAlg::Sha256);
+        if try_key(handle, user, key).await? {
+            return Ok(());
+        }
+        return Err(TransportError::Auth(format!(
+            "{label}: the server refused the key {} ({fp})",
+            path.display()
+        )));
+    }
+
+    let mut tried: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match AgentClient::connect_env().await {
+            Ok(mut agent) => match agent.request_identities().await {
+                Ok(identities) => {
+                    for identity in identities {
+                        let AgentIdentity::PublicKey { key, comment } = identity else {
+                            continue;
+                        };
+                        let hash = rsa_hash(handle, &key.algorithm()).await;
+                        match handle
+                            .authenticate_publickey_with(user, key.clone(), hash, &mut agent)
+                            .await
+                        {
+                            Ok(r) if r.success() => return Ok(()),
+                            Ok(_) => tried.push(format!("agent key {comment}")),
+                            Err(e) => notes.push(format!("ssh-agent could not sign: {e}")),
+                        }
+                    }
+                }
+                Err(e) => notes.push(format!("ssh-agent: {e}")),
+            },
+            Err(e) => notes.push(format!("ssh-agent: {e}")),
+        }
+    }
+
+    if let Some(home) = &opts.home {
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let path = home.join(".ssh").join(name);
+            if !path.exists() {
+                continue;
+            }
+            match load_key(&path) {
+                Ok(key) => {
+                    if try_key(handle, user, key).await? {
+                        return Ok(());
+                    }
+                    tried.push(path.display().to_string());
+                }
+                Err(e) => notes.push(e),
+            }
+        }
+    }
+
+    let mut message = if tried.is_empty() {
+        format!("{label}: no key to offer (no key file given, no ssh-agent key, no ~/.ssh/id_*)")
+    } else {
+        format!("{label}: the server refused {}", tried.join(", "))
+    };
+    if !notes.is_empty() {
+        message.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    Err(TransportError::Auth(message))
+}
+
+fn load_key(path: &Path) -> Result<PrivateKey, String> {
+    russh::keys::load_secret_key(path, None).map_err(|e| match e {
+        russh::keys::Error::KeyIsEncrypted => format!(
+            "{} is protected by a passphrase; add it to ssh-agent instead",
+            path.display()
+        ),
+        russh::keys::Error::IO(io) => format!("cannot read {}: {}", path.display(), io_text(&io)),
+        other => format!("cannot use {} as a private key: {other}", path.display()),
+    })
+}
+
+/// For RSA keys, the best signature hash the server accepts; `None` for other key types.
+async fn rsa_hash(handle: &Handle<ClientHandler>, alg: &Algorithm) -> Option<HashAlg> {
+    if !matches!(alg, Algorithm::Rsa { .. }) {
+        return None;
+    }
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+async fn try_key(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    key: PrivateKey,
+) -> Result<bool, TransportError> {
+    let hash = rsa_hash(handle, &key.algorithm()).await;
+    let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+    let result = handle
+        .authenticate_publickey(user, key)
+        .await
+        .map_err(|e| TransportError::Auth(russh_text(&e)))?;
+    Ok(result.success())
+}
+
+/// Quotes `s` for POSIX sh: single quotes, with `'` written as `'\''`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Reports one line per path (`F` readable regular file, `U` unreadable regular file,
+/// `O <what>` something else, `M` missing), keeping the `F` ones as the positional
+/// parameters; then one `stat` line per `F` file and their bytes, concatenated. Only shell
+/// builtins run per path; `stat` and `cat` run once.
+const READ_SCRIPT: &str = r#"
+for p do
+  shift
+  if [ -f "$p" ]; then
+    if [ -r "$p" ]; then echo F; set -- "$@" "$p"; else echo U; fi
+  elif [ -d "$p" ]; then echo 'O a directory'
+  elif [ -e "$p" ]; then echo 'O not a regular file'
+  elif [ -L "$p" ]; then echo 'O a dangling symbolic link'
+  else echo M
+  fi
+done
+[ "$#" -eq 0 ] && exit 0
+stat -L -c '%s %a %u %g %U %G' -- "$@" || exit 3
+exec cat -- "$@"
+"#;
+
+fn check_path(path: &str) -> Result<(), TransportError> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(TransportError::Io(format!("invalid path {path:?}")));
+    }
+    Ok(())
+}
+
+/// Splits the read script's output into one [`RemoteFile`] per path.
+fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFile>, String> {
+    let mut rest = stdout;
+    let mut next_line = || -> Result<String, String> {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| "the host's answer ended early".to_string())?;
+        let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+        rest = &rest[end + 1..];
+        Ok(line)
+    };
+
+    let mut kinds = Vec::with_capacity(paths.len());
+    for path in paths {
+        let line = next_line()?;
+        kinds.push(match line.as_str() {
+            "F" => None,
+            "M" => Some(RemoteFile::Missing),
+            "U" => Some(RemoteFile::Unusable(
+                "a regular file deploy cannot read (permission denied)".to_string(),
+            )),
+            other => match other.strip_prefix("O ") {
+                Some(what) => Some(RemoteFile::Unusable(what.to_string())),
+                None => return Err(format!("unexpected status {other:?} for {path}")),
+            },
+        });
+    }
+
+    let mut states = Vec::new();
+    for _ in kinds.iter().filter(|k| k.is_none()) {
+        let line = next_line()?;
+        states
+            .push(parse_stat_line(&line).ok_or_else(|| format!("unexpected stat line {line:?}"))?);
+    }
+    let total: usize = states.iter().map(|s| s.0).sum();
+    if total != rest.len() {
+        return Err(format!(
+            "got {} bytes of file content where stat said {total}; a file changed while it was \
+             read, try again",
+            rest.len()
+        ));
+    }
+
+    let mut states = states.into_iter();
+    let mut out = Vec::with_capacity(paths.len());
+    for kind in kinds {
+        match kind {
+            Some(file) => out.push(file),
+            None => {
+                let (size, mut state) = states
+                    .next()
+                    .ok_or_else(|| "fewer stat lines than files".to_string())?;
+                state.content = rest[..size].to_vec();
+                rest = &rest[size..];
+                out.push(RemoteFile::Present(state));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `size mode uid gid owner group` as `stat -c '%s %a %u %g %U %G'` prints it.
+fn parse_stat_line(line: &str) -> Option<(usize, FileState)> {
+    let mut f = line.split(' ');
+    let size = f.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(f.next()?, 8).ok()?;
+    let uid = f.next()?.parse().ok()?;
+    let gid = f.next()?.parse().ok()?;
+    let name = |s: Option<&str>| {
+        s.filter(|s| *s != "UNKNOWN" && !s.is_empty())
+            .map(str::to_string)
+    };
+    let owner = name(f.next());
+    let group = name(f.next());
+    Some((
+        size,
+        FileState {
+            content: Vec::new(),
+            mode,
+            uid,
+            gid,
+            owner,
+            group,
+        },
+    ))
+}
+
+/// `(directory, base name)` of a path, as `dirname`/`basename` would give them.
+fn split_path(path: &str) -> (String, String) {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some(("", base)) => ("/".to_string(), base.to_string()),
+        Some((dir, base)) => (dir.to_string(), base.to_string()),
+        None => (".".to_string(), trimmed.to_string()),
+    }
+}
+
+/// Builds the write script for `files`, with the temporary file name for each. See the
+/// module doc and [`Transport::write_files`] for what it does; on failure before the renames
+/// it prints `FAIL <index>` and removes every temporary file it made.
+fn write_script(files: &[WriteFile]) -> String {
+    let mut tmps = Vec::with_capacity(files.len());
+    let mut s = String::from("umask 077\nset -C\n");
+    for f in files {
+        let (dir, base) = split_path(&f.path);
+        // Keep the name under NAME_MAX whatever the destination's name is.
+        let mut short = base.as_str();
+        while short.len() > 100 {
+            let mut end = 100.min(short.len() - 1);
+            while !short.is_char_boundary(end) {
+                end -= 1;
+            }
+            short = &short[..end];
+        }
+        let tmp = format!(
+            "{}/.{short}.deploy-{:016x}.tmp",
+            dir.trim_end_matches('/'),
+            rand::random::<u64>()
+        );
+        tmps.push((dir, tmp));
+    }
+
+    // Only temporary files this script created (noclobber guarantees that) are removed.
+    s.push_str("cleanup() {\n");
+    for (i, (_, tmp)) in tmps.iter().enumerate() {
+        s.push_str(&format!(
+            "  [ -z \"${{c{i}:-}}\" ] || rm -f -- {}\n",
+            sh_quote(tmp)
+        ));
+    }
+    s.push_str("  :\n}\n");
+    s.push_str(
+        "fail() {\n  if [ $# -gt 1 ]; then printf '%s\\n' \"$2\" >&2; fi\n  \
+         printf 'FAIL %s %s\\n' \"$1\" \"${phase:-write}\"\n  cleanup\n  exit 1\n}\n",
+    );
+
+    for (i, (f, (dir, tmp))) in files.iter().zip(&tmps).enumerate() {
+        let p = sh_quote(&f.path);
+        let d = sh_quote(dir);
+        let t = sh_quote(tmp);
+        let n = f.content.len();
+        s.push_str(&format!(
+            "if [ -d {p} ]; then fail {i} 'the destination is a directory'; fi\n\
+             mkdir -p -- {d} || fail {i}\n\
+             : > {t} || fail {i}\n\
+             c{i}=1\n\
+             head -c {n} >> {t} || fail {i}\n\
+             n=$(wc -c < {t}) || fail {i}\n\
+             [ \"$((n))\" -eq {n} ] || fail {i} \"only $((n)) of {n} bytes arrived\"\n\
+             sync -- {t} 2>/dev/null || sync || fail {i}\n\
+             chmod -- {mode:o} {t} || fail {i}\n",
+            mode = f.mode & 0o7777,
+        ));
+        if let Some(owner) = &f.owner {
+            s.push_str(&format!("chown -- {} {t} || fail {i}\n", sh_quote(owner)));
+        }
+        if let Some(group) = &f.group {
+            s.push_str(&format!("chgrp -- {} {t} || fail {i}\n", sh_quote(group)));
+        }
+        // chown clears set-id bits; put the mode back after it.
+        if (f.owner.is_some() || f.group.is_some()) && f.mode & 0o6000 != 0 {
+            s.push_str(&format!("chmod -- {:o} {t} || fail {i}\n", f.mode & 0o7777));
+        }
+    }
+
+    s.push_str("phase=rename\n");
+    for (i, (f, (_, tmp))) in files.iter().zip(&tmps).enumerate() {
+        s.push_str(&format!(
+            "mv -f -- {} {} || fail {i}\n",
+            sh_quote(tmp),
+            sh_quote(&f.path)
+        ));
+    }
+    // Make the renames themselves durable; best effort (not every sync can take a directory).
+    let dirs: BTreeSet<&String> = tmps.iter().map(|(d, _)| d).collect();
+    for d in dirs {
+        s.push_str(&format!("sync -- {} 2>/dev/null || :\n", sh_quote(d)));
+    }
+    s.push_str("echo OK\n");
+    s
 }
 
 #[async_trait]
 impl Transport for SshTransport {
-    async fn read_files(&self, _paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
-        Err(TransportError::Unsupported("ssh".into()))
+    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut script = String::from("set --");
+        for p in paths {
+            check_path(p)?;
+            script.push(' ');
+            script.push_str(&sh_quote(p));
+        }
+        script.push_str(READ_SCRIPT);
+        let out = self.run_script(&script, &[]).await?;
+        if !out.success() {
+            return Err(TransportError::Io(format!(
+                "reading files on {} failed: {}",
+                self.label,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_read_output(paths, &out.stdout).map_err(|e| {
+            TransportError::Io(format!(
+                "reading files on {}: {e}{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            ))
+        })
     }
-    async fn write_files(&self, _files: &[WriteFile]) -> Result<(), TransportError> {
-        Err(TransportError::Unsupported("ssh".into()))
+
+    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        for f in files {
+            check_path(&f.path)?;
+        }
+        let script = write_script(files);
+        let data: Vec<u8> = files
+            .iter()
+            .flat_map(|f| f.content.iter().copied())
+            .collect();
+        let out = self.run_script(&script, &data).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.success() && stdout.lines().any(|l| l == "OK") {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let failed = stdout.lines().find_map(|l| {
+            let mut f = l.strip_prefix("FAIL ")?.split(' ');
+            let index: usize = f.next()?.parse().ok()?;
+            Some((index, f.next() == Some("rename")))
+        });
+        Err(TransportError::Io(match failed {
+            Some((index, renaming)) => {
+                let path = files.get(index).map_or("?", |f| f.path.as_str());
+                let what = if stderr.is_empty() {
+                    "failed".to_string()
+                } else {
+                    stderr
+                };
+                if renaming {
+                    format!(
+                        "cannot write {path} on {}: {what} (the files before it in this batch \
+                         were already replaced)",
+                        self.label
+                    )
+                } else {
+                    format!(
+                        "cannot write {path} on {}: {what} (nothing was replaced)",
+                        self.label
+                    )
+                }
+            }
+            None => format!(
+                "writing files on {} failed (exit status {:?}){}",
+                self.label,
+                out.status,
+                stderr_suffix(&out.stderr)
+            ),
+        }))
     }
-    async fn run(&self, _command: &str) -> Result<CommandOutput, TransportError> {
-        Err(TransportError::Unsupported("ssh".into()))
+
+    async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
+        self.exec(command, &[]).await
+    }
+
+    async fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+}
+
+fn stderr_suffix(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn split_paths() {
+        assert_eq!(split_path("/etc/x.conf"), ("/etc".into(), "x.conf".into()));
+        assert_eq!(split_path("/x"), ("/".into(), "x".into()));
+        assert_eq!(split_path("x"), (".".into(), "x".into()));
+        assert_eq!(split_path("a/b/"), ("a".into(), "b".into()));
+    }
+
+    #[test]
+    fn stat_lines() {
+        let (size, st) = parse_stat_line("12 640 0 4 root UNKNOWN").unwrap();
+        assert_eq!(size, 12);
+        assert_eq!(st.mode, 0o640);
+        assert_eq!((st.uid, st.gid), (0, 4));
+        assert_eq!(st.owner.as_deref(), Some("root"));
+        assert_eq!(st.group, None);
+        assert!(parse_stat_line("x 640 0 0 a b").is_none());
+    }
+
+    #[test]
+    fn read_output_is_split_by_size() {
+        let paths: Vec<String> = ["/a", "/m", "/d", "/b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = b"F\nM\nO a directory\nF\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
+        let files = parse_read_output(&paths, out).unwrap();
+        assert_eq!(files[1], RemoteFile::Missing);
+        assert_eq!(files[2], RemoteFile::Unusable("a directory".into()));
+        let RemoteFile::Present(a) = &files[0] else {
+            panic!()
+        };
+        assert_eq!(a.content, b"abc");
+        let RemoteFile::Present(b) = &files[3] else {
+            panic!()
+        };
+        assert_eq!((b.content.as_slice(), b.mode), (&b"xy"[..], 0o600));
+        assert!(parse_read_output(&paths, &out[..out.len() - 1]).is_err());
     }
 }

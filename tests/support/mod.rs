@@ -1,3 +1,4 @@
-//! Shared test helpers: a throwaway deploy repo and a way to run the real binary on it.
+//! Fixtures shared by the integration tests.
 
 pub mod project;
+pub mod sshd;
