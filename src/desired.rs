@@ -106,7 +106,10 @@ fn render_error(host: &Host, e: crate::render::RenderError) -> Error {
     Error::Render {
         host: host.name.clone(),
         // main prints "error: " once already.
-        message: report.strip_prefix("error: ").unwrap_or(&report).to_string(),
+        message: report
+            .strip_prefix("error: ")
+            .unwrap_or(&report)
+            .to_string(),
     }
 }
 

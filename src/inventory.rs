@@ -535,3 +535,92 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vars, Error> {
     }
     Ok(vars)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn var<'a>(inv: &'a Inventory, host: &str, key: &str) -> &'a Value {
+        &inv.hosts[host].vars[key]
+    }
+
+    #[test]
+    fn precedence_follows_ansible() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            d,
+            "inventory.yml",
+            "all:\n  vars: {a: inv_all, b: inv_all, c: inv_all, d: inv_all}\n  children:\n    app:\n      vars: {a: inv_app, b: inv_app}\n      children:\n        web:\n          vars: {a: inv_web}\n          hosts:\n            alpha: {d: inv_host}\n            beta:\n",
+        );
+        write(d, "group_vars/all.yml", "b: gv_all\nc: gv_all\ne: gv_all\n");
+        write(d, "group_vars/app/10.yml", "e: gv_app\n");
+        write(d, "host_vars/alpha.yml", "f: hv_alpha\nd: hv_alpha\n");
+        let mut extra = Vars::new();
+        extra.insert("f".into(), Value::String("extra".into()));
+        let inv = Inventory::load(d, &extra).unwrap();
+        // Inventory-file group vars: children over parents.
+        assert_eq!(var(&inv, "beta", "a"), "inv_web");
+        // Any group_vars/ file beats any inventory-file group var.
+        assert_eq!(var(&inv, "beta", "b"), "gv_all");
+        assert_eq!(var(&inv, "beta", "e"), "gv_app");
+        // Host vars: inventory < host_vars/ < -e.
+        assert_eq!(var(&inv, "alpha", "d"), "hv_alpha");
+        assert_eq!(var(&inv, "beta", "d"), "inv_all");
+        assert_eq!(var(&inv, "alpha", "f"), "extra");
+        assert_eq!(inv.hosts["alpha"].groups, ["all", "app", "web"]);
+        assert_eq!(inv.hosts["alpha"].group_names(), ["app", "web"]);
+        assert_eq!(inv.groups_var()["app"], ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn ungrouped_hosts_and_cycles() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "inventory.yml", "all:\n  hosts:\n    lonely:\n");
+        let inv = Inventory::load(dir.path(), &Vars::new()).unwrap();
+        assert_eq!(inv.hosts["lonely"].group_names(), ["ungrouped"]);
+
+        write(
+            dir.path(),
+            "inventory.yml",
+            "all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n",
+        );
+        let err = Inventory::load(dir.path(), &Vars::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn vault_files_are_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "inventory.yml", "all:\n  hosts:\n    h:\n");
+        write(
+            dir.path(),
+            "group_vars/all.yml",
+            "$ANSIBLE_VAULT;1.1;AES256\n6162\n",
+        );
+        let err = Inventory::load(dir.path(), &Vars::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Ansible Vault") && err.contains("secrets/"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn extra_vars_forms() {
+        let vars = parse_extra_vars(&["a=1 b=two".into(), "{\"c\": [1, 2]}".into()]).unwrap();
+        assert_eq!(vars["a"], "1");
+        assert_eq!(vars["b"], "two");
+        assert_eq!(vars["c"], serde_json::json!([1, 2]));
+        assert!(parse_extra_vars(&["novalue".into()]).is_err());
+    }
+}

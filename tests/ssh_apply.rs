@@ -18,8 +18,10 @@ impl SshFleet {
     /// project's HOME lists every server unless `trust` is false.
     fn new(names: &[&str], trust: bool) -> SshFleet {
         let project = Project::new();
-        let servers: Vec<(String, Sshd)> =
-            names.iter().map(|n| (n.to_string(), Sshd::start())).collect();
+        let servers: Vec<(String, Sshd)> = names
+            .iter()
+            .map(|n| (n.to_string(), Sshd::start()))
+            .collect();
         let mut hosts = String::new();
         for (name, server) in &servers {
             hosts.push_str(&format!(
@@ -54,8 +56,14 @@ groups:
         run: echo restart >> '{{ root }}/handlers.log'
 "#,
             )
-            .template("app.conf.j2", "host = {{ inventory_hostname }}\nworkers = {{ workers }}\n")
-            .template("unit.j2", "[Service]\nExecStart=/usr/bin/app --workers {{ workers }}\n");
+            .template(
+                "app.conf.j2",
+                "host = {{ inventory_hostname }}\nworkers = {{ workers }}\n",
+            )
+            .template(
+                "unit.j2",
+                "[Service]\nExecStart=/usr/bin/app --workers {{ workers }}\n",
+            );
         let fleet = SshFleet { project, servers };
         if trust {
             let all: String = fleet
@@ -97,31 +105,65 @@ fn apply_over_ssh_creates_then_changes_nothing_then_only_what_a_var_changed() {
     let run = p.run(&["apply", "--yes"]).expect(0);
     assert!(run.stdout.contains("Plan: 4 to create"), "{}", run.stdout);
     // What a_render_error_touches_no_ssh_host looks for does show a real login.
-    assert!(fleet.servers[0].1.log().contains("Accepted publickey"), "{}", fleet.servers[0].1.log());
+    assert!(
+        fleet.servers[0].1.log().contains("Accepted publickey"),
+        "{}",
+        fleet.servers[0].1.log()
+    );
     for host in ["alpha", "beta"] {
         assert_eq!(
             fleet.read(host, "etc/app/app.conf").as_deref(),
             Some(format!("host = {host}\nworkers = 4\n").as_str())
         );
         assert_eq!(mode(&fleet.root(host).join("etc/app/app.conf")), 0o640);
-        assert_eq!(mode(&fleet.root(host).join("etc/systemd/system/app.service")), 0o644);
-        assert_eq!(fleet.log(host), "reload\nrestart\n", "{host}: each handler once, in order");
+        assert_eq!(
+            mode(&fleet.root(host).join("etc/systemd/system/app.service")),
+            0o644
+        );
+        assert_eq!(
+            fleet.log(host),
+            "reload\nrestart\n",
+            "{host}: each handler once, in order"
+        );
     }
 
-    let inode = fs::metadata(fleet.root("alpha").join("etc/app/app.conf")).unwrap().ino();
+    let inode = fs::metadata(fleet.root("alpha").join("etc/app/app.conf"))
+        .unwrap()
+        .ino();
     let run = p.run(&["apply", "--yes"]).expect(0);
-    assert!(run.stdout.contains("Plan: 0 to create, 0 to change, 4 unchanged"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Plan: 0 to create, 0 to change, 4 unchanged"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
     assert_eq!(
-        fs::metadata(fleet.root("alpha").join("etc/app/app.conf")).unwrap().ino(),
+        fs::metadata(fleet.root("alpha").join("etc/app/app.conf"))
+            .unwrap()
+            .ino(),
         inode
     );
 
     p.file("hosts/host_vars/beta.yml", "workers: 6\n");
     let plan = p.run(&["plan", "--detailed-exitcode"]).expect(2);
-    assert!(plan.stdout.contains("alpha: no changes (2 files)"), "{}", plan.stdout);
-    assert_eq!(plan.stdout.matches("\n      +workers = 6").count(), 1, "{}", plan.stdout);
-    assert!(plan.stdout.contains("Plan: 0 to create, 2 to change, 2 unchanged"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("alpha: no changes (2 files)"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        plan.stdout.matches("\n      +workers = 6").count(),
+        1,
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to create, 2 to change, 2 unchanged"),
+        "{}",
+        plan.stdout
+    );
 
     p.run(&["apply", "--yes"]).expect(0);
     assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
@@ -133,13 +175,19 @@ fn apply_over_ssh_creates_then_changes_nothing_then_only_what_a_var_changed() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "app.conf")
         .collect();
-    assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
 }
 
 #[test]
 fn host_limits_the_ssh_run() {
     let fleet = SshFleet::new(&["alpha", "beta"], true);
-    fleet.project.run(&["apply", "--yes", "--host", "beta"]).expect(0);
+    fleet
+        .project
+        .run(&["apply", "--yes", "--host", "beta"])
+        .expect(0);
     assert!(!fleet.root("alpha").exists());
     assert_eq!(fleet.log("beta"), "reload\nrestart\n");
 }
@@ -148,14 +196,23 @@ fn host_limits_the_ssh_run() {
 fn unknown_host_key_is_refused_unless_accepted() {
     let fleet = SshFleet::new(&["alpha"], false);
     let p = &fleet.project;
-    let fingerprint = fleet.servers[0].1.host_key_fingerprint(sshd::HostKey::Ed25519);
+    let fingerprint = fleet.servers[0]
+        .1
+        .host_key_fingerprint(sshd::HostKey::Ed25519);
     let run = p.run(&["plan"]).expect(1);
     assert!(run.stdout.contains(&fingerprint), "{}", run.stdout);
-    assert!(run.stdout.contains("--accept-new-host-keys"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("--accept-new-host-keys"),
+        "{}",
+        run.stdout
+    );
 
     p.run(&["plan", "--accept-new-host-keys"]).expect(0);
     let known = fs::read_to_string(fleet.known_hosts()).unwrap();
-    assert!(known.contains(&format!("[127.0.0.1]:{}", fleet.servers[0].1.port())), "{known}");
+    assert!(
+        known.contains(&format!("[127.0.0.1]:{}", fleet.servers[0].1.port())),
+        "{known}"
+    );
     p.run(&["plan"]).expect(0);
 }
 
@@ -170,7 +227,10 @@ fn changed_host_key_is_refused_even_with_accept_new() {
         other.host_key_line(sshd::HostKey::Ed25519)
     );
     fleet.project.file("home/.ssh/known_hosts", &line);
-    let run = fleet.project.run(&["apply", "--yes", "--accept-new-host-keys"]).expect(1);
+    let run = fleet
+        .project
+        .run(&["apply", "--yes", "--accept-new-host-keys"])
+        .expect(1);
     let known = fleet.known_hosts().display().to_string();
     assert!(run.stdout.contains(&format!("{known}:2")), "{}", run.stdout);
     assert!(!fleet.root("alpha").exists());
@@ -196,11 +256,18 @@ fn an_unreachable_host_fails_alone() {
 fn a_render_error_touches_no_ssh_host() {
     let fleet = SshFleet::new(&["alpha", "beta"], true);
     let p = &fleet.project;
-    p.file("hosts/host_vars/beta.yml", "workers: \"{{ undefined_thing }}\"\n");
+    p.file(
+        "hosts/host_vars/beta.yml",
+        "workers: \"{{ undefined_thing }}\"\n",
+    );
     let run = p.run(&["apply", "--yes"]).expect(1);
     assert!(run.stderr.contains("undefined_thing"), "{}", run.stderr);
     assert!(!fleet.root("alpha").exists() && !fleet.root("beta").exists());
     for (_, server) in &fleet.servers {
-        assert!(!server.log().contains("Accepted publickey"), "a host was contacted:\n{}", server.log());
+        assert!(
+            !server.log().contains("Accepted publickey"),
+            "a host was contacted:\n{}",
+            server.log()
+        );
     }
 }
