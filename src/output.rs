@@ -29,28 +29,17 @@ pub fn plan_text(plan: &Plan) -> String {
     }
     let s = plan.summary();
     let mut line = format!(
-        "Plan: {} to create, {} to change, {} unchanged on {} host{}",
+        "Plan: {} to create, {} to change, {} unchanged on {}",
         s.create,
         s.change,
         s.unchanged,
-        s.hosts,
-        plural(s.hosts)
+        count(s.hosts, "host")
     );
     if s.handlers > 0 {
-        let _ = write!(
-            line,
-            "; {} handler{} to run",
-            s.handlers,
-            plural(s.handlers)
-        );
+        let _ = write!(line, "; {} to run", count(s.handlers, "handler"));
     }
     if s.hosts_failed > 0 {
-        let _ = write!(
-            line,
-            "; {} host{} failed",
-            s.hosts_failed,
-            plural(s.hosts_failed)
-        );
+        let _ = write!(line, "; {} failed", count(s.hosts_failed, "host"));
     }
     let _ = writeln!(out, "{}.", paint(BOLD, &line));
     if s.hosts_failed > 0 {
@@ -65,6 +54,11 @@ pub fn plan_text(plan: &Plan) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// "1 host", "2 hosts".
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", plural(n))
 }
 
 fn host_text(out: &mut String, host: &HostPlan) {
@@ -85,9 +79,9 @@ fn host_text(out: &mut String, host: &HostPlan) {
     if !host.has_changes() {
         let _ = writeln!(
             out,
-            "{}: no changes ({unchanged} file{})\n",
+            "{}: no changes ({})\n",
             paint(BOLD, &host.host),
-            plural(unchanged)
+            count(unchanged, "file")
         );
         return;
     }
@@ -184,10 +178,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
         }
         let _ = write!(
             out,
-            "{}: wrote {} file{}",
+            "{}: wrote {}",
             paint(BOLD, &o.host),
-            o.written.len(),
-            plural(o.written.len())
+            count(o.written.len(), "file")
         );
         let ran: Vec<&str> = o
             .handlers
@@ -205,19 +198,13 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
     }
     let failed: Vec<&HostOutcome> = outcomes.iter().filter(|o| !o.ok()).collect();
     let mut line = format!(
-        "Apply: {written} file{} written, {handlers} handler{} run on {} host{}",
-        plural(written),
-        plural(handlers),
-        outcomes.len(),
-        plural(outcomes.len())
+        "Apply: {} written, {} run on {}",
+        count(written, "file"),
+        count(handlers, "handler"),
+        count(outcomes.len(), "host")
     );
     if !failed.is_empty() {
-        let _ = write!(
-            line,
-            "; {} host{} failed",
-            failed.len(),
-            plural(failed.len())
-        );
+        let _ = write!(line, "; {} failed", count(failed.len(), "host"));
     }
     let _ = writeln!(out, "{}.", paint(BOLD, &line));
     for o in failed {
