@@ -25,10 +25,20 @@ impl HostOutcome {
     }
 }
 
-/// Applies `plan`; `connected` holds each host's open connection, in plan order.
-pub async fn apply(plan: &Plan, connected: &[Connected], forks: usize) -> Vec<HostOutcome> {
+/// Applies `plan`; `connected` holds each host's open connection, in plan order. `done` is
+/// called as each host finishes (for progress display).
+pub async fn apply(
+    plan: &Plan,
+    connected: &[Connected],
+    forks: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<HostOutcome> {
     futures::stream::iter(plan.hosts.iter().zip(connected))
-        .map(|(host, conn)| apply_host(host, conn))
+        .map(|(host, conn)| async move {
+            let outcome = apply_host(host, conn).await;
+            done();
+            outcome
+        })
         .buffered(forks.max(1))
         .collect()
         .await

@@ -11,6 +11,7 @@ use crate::desired::{self, HostDesired};
 use crate::error::Error;
 use crate::inventory::{self, Inventory, Vars};
 use crate::manifest::Manifest;
+use crate::output;
 use crate::plan::Plan;
 use crate::remote::{self, Connected};
 use crate::render::Renderer;
@@ -63,7 +64,9 @@ pub struct Prepared {
 /// template rendered), then reads every host and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let desired = render(opts)?;
-    let connected = remote::read_all(&desired, &opts.ssh, opts.forks).await;
+    let progress = output::progress(desired.len(), "reading hosts");
+    let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
+    progress.finish_and_clear();
     let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
     let plan = Plan::build(&desired, &current);
     Ok(Prepared {
@@ -94,7 +97,13 @@ pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
 
 /// Writes what `prepared.plan` lists and runs the handlers.
 pub async fn apply(opts: &Options, prepared: &Prepared) -> Vec<HostOutcome> {
-    apply::apply(&prepared.plan, &prepared.connected, opts.forks).await
+    let progress = output::progress(prepared.plan.hosts.len(), "applying");
+    let outcomes = apply::apply(&prepared.plan, &prepared.connected, opts.forks, &|| {
+        progress.inc(1)
+    })
+    .await;
+    progress.finish_and_clear();
+    outcomes
 }
 
 /// Closes every open connection.

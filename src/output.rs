@@ -149,6 +149,23 @@ fn file_text(out: &mut String, file: &FilePlan) {
     }
 }
 
+/// A progress bar on stderr for runs over many hosts; hidden when stderr is not a terminal
+/// or the run is small.
+pub fn progress(hosts: usize, message: &'static str) -> indicatif::ProgressBar {
+    if hosts < 5 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(hosts as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} hosts") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
 pub fn print_plan(plan: &Plan) {
     anstream::print!("{}", plan_text(plan));
 }

@@ -15,9 +15,20 @@ pub struct Connected {
     pub current: Result<Vec<RemoteFile>, String>,
 }
 
-pub async fn read_all(hosts: &[HostDesired], ssh: &SshOptions, forks: usize) -> Vec<Connected> {
+/// Connects to and reads every host, `forks` at once; `done` is called as each finishes
+/// (for progress display).
+pub async fn read_all(
+    hosts: &[HostDesired],
+    ssh: &SshOptions,
+    forks: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<Connected> {
     futures::stream::iter(hosts)
-        .map(|host| read_host(host, ssh))
+        .map(|host| async move {
+            let connected = read_host(host, ssh).await;
+            done();
+            connected
+        })
         .buffered(forks.max(1))
         .collect()
         .await
