@@ -187,9 +187,21 @@ fn russh_text(e: &russh::Error) -> String {
 
 impl SshTransport {
     /// Connects, checks the host key and authenticates, all within `opts.connect_timeout`.
+    /// The ssh-agent, if any, is the one `SSH_AUTH_SOCK` names.
     pub async fn connect(
         target: &SshTarget,
         opts: &SshOptions,
+    ) -> Result<SshTransport, TransportError> {
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        Self::connect_with_agent(target, opts, agent.as_deref()).await
+    }
+
+    /// [`SshTransport::connect`] with an explicit ssh-agent socket (`None`: no agent), for
+    /// callers that must not depend on the process environment (tests, a future option).
+    pub async fn connect_with_agent(
+        target: &SshTarget,
+        opts: &SshOptions,
+        agent_socket: Option<&Path>,
     ) -> Result<SshTransport, TransportError> {
         let known = KnownHosts::load(&opts.known_hosts_files)
             .map_err(|e| TransportError::HostKey(format!("cannot read known_hosts: {e}")))?;
@@ -244,7 +256,7 @@ impl SshTransport {
                         ))
                     })
                 })?;
-            authenticate(&mut handle, target, opts, &label).await?;
+            authenticate(&mut handle, target, opts, agent_socket, &label).await?;
             Ok::<_, TransportError>(handle)
         };
         let handle = tokio::time::timeout(opts.connect_timeout, attempt)
@@ -383,6 +395,7 @@ async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     target: &SshTarget,
     opts: &SshOptions,
+    agent_socket: Option<&Path>,
     label: &str,
 ) -> Result<(), TransportError> {
     let user = target.user.as_str();
@@ -400,8 +413,8 @@ async fn authenticate(
 
     let mut tried: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
+    if let Some(socket) = agent_socket {
+        match AgentClient::connect_uds(socket).await {
             Ok(mut agent) => match agent.request_identities().await {
                 Ok(identities) => {
                     for identity in identities {
