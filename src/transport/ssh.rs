@@ -635,9 +635,10 @@ fn split_path(path: &str) -> (String, String) {
     }
 }
 
-/// Builds the write script for `files`, with the temporary file name for each. See the
-/// module doc and [`Transport::write_files`] for what it does; on failure before the renames
-/// it prints `FAIL <index>` and removes every temporary file it made.
+/// Builds the write script for `files` (their bytes follow it on stdin, in order). See the
+/// module doc and [`Transport::write_files`] for what it does. On failure it prints
+/// `FAIL <index> <phase>` (`write` or `rename`) and removes every temporary file it made;
+/// on success it prints `OK`.
 fn write_script(files: &[WriteFile]) -> String {
     let mut tmps = Vec::with_capacity(files.len());
     let mut s = String::from("umask 077\nset -C\n");
@@ -859,11 +860,11 @@ mod tests {
 
     #[test]
     fn read_output_is_split_by_size() {
-        let paths: Vec<String> = ["/a", "/m", "/d", "/b"]
+        let paths: Vec<String> = ["/a", "/m", "/d", "/b", "/u"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = b"F\nM\nO a directory\nF\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
+        let out = b"F\nM\nO a directory\nF\nU\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
         let files = parse_read_output(&paths, out).unwrap();
         assert_eq!(files[1], RemoteFile::Missing);
         assert_eq!(files[2], RemoteFile::Unusable("a directory".into()));
@@ -875,6 +876,7 @@ mod tests {
             panic!()
         };
         assert_eq!((b.content.as_slice(), b.mode), (&b"xy"[..], 0o600));
+        assert!(matches!(&files[4], RemoteFile::Unusable(t) if t.contains("cannot read")));
         assert!(parse_read_output(&paths, &out[..out.len() - 1]).is_err());
     }
 }
