@@ -473,3 +473,91 @@ async fn default_key_files_are_used_without_a_key_file() {
     assert!(t.run("true").await.unwrap().success());
     t.close().await;
 }
+
+/// A private ssh-agent holding `key`; killed on drop.
+struct Agent {
+    socket: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Agent {
+    /// `name`: the socket's file name in `dir` (a killed agent leaves its socket behind).
+    fn start(dir: &Path, name: &str, key: Option<&Path>) -> Agent {
+        let socket = dir.join(name);
+        // -D: stay in the foreground as our child, so we can kill exactly it.
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = Agent { socket, child };
+        for _ in 0..100 {
+            if agent.socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(key) = key {
+            let status = std::process::Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn ssh_agent_keys_are_used_before_default_files() {
+    let sshd = Sshd::start();
+    let mut target = sshd.target();
+    target.private_key_file = None;
+
+    let agent = Agent::start(sshd.dir(), "agent1.sock", Some(&sshd.client_key()));
+    let t = SshTransport::connect_with_agent(&target, &sshd.options(), Some(&agent.socket))
+        .await
+        .unwrap();
+    assert!(t.run("true").await.unwrap().success());
+    t.close().await;
+    drop(agent);
+
+    // An agent with only a wrong key: refused, and the message says what was tried.
+    let wrong = sshd.dir().join("wrong_key");
+    sshd::keygen(&wrong, &["-t", "ed25519"]);
+    let agent = Agent::start(sshd.dir(), "agent2.sock", Some(&wrong));
+    let err = SshTransport::connect_with_agent(&target, &sshd.options(), Some(&agent.socket))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Auth(_)), "{err}");
+    assert!(err.to_string().contains("agent key"), "{err}");
+}
+
+#[tokio::test]
+async fn rsa_client_key_signs_with_sha2() {
+    // OpenSSH 8.8+ refuses ssh-rsa (SHA-1) signatures, so getting in shows rsa-sha2-* was used.
+    let sshd = Sshd::start();
+    let rsa = sshd.dir().join("client_rsa");
+    sshd::keygen(&rsa, &["-t", "rsa", "-b", "2048"]);
+    let mut authorized = fs::read_to_string(sshd.dir().join("authorized_keys")).unwrap();
+    authorized.push_str(&fs::read_to_string(rsa.with_extension("pub")).unwrap());
+    fs::write(sshd.dir().join("authorized_keys"), authorized).unwrap();
+    let mut target = sshd.target();
+    target.private_key_file = Some(rsa);
+    let t = SshTransport::connect(&target, &sshd.options())
+        .await
+        .unwrap();
+    assert!(t.run("true").await.unwrap().success());
+    t.close().await;
+}

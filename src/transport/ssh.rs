@@ -187,9 +187,21 @@ fn russh_text(e: &russh::Error) -> String {
 
 impl SshTransport {
     /// Connects, checks the host key and authenticates, all within `opts.connect_timeout`.
+    /// The ssh-agent, if any, is the one `SSH_AUTH_SOCK` names.
     pub async fn connect(
         target: &SshTarget,
         opts: &SshOptions,
+    ) -> Result<SshTransport, TransportError> {
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        Self::connect_with_agent(target, opts, agent.as_deref()).await
+    }
+
+    /// [`SshTransport::connect`] with an explicit ssh-agent socket (`None`: no agent), for
+    /// callers that must not depend on the process environment (tests, a future option).
+    pub async fn connect_with_agent(
+        target: &SshTarget,
+        opts: &SshOptions,
+        agent_socket: Option<&Path>,
     ) -> Result<SshTransport, TransportError> {
         let known = KnownHosts::load(&opts.known_hosts_files)
             .map_err(|e| TransportError::HostKey(format!("cannot read known_hosts: {e}")))?;
@@ -244,7 +256,7 @@ impl SshTransport {
                         ))
                     })
                 })?;
-            authenticate(&mut handle, target, opts, &label).await?;
+            authenticate(&mut handle, target, opts, agent_socket, &label).await?;
             Ok::<_, TransportError>(handle)
         };
         let handle = tokio::time::timeout(opts.connect_timeout, attempt)
@@ -383,6 +395,7 @@ async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     target: &SshTarget,
     opts: &SshOptions,
+    agent_socket: Option<&Path>,
     label: &str,
 ) -> Result<(), TransportError> {
     let user = target.user.as_str();
@@ -400,8 +413,8 @@ async fn authenticate(
 
     let mut tried: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
+    if let Some(socket) = agent_socket {
+        match AgentClient::connect_uds(socket).await {
             Ok(mut agent) => match agent.request_identities().await {
                 Ok(identities) => {
                     for identity in identities {
@@ -622,9 +635,10 @@ fn split_path(path: &str) -> (String, String) {
     }
 }
 
-/// Builds the write script for `files`, with the temporary file name for each. See the
-/// module doc and [`Transport::write_files`] for what it does; on failure before the renames
-/// it prints `FAIL <index>` and removes every temporary file it made.
+/// Builds the write script for `files` (their bytes follow it on stdin, in order). See the
+/// module doc and [`Transport::write_files`] for what it does. On failure it prints
+/// `FAIL <index> <phase>` (`write` or `rename`) and removes every temporary file it made;
+/// on success it prints `OK`.
 fn write_script(files: &[WriteFile]) -> String {
     let mut tmps = Vec::with_capacity(files.len());
     let mut s = String::from("umask 077\nset -C\n");
@@ -846,11 +860,11 @@ mod tests {
 
     #[test]
     fn read_output_is_split_by_size() {
-        let paths: Vec<String> = ["/a", "/m", "/d", "/b"]
+        let paths: Vec<String> = ["/a", "/m", "/d", "/b", "/u"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = b"F\nM\nO a directory\nF\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
+        let out = b"F\nM\nO a directory\nF\nU\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
         let files = parse_read_output(&paths, out).unwrap();
         assert_eq!(files[1], RemoteFile::Missing);
         assert_eq!(files[2], RemoteFile::Unusable("a directory".into()));
@@ -862,6 +876,7 @@ mod tests {
             panic!()
         };
         assert_eq!((b.content.as_slice(), b.mode), (&b"xy"[..], 0o600));
+        assert!(matches!(&files[4], RemoteFile::Unusable(t) if t.contains("cannot read")));
         assert!(parse_read_output(&paths, &out[..out.len() - 1]).is_err());
     }
 }
