@@ -1,6 +1,7 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
 mod errors;
+mod examples;
 mod local_apply;
 mod render_fixtures;
 mod ssh_apply;
