@@ -76,11 +76,38 @@ pub enum ModeSpec {
 }
 
 /// `notify:` as written: one handler name or a list of them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum Notify {
     One(String),
     Many(Vec<String>),
+}
+
+// By hand rather than `#[serde(untagged)]`: untagged buffering loses the YAML reader's
+// context inside flow mappings (`{notify: [a, b]}` failed to match any variant).
+impl<'de> Deserialize<'de> for Notify {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Notify, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Notify;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a handler name or a list of handler names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Notify, E> {
+                Ok(Notify::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Notify, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Notify::Many(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl FileSpec {
@@ -179,7 +206,19 @@ pub fn parse_mode(mode: &ModeSpec) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ModeSpec, parse_mode};
+    use super::{Manifest, ModeSpec, parse_mode};
+
+    #[test]
+    fn unquoted_mode_and_notify_forms() {
+        let text = "groups:\n  web:\n    files:\n      - {template: a.j2, dest: /a, mode: 0755, notify: x}\n      - {template: b.j2, dest: /b, notify: [x, y]}\n    handlers:\n      - {name: x, run: 'true'}\n      - {name: y, run: 'true'}\n";
+        let m: Manifest = crate::yaml::parse(std::path::Path::new("deploy.yml"), text).unwrap();
+        let files = &m.groups["web"].files;
+        let mode = files[0].mode.as_ref().unwrap();
+        assert_eq!(parse_mode(&mode.value), Ok(0o755));
+        assert_eq!(files[0].notify_names(), ["x"]);
+        assert_eq!(files[1].notify_names(), ["x", "y"]);
+        m.validate().unwrap();
+    }
 
     #[test]
     fn modes() {
