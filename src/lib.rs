@@ -15,6 +15,7 @@ pub mod error;
 pub mod handlers;
 pub mod inventory;
 pub mod manifest;
+pub mod mask;
 pub mod ops;
 pub mod output;
 pub mod plan;
