@@ -3,6 +3,7 @@
 mod errors;
 mod local_apply;
 mod render_fixtures;
+mod secrets_age;
 mod ssh_apply;
 mod ssh_transport;
 mod support;
