@@ -347,13 +347,14 @@ fn decrypt_bytes(path: &Path, bytes: &[u8], identities: &Identities) -> Result<V
     let mut stream = decryptor
         .decrypt(identities.keys.iter().map(|k| k.as_ref()))
         .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => Error::config(
-                path.display(),
+            // The message names the file itself, so no `path:` location in front of it.
+            age::DecryptError::NoMatchingKeys => Error::usage(
                 format!(
                     "no identity can decrypt {}; tried: {}",
                     path.display(),
                     tried()
                 ),
+                None,
             )
             .with_hint(
                 "the file is encrypted to the keys in secrets/recipients.txt; ask someone who \

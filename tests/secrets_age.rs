@@ -177,7 +177,7 @@ fn wrong_identity_is_one_clear_error() {
         .expect_err("must fail")
         .to_string();
     assert!(
-        e.contains(&format!(
+        e.starts_with(&format!(
             "no identity can decrypt {}; tried: {}",
             file.display(),
             mine.display()
