@@ -21,5 +21,6 @@ pub mod output;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod secrets;
 pub mod transport;
 pub mod yaml;

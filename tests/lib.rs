@@ -4,6 +4,7 @@ mod errors;
 mod examples;
 mod local_apply;
 mod render_fixtures;
+mod secrets_age;
 mod ssh_apply;
 mod ssh_transport;
 mod support;
