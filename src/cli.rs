@@ -51,6 +51,10 @@ pub struct Selection {
     /// changed key is refused regardless.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Identity file for decrypting secrets/ (repeatable; default: $DEPLOY_AGE_IDENTITY,
+    /// ~/.config/deploy/identity.txt, ~/.ssh/id_ed25519).
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identities: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

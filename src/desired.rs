@@ -3,18 +3,30 @@
 //! pipeline; it does no I/O on hosts, and it runs to completion for every selected host before
 //! any host is contacted, so one bad template stops the run with nothing touched.
 
+//!
+//! When secrets are in play, every file and handler command is rendered a second time with
+//! each secret replaced by a canary token (see `mask.rs`): that tells which lines came from a
+//! secret, how to show them masked, and which files must be written 0600.
+
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use minijinja::Value;
+use serde_json::Value as Json;
 
 use crate::error::Error;
+use crate::inventory::{Host, Inventory, Vars};
+use crate::manifest::{Manifest, parse_mode};
+use crate::mask::{Canary, MaskedView, Masker, Secret};
+use crate::render::Renderer;
+use crate::transport::Connection;
+
+/// Mode of a file whose rendering used a secret, unless deploy.yml sets one.
+pub const SECRET_FILE_MODE: u32 = 0o600;
 
 fn to_value<T: serde::Serialize>(v: T) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
-use crate::inventory::{Host, Inventory};
-use crate::manifest::{Manifest, parse_mode};
-use crate::render::Renderer;
-use crate::transport::Connection;
 
 /// One file as it should be on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +44,120 @@ pub struct DesiredFile {
     pub template: String,
     /// Group of deploy.yml that gave the host this file.
     pub from_group: String,
+    /// How to show the file when its rendering used a secret (`None`: it used none).
+    pub view: Option<MaskedView>,
 }
 
 /// A handler a host may run, its command rendered for that host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredHandler {
     pub name: String,
+    /// What runs on the host.
     pub command: String,
+    /// The command as it may be printed (secrets masked).
+    pub shown: String,
+}
+
+/// The secrets of a run as rendering needs them: the masker for every output, and a canary
+/// copy of each host's variables with every secret string replaced by a unique token.
+#[derive(Debug, Default)]
+pub struct SecretRendering {
+    pub masker: Masker,
+    canaries: Vec<Canary>,
+    canary_vars: HashMap<String, Vars>,
+}
+
+impl SecretRendering {
+    /// Collects every host's secret values (see `Host::secret_keys`).
+    pub fn new(inventory: &Inventory) -> SecretRendering {
+        let nonce: u32 = rand::random();
+        let mut secrets = Vec::new();
+        let mut canaries = Vec::new();
+        let mut canary_vars = HashMap::new();
+        for host in inventory.hosts.values() {
+            if host.secret_keys.is_empty() {
+                continue;
+            }
+            let mut vars = host.vars.clone();
+            for key in &host.secret_keys {
+                if let Some(value) = vars.get_mut(key) {
+                    replace_leaves(value, key, &mut |path, leaf| {
+                        let text = match leaf {
+                            Json::String(s) => s.clone(),
+                            Json::Number(n) => n.to_string(),
+                            _ => return None,
+                        };
+                        secrets.push(Secret {
+                            key: path.to_string(),
+                            value: text.clone(),
+                        });
+                        // Numbers stay numbers (templates may compute with them); only
+                        // strings get a token.
+                        let Json::String(_) = leaf else { return None };
+                        let token = format!("DEPLOYSECRET{nonce:08x}N{}X", canaries.len());
+                        canaries.push(Canary {
+                            token: token.clone(),
+                            secret: Secret {
+                                key: path.to_string(),
+                                value: text,
+                            },
+                        });
+                        Some(Json::String(token))
+                    });
+                }
+            }
+            canary_vars.insert(host.name.clone(), vars);
+        }
+        // Longest token first, so that token N1X is never replaced inside N10X.
+        canaries.sort_by(|a, b| b.token.len().cmp(&a.token.len()));
+        SecretRendering {
+            masker: Masker::new(&secrets),
+            canaries,
+            canary_vars,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.canary_vars.is_empty()
+    }
+
+    /// A host's variables with its secrets replaced by tokens.
+    fn vars_of<'a>(&'a self, host: &'a Host) -> &'a Vars {
+        self.canary_vars.get(&host.name).unwrap_or(&host.vars)
+    }
+
+    /// Replaces each token in `text` by `<secret:KEY>`, then masks what is left.
+    fn show(&self, text: &str) -> String {
+        let mut shown = text.to_string();
+        for c in &self.canaries {
+            if shown.contains(&c.token) {
+                shown = shown.replace(&c.token, &format!("<secret:{}>", c.secret.key));
+            }
+        }
+        self.masker.mask(&shown)
+    }
+}
+
+/// Calls `f` on every string or number leaf of `value` (path `key`, `key.sub`, `key.0`...),
+/// replacing the leaf when `f` returns a new one.
+fn replace_leaves(value: &mut Json, path: &str, f: &mut dyn FnMut(&str, &Json) -> Option<Json>) {
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                replace_leaves(v, &format!("{path}.{k}"), f);
+            }
+        }
+        Json::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                replace_leaves(v, &format!("{path}.{i}"), f);
+            }
+        }
+        leaf => {
+            if let Some(new) = f(path, leaf) {
+                *leaf = new;
+            }
+        }
+    }
 }
 
 /// Everything deploy wants on one host.
@@ -57,29 +176,68 @@ pub fn render_hosts(
     manifest: &Manifest,
     renderer: &Renderer,
     hosts: &[&Host],
+    secrets: &SecretRendering,
 ) -> Result<Vec<HostDesired>, Error> {
     let groups = to_value(inventory.groups_var());
-    let hostvars = hostvars(inventory, renderer, &groups)?;
+    let real_vars = |h: &Host| h.vars.clone();
+    let real_hostvars = hostvars(inventory, renderer, &groups, &real_vars)?;
+    let canary_hostvars = if secrets.is_empty() {
+        None
+    } else {
+        let canary_vars = |h: &Host| secrets.vars_of(h).clone();
+        Some(hostvars(inventory, renderer, &groups, &canary_vars)?)
+    };
     hosts
         .iter()
         .map(|host| {
-            let mut ctx = own_vars(host, &groups);
-            ctx.insert("hostvars".into(), hostvars.clone());
-            let ctx = renderer
-                .resolve_vars(&Value::from_pairs(ctx))
-                .map_err(|e| render_error(host, e))?;
-            render_host(manifest, renderer, host, &ctx)
+            let ctx = context(renderer, host, &host.vars, &groups, &real_hostvars)?;
+            let canary_ctx = match &canary_hostvars {
+                Some(hv) => Some(context(renderer, host, secrets.vars_of(host), &groups, hv)?),
+                None => None,
+            };
+            let ctxs = Contexts {
+                real: &ctx,
+                canary: canary_ctx.as_ref(),
+                secrets,
+            };
+            render_host(manifest, renderer, host, &ctxs)
         })
         .collect()
 }
 
+/// The variables a host's templates see, real and (with secrets) canary.
+struct Contexts<'a> {
+    real: &'a Value,
+    canary: Option<&'a Value>,
+    secrets: &'a SecretRendering,
+}
+
+fn context(
+    renderer: &Renderer,
+    host: &Host,
+    vars: &Vars,
+    groups: &Value,
+    hostvars: &Value,
+) -> Result<Value, Error> {
+    let mut ctx = own_vars(host, vars, groups);
+    ctx.insert("hostvars".into(), hostvars.clone());
+    renderer
+        .resolve_vars(&Value::from_pairs(ctx))
+        .map_err(|e| render_error(host, e))
+}
+
 /// Ansible's `hostvars`: every host of the inventory (selected or not) -> its variables,
 /// templated lazily like the host's own.
-fn hostvars(inventory: &Inventory, renderer: &Renderer, groups: &Value) -> Result<Value, Error> {
+fn hostvars(
+    inventory: &Inventory,
+    renderer: &Renderer,
+    groups: &Value,
+    vars_of: &dyn Fn(&Host) -> Vars,
+) -> Result<Value, Error> {
     let mut map: IndexMap<&str, Value> = IndexMap::new();
     for h in inventory.hosts.values() {
         let vars = renderer
-            .resolve_vars(&Value::from_pairs(own_vars(h, groups)))
+            .resolve_vars(&Value::from_pairs(own_vars(h, &vars_of(h), groups)))
             .map_err(|e| render_error(h, e))?;
         map.insert(h.name.as_str(), vars);
     }
@@ -87,12 +245,9 @@ fn hostvars(inventory: &Inventory, renderer: &Renderer, groups: &Value) -> Resul
 }
 
 /// A host's variables plus Ansible's magic variables (all but `hostvars`).
-fn own_vars(host: &Host, groups: &Value) -> IndexMap<String, Value> {
-    let mut ctx: IndexMap<String, Value> = host
-        .vars
-        .iter()
-        .map(|(k, v)| (k.clone(), to_value(v)))
-        .collect();
+fn own_vars(host: &Host, vars: &Vars, groups: &Value) -> IndexMap<String, Value> {
+    let mut ctx: IndexMap<String, Value> =
+        vars.iter().map(|(k, v)| (k.clone(), to_value(v))).collect();
     ctx.insert("inventory_hostname".into(), Value::from(host.name.as_str()));
     let short = host.name.split('.').next().unwrap_or(&host.name);
     ctx.insert("inventory_hostname_short".into(), Value::from(short));
@@ -117,8 +272,9 @@ fn render_host(
     manifest: &Manifest,
     renderer: &Renderer,
     host: &Host,
-    ctx: &Value,
+    ctxs: &Contexts,
 ) -> Result<HostDesired, Error> {
+    let ctx = ctxs.real;
     let render_err = |e| render_error(host, e);
     let mut files: Vec<DesiredFile> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
@@ -131,9 +287,18 @@ fn render_host(
             let command = renderer
                 .render_str(&origin, &h.run.value, ctx)
                 .map_err(render_err)?;
+            let shown = match ctxs.canary {
+                None => command.clone(),
+                Some(canary) => match renderer.render_str(&origin, &h.run.value, canary) {
+                    Ok(c) if c == command => ctxs.secrets.masker.mask(&command),
+                    Ok(c) => ctxs.secrets.show(&c),
+                    Err(_) => "<command with secret>".to_string(),
+                },
+            };
             let handler = DesiredHandler {
                 name: h.name.value.clone(),
                 command,
+                shown,
             };
             match handlers
                 .iter()
@@ -171,10 +336,20 @@ fn render_host(
             let content = renderer
                 .render_file(&f.template.value, ctx)
                 .map_err(render_err)?;
+            let view = ctxs.canary.and_then(|canary| {
+                let secrets = ctxs.secrets;
+                match renderer.render_file(&f.template.value, canary) {
+                    Ok(c) => MaskedView::build(&content, &c, &secrets.canaries, &secrets.masker),
+                    // A filter choked on a token (e.g. `int` of a secret): the file uses a
+                    // secret in a way deploy cannot follow, so none of it is shown.
+                    Err(_) => Some(MaskedView::opaque(&content)),
+                }
+            });
             let mode = match &f.mode {
                 Some(m) => Some(
                     parse_mode(&m.value).map_err(|msg| Error::config(manifest.location(m), msg))?,
                 ),
+                None if view.is_some() => Some(SECRET_FILE_MODE),
                 None => None,
             };
             let file = DesiredFile {
@@ -186,6 +361,7 @@ fn render_host(
                 notify: f.notify_names().into_iter().map(String::from).collect(),
                 template: f.template.value.clone(),
                 from_group: group_name.clone(),
+                view,
             };
             add_file(&mut files, file, &host.name)?;
         }

@@ -2,9 +2,11 @@
 //! a unified diff of the content. Pure: no I/O.
 
 use serde::Serialize;
-use similar::TextDiff;
+use similar::udiff::UnifiedHunkHeader;
+use similar::{ChangeTag, TextDiff};
 
 use crate::desired::DesiredFile;
+use crate::mask::{MaskedView, Masker};
 use crate::transport::RemoteFile;
 
 /// Mode a new file gets when the inventory sets none.
@@ -48,7 +50,22 @@ pub struct FileChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked(pub String);
 
-pub fn compare(desired: &DesiredFile, current: &RemoteFile) -> Result<FileChange, Blocked> {
+/// Compares what a file should be with what the host has. Diff text goes through `masker`
+/// (and the file's masked view, when its rendering used secrets).
+pub fn compare(
+    desired: &DesiredFile,
+    current: &RemoteFile,
+    masker: &Masker,
+) -> Result<FileChange, Blocked> {
+    let diff = |old: Option<&[u8]>| {
+        unified(
+            &desired.dest,
+            old,
+            &desired.content,
+            desired.view.as_ref(),
+            masker,
+        )
+    };
     match current {
         RemoteFile::Unusable(why) => Err(Blocked(format!("{}: {why}", desired.dest))),
         RemoteFile::Missing => {
@@ -62,7 +79,7 @@ pub fn compare(desired: &DesiredFile, current: &RemoteFile) -> Result<FileChange
                 }),
                 owner: desired.owner.clone().map(|to| Change { from: None, to }),
                 group: desired.group.clone().map(|to| Change { from: None, to }),
-                diff: Some(unified(&desired.dest, None, &desired.content)),
+                diff: Some(diff(None)),
                 final_mode: mode,
             })
         }
@@ -100,8 +117,7 @@ pub fn compare(desired: &DesiredFile, current: &RemoteFile) -> Result<FileChange
                 mode,
                 owner,
                 group,
-                diff: content_changed
-                    .then(|| unified(&desired.dest, Some(&state.content), &desired.content)),
+                diff: content_changed.then(|| diff(Some(&state.content))),
                 final_mode,
             })
         }
@@ -117,8 +133,16 @@ pub fn octal(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
-/// Unified diff text of `old` (None: the file does not exist) to `new`.
-pub fn unified(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
+/// Unified diff text of `old` (None: the file does not exist) to `new`, every line shown
+/// through `masker` (and `view` for a file whose rendering used secrets). The diff itself is
+/// computed on the real text, so a changed secret still shows as a changed (masked) line.
+pub fn unified(
+    path: &str,
+    old: Option<&[u8]>,
+    new: &[u8],
+    view: Option<&MaskedView>,
+    masker: &Masker,
+) -> String {
     let (Ok(old_text), Ok(new_text)) = (
         std::str::from_utf8(old.unwrap_or_default()),
         std::str::from_utf8(new),
@@ -129,18 +153,40 @@ pub fn unified(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
             new.len()
         );
     };
-    let old_name = if old.is_some() {
-        path.to_string()
-    } else {
-        "/dev/null".to_string()
+    let old_lines: Vec<&str> = old_text.split_inclusive('\n').collect();
+    let new_lines: Vec<&str> = new_text.split_inclusive('\n').collect();
+    let show_old = |i: usize| match view {
+        Some(v) => v.old_line(old_lines[i], masker).text().to_string(),
+        None => masker.mask(old_lines[i]),
     };
+    let show_new = |j: usize| match view.and_then(|v| v.new_lines.get(j)) {
+        Some(line) => line.text().to_string(),
+        None => masker.mask(new_lines[j]),
+    };
+    let old_name = if old.is_some() { path } else { "/dev/null" };
     let diff = TextDiff::from_lines(old_text, new_text);
-    let mut out = diff
-        .unified_diff()
-        .context_radius(3)
-        .header(&old_name, path)
-        .missing_newline_hint(true)
-        .to_string();
+    let mut out = String::new();
+    for group in diff.grouped_ops(3) {
+        if out.is_empty() {
+            out.push_str(&format!("--- {old_name}\n+++ {path}\n"));
+        }
+        out.push_str(&format!("{}\n", UnifiedHunkHeader::new(&group)));
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let (sign, text) = match change.tag() {
+                    ChangeTag::Equal => (' ', change.new_index().map(show_new)),
+                    ChangeTag::Delete => ('-', change.old_index().map(show_old)),
+                    ChangeTag::Insert => ('+', change.new_index().map(show_new)),
+                };
+                let text = text.unwrap_or_default();
+                out.push(sign);
+                out.push_str(&text);
+                if !text.ends_with('\n') {
+                    out.push_str("\n\\ No newline at end of file\n");
+                }
+            }
+        }
+    }
     if out.is_empty() && old_text != new_text {
         out = "(line endings or trailing whitespace differ)\n".to_string();
     }
@@ -162,6 +208,7 @@ mod tests {
             notify: vec![],
             template: "x.j2".into(),
             from_group: "all".into(),
+            view: None,
         }
     }
 
@@ -178,7 +225,12 @@ mod tests {
 
     #[test]
     fn missing_file_is_created_with_default_mode() {
-        let c = compare(&desired("a\n", None), &RemoteFile::Missing).unwrap();
+        let c = compare(
+            &desired("a\n", None),
+            &RemoteFile::Missing,
+            &Masker::default(),
+        )
+        .unwrap();
         assert_eq!(c.action, Action::Create);
         assert_eq!(c.final_mode, 0o644);
         assert!(c.diff.unwrap().contains("+a"));
@@ -186,14 +238,24 @@ mod tests {
 
     #[test]
     fn same_content_and_no_mode_given_is_unchanged_and_keeps_mode() {
-        let c = compare(&desired("a\n", None), &present("a\n", 0o600)).unwrap();
+        let c = compare(
+            &desired("a\n", None),
+            &present("a\n", 0o600),
+            &Masker::default(),
+        )
+        .unwrap();
         assert_eq!(c.action, Action::Unchanged);
         assert_eq!(c.final_mode, 0o600);
     }
 
     #[test]
     fn mode_only_change() {
-        let c = compare(&desired("a\n", Some(0o640)), &present("a\n", 0o644)).unwrap();
+        let c = compare(
+            &desired("a\n", Some(0o640)),
+            &present("a\n", 0o644),
+            &Masker::default(),
+        )
+        .unwrap();
         assert_eq!(c.action, Action::Change);
         assert!(!c.content_changed);
         assert_eq!(c.mode.unwrap().to, "0640");
@@ -201,7 +263,12 @@ mod tests {
 
     #[test]
     fn content_change_has_a_unified_diff() {
-        let c = compare(&desired("a\nb\n", None), &present("a\nc\n", 0o644)).unwrap();
+        let c = compare(
+            &desired("a\nb\n", None),
+            &present("a\nc\n", 0o644),
+            &Masker::default(),
+        )
+        .unwrap();
         let diff = c.diff.unwrap();
         assert!(diff.contains("-c\n+b\n"), "{diff}");
         assert!(
@@ -215,6 +282,7 @@ mod tests {
         let r = compare(
             &desired("a", None),
             &RemoteFile::Unusable("a directory".into()),
+            &Masker::default(),
         );
         assert_eq!(r, Err(Blocked("/etc/x.conf: a directory".into())));
     }

@@ -29,7 +29,7 @@ pub async fn run(
 ) -> (Vec<HandlerRun>, Option<String>) {
     let mut runs = Vec::new();
     for h in handlers {
-        match transport.run(&h.command).await {
+        match transport.run(&h.run).await {
             Ok(out) => {
                 let run = HandlerRun {
                     name: h.name.clone(),

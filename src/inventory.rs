@@ -12,6 +12,10 @@
 //! 5. `host_vars/<host>.yml` (or `host_vars/<host>/*.yml`);
 //! 6. extra vars (`-e`).
 //!
+//! Secrets (`secrets/<group>.yml.age`, `secrets/<host>.yml.age`) merge right after the
+//! `group_vars/` or `host_vars/` file of the same name; [`Inventory::merge_secrets`] adds them
+//! once they are decrypted, and each host remembers which of its vars came from a secret.
+//!
 //! This is Ansible's real order: any `group_vars/` file beats any group var written in the
 //! inventory file, which is what an operator who moves a var between the two expects.
 
@@ -53,6 +57,58 @@ pub struct Host {
     pub groups: Vec<String>,
     /// The merged variables (see the module doc for the order); no magic variables.
     pub vars: Vars,
+    /// Top-level vars whose value came from a secret file (not overridden by a later layer).
+    pub secret_keys: BTreeSet<String>,
+    /// The layers `vars` is merged from, kept to merge again with secrets.
+    layers: Layers,
+}
+
+/// A host's variables before merging, lowest precedence first.
+#[derive(Debug, Clone, Default)]
+struct Layers {
+    /// Inventory-file group vars, merged over the host's groups.
+    inventory_groups: Vars,
+    /// `group_vars/` of each of the host's groups, in order (`all` first).
+    group_files: Vec<(String, Vars)>,
+    /// Host vars written in the inventory file.
+    inline: Vars,
+    /// `host_vars/<host>`.
+    host_files: Vars,
+}
+
+impl Layers {
+    /// Merges the layers, each secret file's vars right after its group's or host's file,
+    /// and `extra` last. Returns the vars and which of them came from a secret.
+    fn merge(
+        &self,
+        host: &str,
+        secrets: &HashMap<String, Vars>,
+        extra: &Vars,
+    ) -> (Vars, BTreeSet<String>) {
+        let mut vars = self.inventory_groups.clone();
+        let mut secret = BTreeSet::new();
+        let plain = |vars: &mut Vars, secret: &mut BTreeSet<String>, layer: &Vars| {
+            merge(vars, layer);
+            for k in layer.keys() {
+                secret.remove(k);
+            }
+        };
+        let with_secret = |vars: &mut Vars, secret: &mut BTreeSet<String>, name: &str| {
+            if let Some(layer) = secrets.get(name) {
+                merge(vars, layer);
+                secret.extend(layer.keys().cloned());
+            }
+        };
+        for (group, layer) in &self.group_files {
+            plain(&mut vars, &mut secret, layer);
+            with_secret(&mut vars, &mut secret, group);
+        }
+        plain(&mut vars, &mut secret, &self.inline);
+        plain(&mut vars, &mut secret, &self.host_files);
+        with_secret(&mut vars, &mut secret, host);
+        plain(&mut vars, &mut secret, extra);
+        (vars, secret)
+    }
 }
 
 impl Host {
@@ -82,6 +138,8 @@ pub struct Inventory {
     pub hosts: IndexMap<String, Host>,
     /// Groups in the order the inventory first names them; `all` and `ungrouped` included.
     pub groups: IndexMap<String, Group>,
+    /// `-e` vars, kept to merge again with secrets.
+    extra: Vars,
 }
 
 impl Inventory {
@@ -124,27 +182,31 @@ impl Inventory {
         let mut groups = parsed.groups;
         compute_depths(&file, &mut groups)?;
 
+        let mut group_files: HashMap<String, Vars> = HashMap::new();
+        for g in groups.keys() {
+            group_files.insert(g.clone(), load_vars_dir(&dir.join("group_vars"), g)?);
+        }
+        let no_secrets = HashMap::new();
         let mut hosts = IndexMap::new();
         for name in &parsed.host_order {
             let host_groups = groups_of(&groups, name);
-            let mut vars = Vars::new();
+            let mut layers = Layers::default();
             for g in &host_groups {
-                merge(&mut vars, &groups[g].vars);
+                merge(&mut layers.inventory_groups, &groups[g].vars);
+                let file = group_files.get(g).cloned().unwrap_or_default();
+                layers.group_files.push((g.clone(), file));
             }
-            for g in &host_groups {
-                merge(&mut vars, &load_vars_dir(&dir.join("group_vars"), g)?);
-            }
-            if let Some(inline) = parsed.host_vars.get(name) {
-                merge(&mut vars, inline);
-            }
-            merge(&mut vars, &load_vars_dir(&dir.join("host_vars"), name)?);
-            merge(&mut vars, extra);
+            layers.inline = parsed.host_vars.get(name).cloned().unwrap_or_default();
+            layers.host_files = load_vars_dir(&dir.join("host_vars"), name)?;
+            let (vars, secret_keys) = layers.merge(name, &no_secrets, extra);
             hosts.insert(
                 name.clone(),
                 Host {
                     name: name.clone(),
                     groups: host_groups,
                     vars,
+                    secret_keys,
+                    layers,
                 },
             );
         }
@@ -152,7 +214,18 @@ impl Inventory {
             dir: dir.to_path_buf(),
             hosts,
             groups,
+            extra: extra.clone(),
         })
+    }
+
+    /// Merges decrypted secret files (file name without `.yml.age` -> its vars) into every
+    /// host they apply to, at their precedence.
+    pub fn merge_secrets(&mut self, secrets: &HashMap<String, Vars>) {
+        for host in self.hosts.values_mut() {
+            let (vars, keys) = host.layers.merge(&host.name, secrets, &self.extra);
+            host.vars = vars;
+            host.secret_keys = keys;
+        }
     }
 
     /// Ansible's `groups`: every group name -> its hosts (through child groups too), in

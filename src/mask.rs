@@ -122,6 +122,8 @@ pub struct MaskedView {
     /// share before the secret); a current line starting the same way is treated as one that
     /// held a secret.
     secret_heads: Vec<String>,
+    /// Nothing of the file may be shown.
+    all_opaque: bool,
 }
 
 /// A canary token standing for one secret value in the second rendering.
@@ -178,11 +180,29 @@ impl MaskedView {
             new_lines,
             secret_lines,
             secret_heads,
+            all_opaque: false,
         })
+    }
+
+    /// A view that shows no line of the file: for a file whose secret use deploy could not
+    /// follow.
+    pub fn opaque(real: &str) -> MaskedView {
+        MaskedView {
+            new_lines: real
+                .split_inclusive('\n')
+                .map(|_| ShownLine::Opaque)
+                .collect(),
+            secret_lines: Vec::new(),
+            secret_heads: Vec::new(),
+            all_opaque: true,
+        }
     }
 
     /// How to show a line of the file's current content on the host.
     pub fn old_line(&self, line: &str, masker: &Masker) -> ShownLine {
+        if self.all_opaque {
+            return ShownLine::Opaque;
+        }
         for (pieces, shown) in &self.secret_lines {
             if matches_pieces(line, pieces) {
                 return shown.clone();

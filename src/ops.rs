@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use crate::apply::{self, HostOutcome};
 use crate::cli::{Global, Selection};
-use crate::desired::{self, HostDesired};
+use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
 use crate::inventory::{self, Inventory, Vars};
 use crate::manifest::Manifest;
+use crate::mask::Masker;
 use crate::output;
 use crate::plan::Plan;
 use crate::remote::{self, Connected};
 use crate::render::Renderer;
+use crate::secrets;
 use crate::transport::{Connection, SshOptions};
 
 /// What to run on: the repo, the selected hosts, and connection settings.
@@ -27,6 +29,8 @@ pub struct Options {
     pub extra_vars: Vars,
     pub forks: usize,
     pub ssh: SshOptions,
+    /// `--identity` files for decrypting secrets (else the default places).
+    pub identities: Vec<PathBuf>,
 }
 
 impl Options {
@@ -43,6 +47,7 @@ impl Options {
             groups: sel.groups.clone(),
             extra_vars: inventory::parse_extra_vars(&sel.extra_vars)?,
             forks: usize::from(global.forks),
+            identities: sel.identities.clone(),
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -58,32 +63,56 @@ pub struct Prepared {
     pub desired: Vec<HostDesired>,
     pub connected: Vec<Connected>,
     pub plan: Plan,
+    /// Masks the run's secret values in anything printed.
+    pub masker: Masker,
+}
+
+/// The rendered desired state and the masker for the secrets it used.
+pub struct Rendered {
+    pub desired: Vec<HostDesired>,
+    pub masker: Masker,
 }
 
 /// Loads and renders everything for the selected hosts (no host contacted until every
 /// template rendered), then reads every host and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
-    let desired = render(opts)?;
+    let Rendered { desired, masker } = render(opts)?;
     let progress = output::progress(desired.len(), "reading hosts");
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
     let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
-    let plan = Plan::build(&desired, &current);
+    let plan = Plan::build(&desired, &current, &masker);
     Ok(Prepared {
         desired,
         connected,
         plan,
+        masker,
     })
 }
 
-/// Inventory -> rendered desired state of the selected hosts; touches no host.
-pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
+/// Inventory (+ the secrets the selected hosts use) -> rendered desired state of the selected
+/// hosts; touches no host.
+pub fn render(opts: &Options) -> Result<Rendered, Error> {
     let hosts_dir = opts.repo.join("hosts");
-    let inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
+    let mut inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
     let manifest = Manifest::load(&hosts_dir)?;
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let secrets = secrets::decrypt_for(&opts.repo.join("secrets"), &selected, &opts.identities)?;
+    if !secrets.is_empty() {
+        inventory.merge_secrets(&secrets);
+    }
+    let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::new(&opts.repo.join("templates"));
-    let mut desired = desired::render_hosts(&inventory, &manifest, &renderer, &selected)?;
+    let masker = secret_rendering.masker.clone();
+    let mut desired = desired::render_hosts(
+        &inventory,
+        &manifest,
+        &renderer,
+        &selected,
+        &secret_rendering,
+    )
+    .map_err(|e| masked_error(e, &masker))?;
     for host in &mut desired {
         // A relative deploy_root is relative to the repo, not to wherever deploy runs.
         if let Connection::Local { root: Some(root) } = &mut host.connection
@@ -92,7 +121,22 @@ pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
             *root = opts.repo.join(&*root);
         }
     }
-    Ok(desired)
+    Ok(Rendered { desired, masker })
+}
+
+/// An error whose text may quote a value (e.g. a filter that could not convert it), with
+/// every secret masked.
+fn masked_error(e: Error, masker: &Masker) -> Error {
+    if masker.is_empty() {
+        return e;
+    }
+    let text = e.to_string();
+    let masked = masker.mask(&text);
+    if masked == text {
+        e
+    } else {
+        Error::usage(masked, None)
+    }
 }
 
 /// Writes what `prepared.plan` lists and runs the handlers.

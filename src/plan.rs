@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::desired::HostDesired;
 use crate::diff::{Action, FileChange, compare};
+use crate::mask::Masker;
 use crate::transport::{RemoteFile, WriteFile};
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +39,11 @@ pub struct FilePlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedHandler {
     pub name: String,
+    /// The command as printed (secrets masked).
     pub command: String,
+    /// The command that runs.
+    #[serde(skip)]
+    pub run: String,
     /// Files whose change notifies it.
     pub notified_by: Vec<String>,
 }
@@ -58,17 +63,22 @@ pub struct Summary {
 impl Plan {
     /// Pairs each host's desired files with what the host has (`current`, in the same order
     /// as `desired`; an `Err` is why the host could not be read).
-    pub fn build(desired: &[HostDesired], current: &[Result<Vec<RemoteFile>, String>]) -> Plan {
+    /// Every text in the plan goes through `masker`.
+    pub fn build(
+        desired: &[HostDesired],
+        current: &[Result<Vec<RemoteFile>, String>],
+        masker: &Masker,
+    ) -> Plan {
         let hosts = desired
             .iter()
             .zip(current)
             .map(|(host, read)| match read {
-                Ok(files) => HostPlan::build(host, files),
+                Ok(files) => HostPlan::build(host, files, masker),
                 Err(why) => HostPlan {
                     host: host.host.clone(),
                     files: Vec::new(),
                     handlers: Vec::new(),
-                    error: Some(why.clone()),
+                    error: Some(masker.mask(why)),
                 },
             })
             .collect();
@@ -105,11 +115,11 @@ impl Plan {
 }
 
 impl HostPlan {
-    fn build(desired: &HostDesired, current: &[RemoteFile]) -> HostPlan {
+    fn build(desired: &HostDesired, current: &[RemoteFile], masker: &Masker) -> HostPlan {
         let mut files = Vec::new();
         let mut blocked = Vec::new();
         for (want, have) in desired.files.iter().zip(current) {
-            match compare(want, have) {
+            match compare(want, have, masker) {
                 Ok(change) => {
                     let write = (change.action != Action::Unchanged).then(|| WriteFile {
                         path: want.dest.clone(),
@@ -133,7 +143,7 @@ impl HostPlan {
                 host: desired.host.clone(),
                 files: Vec::new(),
                 handlers: Vec::new(),
-                error: Some(format!("cannot replace {}", blocked.join("; "))),
+                error: Some(masker.mask(&format!("cannot replace {}", blocked.join("; ")))),
             };
         }
         let handlers = desired
@@ -151,7 +161,8 @@ impl HostPlan {
                     .collect();
                 (!notified_by.is_empty()).then(|| PlannedHandler {
                     name: h.name.clone(),
-                    command: h.command.clone(),
+                    command: h.shown.clone(),
+                    run: h.command.clone(),
                     notified_by,
                 })
             })

@@ -476,6 +476,41 @@ impl SecretFiles {
     }
 }
 
+/// Decrypts, in memory, the secret files that apply to any host in `selected` (each file
+/// once) and returns them by name (`all`, a group or a host). A run whose hosts use no secret
+/// file asks for no identity.
+pub fn decrypt_for(
+    secrets_dir: &Path,
+    selected: &[&crate::inventory::Host],
+    identity_args: &[PathBuf],
+) -> Result<std::collections::HashMap<String, Vars>, Error> {
+    let files = SecretFiles::discover(secrets_dir)?;
+    let mut needed: Vec<String> = Vec::new();
+    for host in selected {
+        for applicable in files.for_host(&host.groups, &host.name) {
+            let name = match applicable.slot {
+                Slot::AfterGroupVars(group) => group,
+                Slot::AfterHostVars => host.name.clone(),
+            };
+            if !needed.contains(&name) {
+                needed.push(name);
+            }
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    if needed.is_empty() {
+        return Ok(out);
+    }
+    let identities = load_identities(&identity_files(identity_args))?;
+    // Files that only unselected hosts use stay closed; the selected hosts' templates see
+    // other hosts' vars through `hostvars` with the files decrypted here.
+    for name in needed {
+        let vars = decrypt_file(&files.path_of(&name), &identities)?;
+        out.insert(name, vars);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
