@@ -109,7 +109,7 @@ impl SecretRendering {
             canary_vars.insert(host.name.clone(), vars);
         }
         // Longest token first, so that token N1X is never replaced inside N10X.
-        canaries.sort_by(|a, b| b.token.len().cmp(&a.token.len()));
+        canaries.sort_by_key(|c| std::cmp::Reverse(c.token.len()));
         SecretRendering {
             masker: Masker::new(&secrets),
             canaries,
