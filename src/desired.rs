@@ -63,6 +63,8 @@ pub struct DesiredHandler {
 #[derive(Debug, Default)]
 pub struct SecretRendering {
     pub masker: Masker,
+    /// Masks the tokens' forms the way `masker` masks the real values'.
+    canary_masker: Masker,
     canaries: Vec<Canary>,
     canary_vars: HashMap<String, Vars>,
 }
@@ -110,8 +112,16 @@ impl SecretRendering {
         }
         // Longest token first, so that token N1X is never replaced inside N10X.
         canaries.sort_by_key(|c| std::cmp::Reverse(c.token.len()));
+        let token_secrets: Vec<Secret> = canaries
+            .iter()
+            .map(|c| Secret {
+                key: c.secret.key.clone(),
+                value: c.token.clone(),
+            })
+            .collect();
         SecretRendering {
             masker: Masker::new(&secrets),
+            canary_masker: Masker::new(&token_secrets),
             canaries,
             canary_vars,
         }
@@ -339,7 +349,13 @@ fn render_host(
             let view = ctxs.canary.and_then(|canary| {
                 let secrets = ctxs.secrets;
                 match renderer.render_file(&f.template.value, canary) {
-                    Ok(c) => MaskedView::build(&content, &c, &secrets.canaries, &secrets.masker),
+                    Ok(c) => MaskedView::build(
+                        &content,
+                        &c,
+                        &secrets.canaries,
+                        &secrets.masker,
+                        &secrets.canary_masker,
+                    ),
                     // A filter choked on a token (e.g. `int` of a secret): the file uses a
                     // secret in a way deploy cannot follow, so none of it is shown.
                     Err(_) => Some(MaskedView::opaque(&content)),

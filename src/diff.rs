@@ -178,11 +178,17 @@ pub fn unified(
                     ChangeTag::Delete => ('-', change.old_index().map(show_old)),
                     ChangeTag::Insert => ('+', change.new_index().map(show_new)),
                 };
-                let text = text.unwrap_or_default();
+                let mut text = text.unwrap_or_default();
+                // A masked line's text may have lost its newline; the real line decides.
+                let real_has_newline = change.value().ends_with('\n');
+                if real_has_newline && !text.ends_with('\n') {
+                    text.push('\n');
+                }
                 out.push(sign);
-                out.push_str(&text);
-                if !text.ends_with('\n') {
-                    out.push_str("\n\\ No newline at end of file\n");
+                out.push_str(text.trim_end_matches('\n'));
+                out.push('\n');
+                if !real_has_newline {
+                    out.push_str("\\ No newline at end of file\n");
                 }
             }
         }

@@ -141,6 +141,7 @@ impl MaskedView {
         canary: &str,
         canaries: &[Canary],
         masker: &Masker,
+        canary_masker: &Masker,
     ) -> Option<MaskedView> {
         if real == canary {
             return None;
@@ -156,7 +157,7 @@ impl MaskedView {
                     new_lines.push(ShownLine::Text(masker.mask(r)));
                     continue;
                 }
-                let shown = shown_secret_line(r, c, canaries, masker);
+                let shown = shown_secret_line(r, c, canaries, masker, canary_masker);
                 let pieces = split_on_tokens(c, canaries);
                 secret_lines.push((pieces, shown.clone()));
                 let head = common_prefix(r, c).trim();
@@ -219,7 +220,16 @@ impl MaskedView {
     }
 }
 
-fn shown_secret_line(real: &str, canary: &str, canaries: &[Canary], masker: &Masker) -> ShownLine {
+/// How to show a line that came from a secret: with each token back as `<secret:KEY>` when the
+/// secret went in as is; else masked by known forms when that explains every difference
+/// between the two renderings (e.g. `b64encode`); else not at all.
+fn shown_secret_line(
+    real: &str,
+    canary: &str,
+    canaries: &[Canary],
+    masker: &Masker,
+    canary_masker: &Masker,
+) -> ShownLine {
     let mut rebuilt = canary.to_string();
     let mut shown = canary.to_string();
     for c in canaries {
@@ -229,7 +239,11 @@ fn shown_secret_line(real: &str, canary: &str, canaries: &[Canary], masker: &Mas
         }
     }
     if rebuilt == real {
-        ShownLine::Text(masker.mask(&shown))
+        return ShownLine::Text(masker.mask(&shown));
+    }
+    let masked = masker.mask(real);
+    if masked == canary_masker.mask(canary) {
+        ShownLine::Text(masked)
     } else {
         ShownLine::Opaque
     }
@@ -312,20 +326,30 @@ mod tests {
         let m = Masker::new(&[secret("master_key", "mkt-real")]);
         let real = "a: 1\nkey: mkt-real\nenc: bWt0LXJlYWw=\n";
         let canary = "a: 1\nkey: TOKEN0X\nenc: VE9LRU4wWA==\n";
-        let v = MaskedView::build(real, canary, &canaries, &m).unwrap();
+        let cm = Masker::new(&[secret("master_key", "TOKEN0X")]);
+        let v = MaskedView::build(real, canary, &canaries, &m, &cm).unwrap();
         assert_eq!(v.new_lines[0], ShownLine::Text("a: 1\n".into()));
         assert_eq!(
             v.new_lines[1],
             ShownLine::Text("key: <secret:master_key>\n".into())
         );
-        assert_eq!(v.new_lines[2], ShownLine::Opaque);
+        // base64 of the secret: explained by the known forms on both sides.
+        assert_eq!(
+            v.new_lines[2],
+            ShownLine::Text("enc: <secret:master_key>\n".into())
+        );
         // An old value of the same line is recognised and masked the same way.
         assert_eq!(
             v.old_line("key: mkt-OLD\n", &m),
             ShownLine::Text("key: <secret:master_key>\n".into())
         );
+        // The old value's base64 is of a value deploy no longer knows: hidden.
         assert_eq!(v.old_line("enc: b2xk\n", &m), ShownLine::Opaque);
+        // Transformed in a way no known form explains: hidden.
+        let v = MaskedView::build("h: 5f2a\n", "h: 99c1\n", &canaries, &m, &cm).unwrap();
+        assert_eq!(v.new_lines[0], ShownLine::Opaque);
+        assert_eq!(v.old_line("h: 0000\n", &m), ShownLine::Opaque);
         assert_eq!(v.old_line("a: 2\n", &m), ShownLine::Text("a: 2\n".into()));
-        assert!(MaskedView::build("same\n", "same\n", &canaries, &m).is_none());
+        assert!(MaskedView::build("same\n", "same\n", &canaries, &m, &cm).is_none());
     }
 }

@@ -1,0 +1,227 @@
+//! Secrets through a whole plan/apply run: decrypted with the real `age` CLI's files, merged
+//! at their precedence, masked everywhere deploy prints, and written 0600.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::project::Project;
+
+const API_KEY: &str = "sk-live-9f8e7d6c5b4a";
+const TOKEN: &str = "mkt-bearer-0123456789abcdef";
+
+/// `age-keygen` -> (identity file, public key).
+fn age_key(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("identity.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen (Debian package age) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    (path, public)
+}
+
+/// Encrypts `plaintext` to `recipients.txt` with the real `age` CLI, armored.
+fn age_encrypt(recipients: &Path, plaintext: &str, out: &Path) {
+    let mut child = Command::new("age")
+        .args(["-e", "-a", "-R"])
+        .arg(recipients)
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("age must be installed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plaintext.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Hosts alpha (group web, which has a secret file) and beta (no secret).
+fn project() -> (Project, PathBuf) {
+    let p = Project::new();
+    let (identity, public) = age_key(p.path());
+    p.file("secrets/recipients.txt", &format!("# ops\n{public}\n"));
+    p.inventory(
+        "all:\n  vars:\n    ansible_connection: local\n  children:\n    web:\n      hosts:\n        alpha: {deploy_root: roots/alpha}\n    other:\n      hosts:\n        beta: {deploy_root: roots/beta}\n",
+    )
+    .file("hosts/group_vars/web.yml", "api_key: plain-value-overridden\nport: 8000\n")
+    .manifest(
+        r#"
+groups:
+  web:
+    files:
+      - template: env.j2
+        dest: /opt/app/.env
+        notify: restart
+      - template: config.j2
+        dest: /opt/app/config.yml
+        notify: restart
+    handlers:
+      - name: restart
+        run: echo restarting with {{ api_key | quote }} >/dev/null; echo "key {{ api_key }} in output"
+  other:
+    files:
+      - template: plain.j2
+        dest: /etc/plain
+"#,
+    )
+    .template("env.j2", "OPENAI_API_KEY={{ api_key }}\nLITELLM_MASTER_KEY={{ bearer }}\nPORT={{ port }}\n")
+    .template(
+        "config.j2",
+        "port: {{ port }}\nkey_json: {{ api_key | to_json }}\nkey_b64: {{ api_key | b64encode }}\nkey_upper: {{ api_key | upper }}\n",
+    )
+    .template("plain.j2", "nothing secret on {{ inventory_hostname }}\n");
+    write_secret(&p, API_KEY, TOKEN);
+    (p, identity)
+}
+
+fn write_secret(p: &Project, api_key: &str, token: &str) {
+    let plain = p.path().join("plain.yml");
+    std::fs::write(&plain, "").unwrap();
+    age_encrypt(
+        &p.path().join("secrets/recipients.txt"),
+        &format!("api_key: {api_key}\nbearer: {token}\n"),
+        &p.path().join("secrets/web.yml.age"),
+    );
+}
+
+fn assert_no_secret(text: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(API_KEY);
+    for raw in [API_KEY, TOKEN, &b64, &API_KEY.to_uppercase()] {
+        assert!(!text.contains(raw), "secret form {raw:?} leaked:\n{text}");
+    }
+}
+
+#[test]
+fn secrets_are_used_masked_everywhere_and_written_0600() {
+    let (p, identity) = project();
+    let id = identity.to_str().unwrap();
+    let mut all_output = String::new();
+
+    let plan = p.run(&["plan", "--identity", id]).expect(0);
+    all_output += &plan.stdout;
+    all_output += &plan.stderr;
+    assert!(
+        plan.stdout.contains("+OPENAI_API_KEY=<secret:api_key>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("+LITELLM_MASTER_KEY=<secret:bearer>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("+key_json: \"<secret:api_key>\""),
+        "{}",
+        plan.stdout
+    );
+    // Transformed beyond what deploy can name: the line is hidden, not leaked.
+    assert!(
+        plan.stdout.contains("+<line with secret changed>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("+port: 8000"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("/opt/app/.env (mode 0600)"),
+        "{}",
+        plan.stdout
+    );
+
+    let json = p.run(&["plan", "--json", "--identity", id]).expect(0);
+    all_output += &json.stdout;
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(
+        doc["hosts"][0]["handlers"][0]["command"]
+            .as_str()
+            .unwrap()
+            .contains("<secret:api_key>")
+    );
+
+    let apply = p.run(&["apply", "--yes", "--identity", id]).expect(0);
+    all_output += &apply.stdout;
+    all_output += &apply.stderr;
+    // The secret was really used: the files hold the plaintext, readable by the owner only.
+    assert_eq!(
+        p.host_file("alpha", "/opt/app/.env").as_deref(),
+        Some(format!("OPENAI_API_KEY={API_KEY}\nLITELLM_MASTER_KEY={TOKEN}\nPORT=8000\n").as_str())
+    );
+    assert_eq!(p.host_mode("alpha", "/opt/app/.env"), 0o600);
+    assert_eq!(p.host_mode("alpha", "/opt/app/config.yml"), 0o600);
+    assert_eq!(p.host_mode("beta", "/etc/plain"), 0o644);
+
+    // Rotate the key: the plan says the line changed without showing either value.
+    write_secret(&p, "sk-live-rotated-000111", TOKEN);
+    let plan = p.run(&["plan", "--identity", id]).expect(0);
+    all_output += &plan.stdout;
+    assert!(
+        plan.stdout.contains("-OPENAI_API_KEY=<secret:api_key>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("+OPENAI_API_KEY=<secret:api_key>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("sk-live-rotated"), "{}", plan.stdout);
+    assert_no_secret(&all_output);
+}
+
+#[test]
+fn a_host_that_uses_no_secret_needs_no_identity() {
+    let (p, _) = project();
+    // HOME has no identity and none is given: beta alone still plans.
+    p.run(&["plan", "--host", "beta"]).expect(0);
+    let run = p.run(&["plan", "--host", "alpha"]).expect(1);
+    assert!(run.stderr.contains("identity"), "{}", run.stderr);
+    assert!(!p.path().join("roots").exists());
+}
+
+#[test]
+fn a_wrong_identity_names_the_file_and_touches_nothing() {
+    let (p, _) = project();
+    let other = tempfile::tempdir().unwrap();
+    let (wrong, _) = age_key(other.path());
+    let run = p
+        .run(&["apply", "--yes", "--identity", wrong.to_str().unwrap()])
+        .expect(1);
+    assert!(run.stderr.contains("web.yml.age"), "{}", run.stderr);
+    assert!(!p.path().join("roots").exists());
+}
+
+#[test]
+fn a_secret_beats_a_plain_var_of_the_same_level_and_loses_to_host_vars() {
+    let (p, identity) = project();
+    let id = identity.to_str().unwrap();
+    p.run(&["apply", "--yes", "--identity", id]).expect(0);
+    assert!(
+        p.host_file("alpha", "/opt/app/.env")
+            .unwrap()
+            .contains(API_KEY)
+    );
+    p.file("hosts/host_vars/alpha.yml", "api_key: host-level-key\n");
+    p.run(&["apply", "--yes", "--identity", id]).expect(0);
+    assert!(
+        p.host_file("alpha", "/opt/app/.env")
+            .unwrap()
+            .starts_with("OPENAI_API_KEY=host-level-key\n")
+    );
+}
