@@ -34,6 +34,36 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write what changed, then run the notified handlers.
     Apply(ApplyArgs),
+    /// Manage the age-encrypted files in secrets/.
+    Secrets(SecretsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+    /// Identity file for decrypting (repeatable; default: $DEPLOY_AGE_IDENTITY,
+    /// ~/.config/deploy/identity.txt, ~/.ssh/id_ed25519).
+    #[arg(long = "identity", value_name = "FILE", global = true)]
+    pub identities: Vec<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create an identity (~/.config/deploy/identity.txt) if none exists and add its public
+    /// key to secrets/recipients.txt.
+    Init,
+    /// Edit a secret file in $VISUAL/$EDITOR (created if missing), re-encrypted on save.
+    Edit {
+        /// A group or host name (secrets/NAME.yml.age).
+        name: String,
+    },
+    /// Print a secret file's plaintext.
+    View { name: String },
+    /// Set KEY in a secret file to the value read from stdin (never from the command line).
+    Set { name: String, key: String },
+    /// Re-encrypt every secret file to the current secrets/recipients.txt.
+    Rekey,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod examples;
 mod local_apply;
 mod render_fixtures;
 mod secrets_age;
+mod secrets_commands;
 mod secrets_run;
 mod ssh_apply;
 mod ssh_transport;

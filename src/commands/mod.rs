@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod secrets;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Apply(args) => apply::run(&cli.global, args),
+        Command::Secrets(args) => secrets::run(&cli.global, args),
     }
 }
 

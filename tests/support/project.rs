@@ -89,6 +89,11 @@ impl Project {
     }
 
     pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.run_full(args, env, None)
+    }
+
+    /// Runs with `env` added and `stdin` fed to the process (or no stdin).
+    pub fn run_full(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
         cmd.arg("--inventory")
             .arg(self.dir.path())
@@ -96,11 +101,26 @@ impl Project {
             .env("NO_COLOR", "1")
             .env("HOME", self.dir.path().join("home"))
             .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null());
+            .env_remove("DEPLOY_AGE_IDENTITY")
+            .env_remove("VISUAL")
+            .env_remove("EDITOR")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run deploy");
+        let mut child = cmd.spawn().expect("run deploy");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(input.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("wait for deploy");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -12,6 +12,8 @@
 //! Plaintext never touches the disk here: decryption is into a buffer, and errors about a
 //! secret file never quote its contents.
 
+pub mod files;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{BufRead, Read, Write};
@@ -313,6 +315,13 @@ pub fn decrypt_file(path: &Path, identities: &Identities) -> Result<Vars, Error>
         )
         .with_hint("edit it to hold `name: value` lines")),
     }
+}
+
+/// Decrypts the age file at `path` in memory and returns its plaintext (for `deploy secrets
+/// view` and `edit`).
+pub fn decrypt_plaintext(path: &Path, identities: &Identities) -> Result<Vec<u8>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decrypt_bytes(path, &bytes, identities)
 }
 
 /// The decryption proper: age file bytes -> plaintext bytes.
