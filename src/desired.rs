@@ -12,7 +12,7 @@ fn to_value<T: serde::Serialize>(v: T) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 use crate::inventory::{Host, Inventory};
-use crate::manifest::{Manifest, parse_mode};
+use crate::manifest::{Manifest, parse_mode, parse_newline};
 use crate::render::Renderer;
 use crate::transport::Connection;
 
@@ -49,6 +49,8 @@ pub struct HostDesired {
     pub files: Vec<DesiredFile>,
     /// Every handler of the host's groups, in the order deploy.yml declares them.
     pub handlers: Vec<DesiredHandler>,
+    /// The host's variables as templates saw them (with `hostvars`), for checks.
+    pub vars: Value,
 }
 
 /// Renders every file and handler of every host in `hosts`. The first error stops it.
@@ -120,6 +122,18 @@ fn render_host(
     ctx: &Value,
 ) -> Result<HostDesired, Error> {
     let render_err = |e| render_error(host, e);
+    let host_newline = match ctx.get_attr(NEWLINE_VAR) {
+        Ok(v) if !v.is_undefined() && !v.is_none() => {
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            parse_newline(&text).map_err(|msg| {
+                Error::config(format!("host {}: variable {NEWLINE_VAR}", host.name), msg)
+            })?
+        }
+        _ => "\n",
+    };
     let mut files: Vec<DesiredFile> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
     for (group_name, spec) in &manifest.groups {
@@ -171,6 +185,12 @@ fn render_host(
             let content = renderer
                 .render_file(&f.template.value, ctx)
                 .map_err(render_err)?;
+            let newline = match &f.newline {
+                Some(n) => parse_newline(&n.value)
+                    .map_err(|msg| Error::config(manifest.location(n), msg))?,
+                None => host_newline,
+            };
+            let content = with_newline(&content, newline);
             let mode = match &f.mode {
                 Some(m) => Some(
                     parse_mode(&m.value).map_err(|msg| Error::config(manifest.location(m), msg))?,
@@ -211,7 +231,22 @@ fn render_host(
             .map_err(|msg| Error::config(format!("host {}", host.name), msg))?,
         files,
         handlers,
+        vars: ctx.clone(),
     })
+}
+
+/// The host variable that sets the line endings of all its files (a file's `newline:` wins).
+pub const NEWLINE_VAR: &str = "deploy_newline";
+
+/// Rendered text with every line ending (`\n` or `\r\n`) made `newline`, as Ansible's
+/// `newline_sequence` does after rendering.
+pub fn with_newline(text: &str, newline: &str) -> String {
+    let unix = text.replace("\r\n", "\n");
+    if newline == "\n" {
+        unix
+    } else {
+        unix.replace('\n', newline)
+    }
 }
 
 /// Adds `file`, or merges it with an identical one another group gives the same host.
@@ -255,4 +290,16 @@ fn check_dest(dest: &str) -> Result<(), String> {
         return Err(format!("dest `{dest}` names a directory, not a file"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_newline;
+
+    #[test]
+    fn newlines_are_converted_once() {
+        assert_eq!(with_newline("a\nb\r\nc\n", "\r\n"), "a\r\nb\r\nc\r\n");
+        assert_eq!(with_newline("a\r\nb\n", "\n"), "a\nb\n");
+        assert_eq!(with_newline("no newline", "\r\n"), "no newline");
+    }
 }

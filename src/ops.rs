@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apply::{self, HostOutcome};
+use crate::checks::{self, Report};
 use crate::cli::{Global, Selection};
 use crate::desired::{self, HostDesired};
 use crate::error::Error;
@@ -60,10 +61,18 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
-/// Loads and renders everything for the selected hosts (no host contacted until every
-/// template rendered), then reads every host and builds the plan.
+/// Loads and renders everything for the selected hosts and runs the checks (no host
+/// contacted until every template rendered and every check passed), then reads every host
+/// and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
-    let desired = render(opts)?;
+    let checked = check(opts)?;
+    if !checked.report.passed() {
+        return Err(Error::Checks {
+            count: output::count(checked.report.failures.len(), "check"),
+            report: output::checks_text(&checked.report),
+        });
+    }
+    let desired = checked.desired;
     let progress = output::progress(desired.len(), "reading hosts");
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
@@ -76,6 +85,33 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     })
 }
 
+/// The rendered desired state of the selected hosts and what the checks found.
+pub struct Checked {
+    pub desired: Vec<HostDesired>,
+    pub report: Report,
+}
+
+/// Inventory -> rendered desired state of the selected hosts -> checks; touches no host.
+/// The other hosts of the inventory are rendered too, for what routes point at; one of
+/// them failing to render only leaves it out of the checks.
+pub fn check(opts: &Options) -> Result<Checked, Error> {
+    let hosts_dir = opts.repo.join("hosts");
+    let inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
+    let manifest = Manifest::load(&hosts_dir)?;
+    let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let renderer = Renderer::new(&opts.repo.join("templates"));
+    let desired = render_selected(opts, &inventory, &manifest, &renderer, &selected)?;
+    let others: Vec<HostDesired> = inventory
+        .hosts
+        .values()
+        .filter(|h| !selected.iter().any(|s| s.name == h.name))
+        .filter_map(|h| desired::render_hosts(&inventory, &manifest, &renderer, &[h]).ok())
+        .flatten()
+        .collect();
+    let report = checks::run(&desired, &others, &manifest.checks, &renderer);
+    Ok(Checked { desired, report })
+}
+
 /// Inventory -> rendered desired state of the selected hosts; touches no host.
 pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
     let hosts_dir = opts.repo.join("hosts");
@@ -83,7 +119,17 @@ pub fn render(opts: &Options) -> Result<Vec<HostDesired>, Error> {
     let manifest = Manifest::load(&hosts_dir)?;
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
     let renderer = Renderer::new(&opts.repo.join("templates"));
-    let mut desired = desired::render_hosts(&inventory, &manifest, &renderer, &selected)?;
+    render_selected(opts, &inventory, &manifest, &renderer, &selected)
+}
+
+fn render_selected(
+    opts: &Options,
+    inventory: &Inventory,
+    manifest: &Manifest,
+    renderer: &Renderer,
+    selected: &[&crate::inventory::Host],
+) -> Result<Vec<HostDesired>, Error> {
+    let mut desired = desired::render_hosts(inventory, manifest, renderer, selected)?;
     for host in &mut desired {
         // A relative deploy_root is relative to the repo, not to wherever deploy runs.
         if let Connection::Local { root: Some(root) } = &mut host.connection

@@ -1,8 +1,10 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
+mod checks;
 mod errors;
 mod examples;
 mod local_apply;
+mod newline;
 mod render_fixtures;
 mod ssh_apply;
 mod ssh_transport;

@@ -1,6 +1,7 @@
 //! One file per subcommand, each thin: turn arguments into options and call the operations.
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Apply(args) => apply::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
     }
 }
 
