@@ -41,6 +41,22 @@ pub struct DesiredHandler {
     pub command: String,
 }
 
+/// A `verify:` entry rendered for a host: polled from the controller after its handlers ran.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DesiredVerify {
+    pub name: String,
+    pub url: String,
+    /// Expected HTTP status.
+    pub status: u16,
+    pub json_path: Option<String>,
+    pub contains: Option<String>,
+    /// Seconds until it counts as failed.
+    pub timeout_secs: f64,
+}
+
+/// Default `timeout:` of a verify entry, in seconds.
+pub const VERIFY_TIMEOUT_SECS: f64 = 120.0;
+
 /// Everything deploy wants on one host.
 #[derive(Debug, Clone)]
 pub struct HostDesired {
@@ -51,6 +67,8 @@ pub struct HostDesired {
     pub handlers: Vec<DesiredHandler>,
     /// The host's variables as templates saw them (with `hostvars`), for checks.
     pub vars: Value,
+    /// What to poll after apply, from the `verify:` of the host's groups.
+    pub verify: Vec<DesiredVerify>,
 }
 
 /// Renders every file and handler of every host in `hosts`. The first error stops it.
@@ -135,6 +153,7 @@ fn render_host(
         _ => "\n",
     };
     let mut files: Vec<DesiredFile> = Vec::new();
+    let mut verify: Vec<DesiredVerify> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
     for (group_name, spec) in &manifest.groups {
         if !host.in_group(group_name) {
@@ -166,6 +185,28 @@ fn render_host(
                 }
                 None => handlers.push((handler, group_name.clone())),
             }
+        }
+        for v in &spec.verify {
+            let origin = format!("{}: verify `{}`", manifest.location(&v.url), v.name.value);
+            let url = renderer
+                .render_str(&origin, &v.url.value, ctx)
+                .map_err(render_err)?;
+            let contains = match &v.contains {
+                Some(c) => Some(
+                    renderer
+                        .render_str(&origin, &c.value, ctx)
+                        .map_err(render_err)?,
+                ),
+                None => None,
+            };
+            verify.push(DesiredVerify {
+                name: v.name.value.clone(),
+                url,
+                status: v.status.unwrap_or(200),
+                json_path: v.json_path.clone(),
+                contains,
+                timeout_secs: v.timeout.as_ref().map_or(VERIFY_TIMEOUT_SECS, |t| t.value),
+            });
         }
         for f in &spec.files {
             let origin = format!(
@@ -232,6 +273,7 @@ fn render_host(
         files,
         handlers,
         vars: ctx.clone(),
+        verify,
     })
 }
 

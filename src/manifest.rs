@@ -48,6 +48,36 @@ pub struct GroupSpec {
     pub files: Vec<FileSpec>,
     #[serde(default)]
     pub handlers: Vec<HandlerSpec>,
+    /// Polled from the controller after the host's handlers ran.
+    #[serde(default)]
+    pub verify: Vec<VerifySpec>,
+}
+
+/// One entry of a group's `verify:`: an HTTP GET that must answer as expected before the
+/// deadline, after the host's files were written and its handlers ran.
+///
+/// ```yaml
+/// verify:
+///   - name: vLLM serves its name
+///     url: "http://{{ inventory_hostname }}:{{ vllm.port }}/v1/models"   # a template
+///     status: 200                  # default 200
+///     json_path: "data[*].id"      # optional: where in the JSON body to look
+///     contains: "{{ vllm.served_model_name }}"  # optional, a template
+///     timeout: 300                 # seconds, default 120
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub json_path: Option<String>,
+    #[serde(default)]
+    pub contains: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +228,27 @@ impl Manifest {
             .flat_map(|g| g.handlers.iter().map(|h| h.name.value.as_str()))
             .collect();
         for group in self.groups.values() {
+            for v in &group.verify {
+                if let Some(t) = &v.timeout
+                    && !(t.value > 0.0 && t.value <= 86400.0)
+                {
+                    return Err(Error::config(
+                        self.location(t),
+                        format!(
+                            "verify timeout {} is not a number of seconds between 0 and 86400",
+                            t.value
+                        ),
+                    ));
+                }
+                if let Some(path) = &v.json_path {
+                    crate::verify::parse_json_path(path).map_err(|msg| {
+                        Error::config(
+                            self.location(&v.name),
+                            format!("verify `{}`: {msg}", v.name.value),
+                        )
+                    })?;
+                }
+            }
             for file in &group.files {
                 for name in file.notify_names() {
                     if !declared.contains(&name) {

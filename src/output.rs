@@ -102,6 +102,17 @@ fn host_text(out: &mut String, host: &HostPlan) {
             h.command
         );
     }
+    for v in &host.verify {
+        let _ = writeln!(
+            out,
+            "  {} {}: GET {} (expect {}; up to {}s)",
+            paint(CYAN, "verify"),
+            v.name,
+            v.url,
+            crate::verify::expected(v),
+            v.timeout_secs
+        );
+    }
     out.push('\n');
 }
 
@@ -208,6 +219,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
             .collect();
         if !ran.is_empty() {
             let _ = write!(out, "; ran {}", ran.join(", "));
+        }
+        if !o.verified.is_empty() {
+            let _ = write!(out, "; verified {}", o.verified.join(", "));
         }
         if let Some(e) = &o.error {
             let _ = write!(out, "; {} {e}", paint(RED, "failed:"));

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::desired::HostDesired;
+use crate::desired::{DesiredVerify, HostDesired};
 use crate::diff::{Action, FileChange, compare};
 use crate::transport::{RemoteFile, WriteFile};
 
@@ -18,6 +18,9 @@ pub struct HostPlan {
     pub files: Vec<FilePlan>,
     /// Handlers that would run, in declared order, each once.
     pub handlers: Vec<PlannedHandler>,
+    /// Polled after apply when the host has changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<DesiredVerify>,
     /// Why this host could not be planned (unreachable, a path that cannot be replaced...).
     /// Such a host is left alone by apply.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,7 @@ impl Plan {
                     host: host.host.clone(),
                     files: Vec::new(),
                     handlers: Vec::new(),
+                    verify: Vec::new(),
                     error: Some(why.clone()),
                 },
             })
@@ -133,6 +137,7 @@ impl HostPlan {
                 host: desired.host.clone(),
                 files: Vec::new(),
                 handlers: Vec::new(),
+                verify: Vec::new(),
                 error: Some(format!("cannot replace {}", blocked.join("; "))),
             };
         }
@@ -160,6 +165,7 @@ impl HostPlan {
             host: desired.host.clone(),
             files,
             handlers,
+            verify: desired.verify.clone(),
             error: None,
         }
     }

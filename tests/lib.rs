@@ -9,3 +9,4 @@ mod render_fixtures;
 mod ssh_apply;
 mod ssh_transport;
 mod support;
+mod verify;
