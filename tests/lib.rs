@@ -3,6 +3,7 @@
 mod checks;
 mod errors;
 mod examples;
+mod fleet;
 mod local_apply;
 mod newline;
 mod render_fixtures;
