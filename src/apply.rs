@@ -1,6 +1,6 @@
 //! Plan -> changes on the hosts: for each host with changes, write exactly the files the plan
-//! lists (atomically, through the transport), then run its notified handlers. A host that
-//! fails does not stop the others.
+//! lists (atomically, through the transport), then run its notified handlers, then poll its
+//! `verify:` entries. A host that fails does not stop the others.
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::handlers::{self, HandlerRun};
 use crate::plan::{HostPlan, Plan};
 use crate::remote::Connected;
+use crate::verify;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HostOutcome {
@@ -15,6 +16,8 @@ pub struct HostOutcome {
     /// Paths written.
     pub written: Vec<String>,
     pub handlers: Vec<HandlerRun>,
+    /// Names of the verify entries that passed.
+    pub verified: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -49,6 +52,7 @@ async fn apply_host(host: &HostPlan, conn: &Connected) -> HostOutcome {
         host: host.host.clone(),
         written: Vec::new(),
         handlers: Vec::new(),
+        verified: Vec::new(),
         error: host.error.clone(),
     };
     if outcome.error.is_some() || !host.has_changes() {
@@ -67,5 +71,10 @@ async fn apply_host(host: &HostPlan, conn: &Connected) -> HostOutcome {
     let (runs, error) = handlers::run(transport, &host.handlers).await;
     outcome.handlers = runs;
     outcome.error = error;
+    if outcome.error.is_none() {
+        let (verified, error) = verify::run(&host.verify).await;
+        outcome.verified = verified;
+        outcome.error = error;
+    }
     outcome
 }

@@ -34,6 +34,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write what changed, then run the notified handlers.
     Apply(ApplyArgs),
+    /// Render every file and run every check, contacting no host (exit 1 when one fails).
+    Check(CheckArgs),
     /// Manage the age-encrypted files in secrets/.
     Secrets(SecretsArgs),
 }
@@ -106,4 +108,10 @@ pub struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub selection: Selection,
 }

@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 
 use crate::error::Error;
 use crate::inventory::{Host, Inventory, Vars};
-use crate::manifest::{Manifest, parse_mode};
+use crate::manifest::{Manifest, parse_mode, parse_newline};
 use crate::mask::{Canary, MaskedView, Masker, Secret};
 use crate::render::Renderer;
 use crate::transport::Connection;
@@ -170,6 +170,22 @@ fn replace_leaves(value: &mut Json, path: &str, f: &mut dyn FnMut(&str, &Json) -
     }
 }
 
+/// A `verify:` entry rendered for a host: polled from the controller after its handlers ran.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DesiredVerify {
+    pub name: String,
+    pub url: String,
+    /// Expected HTTP status.
+    pub status: u16,
+    pub json_path: Option<String>,
+    pub contains: Option<String>,
+    /// Seconds until it counts as failed.
+    pub timeout_secs: f64,
+}
+
+/// Default `timeout:` of a verify entry, in seconds.
+pub const VERIFY_TIMEOUT_SECS: f64 = 120.0;
+
 /// Everything deploy wants on one host.
 #[derive(Debug, Clone)]
 pub struct HostDesired {
@@ -178,6 +194,10 @@ pub struct HostDesired {
     pub files: Vec<DesiredFile>,
     /// Every handler of the host's groups, in the order deploy.yml declares them.
     pub handlers: Vec<DesiredHandler>,
+    /// The host's variables as templates saw them (with `hostvars`), for checks.
+    pub vars: Value,
+    /// What to poll after apply, from the `verify:` of the host's groups.
+    pub verify: Vec<DesiredVerify>,
 }
 
 /// Renders every file and handler of every host in `hosts`. The first error stops it.
@@ -286,7 +306,20 @@ fn render_host(
 ) -> Result<HostDesired, Error> {
     let ctx = ctxs.real;
     let render_err = |e| render_error(host, e);
+    let host_newline = match ctx.get_attr(NEWLINE_VAR) {
+        Ok(v) if !v.is_undefined() && !v.is_none() => {
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            parse_newline(&text).map_err(|msg| {
+                Error::config(format!("host {}: variable {NEWLINE_VAR}", host.name), msg)
+            })?
+        }
+        _ => "\n",
+    };
     let mut files: Vec<DesiredFile> = Vec::new();
+    let mut verify: Vec<DesiredVerify> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
     for (group_name, spec) in &manifest.groups {
         if !host.in_group(group_name) {
@@ -328,6 +361,28 @@ fn render_host(
                 None => handlers.push((handler, group_name.clone())),
             }
         }
+        for v in &spec.verify {
+            let origin = format!("{}: verify `{}`", manifest.location(&v.url), v.name.value);
+            let url = renderer
+                .render_str(&origin, &v.url.value, ctx)
+                .map_err(render_err)?;
+            let contains = match &v.contains {
+                Some(c) => Some(
+                    renderer
+                        .render_str(&origin, &c.value, ctx)
+                        .map_err(render_err)?,
+                ),
+                None => None,
+            };
+            verify.push(DesiredVerify {
+                name: v.name.value.clone(),
+                url,
+                status: v.status.unwrap_or(200),
+                json_path: v.json_path.clone(),
+                contains,
+                timeout_secs: v.timeout.as_ref().map_or(VERIFY_TIMEOUT_SECS, |t| t.value),
+            });
+        }
         for f in &spec.files {
             let origin = format!(
                 "{}: dest of {}",
@@ -346,12 +401,18 @@ fn render_host(
             let content = renderer
                 .render_file(&f.template.value, ctx)
                 .map_err(render_err)?;
+            let newline = match &f.newline {
+                Some(n) => parse_newline(&n.value)
+                    .map_err(|msg| Error::config(manifest.location(n), msg))?,
+                None => host_newline,
+            };
+            let content = with_newline(&content, newline);
             let view = ctxs.canary.and_then(|canary| {
                 let secrets = ctxs.secrets;
                 match renderer.render_file(&f.template.value, canary) {
                     Ok(c) => MaskedView::build(
                         &content,
-                        &c,
+                        &with_newline(&c, newline),
                         &secrets.canaries,
                         &secrets.masker,
                         &secrets.canary_masker,
@@ -403,7 +464,23 @@ fn render_host(
             .map_err(|msg| Error::config(format!("host {}", host.name), msg))?,
         files,
         handlers,
+        vars: ctx.clone(),
+        verify,
     })
+}
+
+/// The host variable that sets the line endings of all its files (a file's `newline:` wins).
+pub const NEWLINE_VAR: &str = "deploy_newline";
+
+/// Rendered text with every line ending (`\n` or `\r\n`) made `newline`, as Ansible's
+/// `newline_sequence` does after rendering.
+pub fn with_newline(text: &str, newline: &str) -> String {
+    let unix = text.replace("\r\n", "\n");
+    if newline == "\n" {
+        unix
+    } else {
+        unix.replace('\n', newline)
+    }
 }
 
 /// Adds `file`, or merges it with an identical one another group gives the same host.
@@ -447,4 +524,16 @@ fn check_dest(dest: &str) -> Result<(), String> {
         return Err(format!("dest `{dest}` names a directory, not a file"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_newline;
+
+    #[test]
+    fn newlines_are_converted_once() {
+        assert_eq!(with_newline("a\nb\r\nc\n", "\r\n"), "a\r\nb\r\nc\r\n");
+        assert_eq!(with_newline("a\r\nb\n", "\n"), "a\nb\n");
+        assert_eq!(with_newline("no newline", "\r\n"), "no newline");
+    }
 }

@@ -39,6 +39,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Checks failed after rendering; no host was contacted. `report` lists the failures.
+    #[error("{report}refusing to go on: {count} failed; no host was contacted")]
+    Checks { count: String, report: String },
     /// The operator declined the confirmation prompt.
     #[error("apply cancelled; nothing was changed")]
     Cancelled,

@@ -2,11 +2,12 @@
 //! each host has, and apply only what changed.
 //!
 //! The pipeline, one module per stage: [`inventory`] and [`manifest`] (hosts/) ->
-//! [`desired`] (rendered with [`render`]) -> [`remote`] (read through [`transport`]) ->
-//! [`diff`] -> [`plan`] -> [`apply`] -> [`handlers`]. [`ops`] chains them; [`commands`] are the
-//! thin command-line front.
+//! [`desired`] (rendered with [`render`]) -> [`checks`] -> [`remote`] (read through
+//! [`transport`]) -> [`diff`] -> [`plan`] -> [`apply`] -> [`handlers`] -> [`verify`]. [`ops`]
+//! chains them; [`commands`] are the thin command-line front.
 
 pub mod apply;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod desired;
@@ -23,4 +24,5 @@ pub mod remote;
 pub mod render;
 pub mod secrets;
 pub mod transport;
+pub mod verify;
 pub mod yaml;

@@ -9,6 +9,7 @@
 //!         dest: "{{ litellm_dir }}/litellm.config.yaml"   # a template too
 //!         mode: "0640"                                      # optional; owner, group optional
 //!         notify: restart litellm                           # a name or a list
+//!         newline: "\r\n"        # optional; else the host's `deploy_newline`, else "\n"
 //!     handlers:
 //!       - name: restart litellm
 //!         run: systemctl restart litellm                    # a template, run by the host's shell
@@ -32,6 +33,9 @@ pub struct Manifest {
     /// Group name -> what it gets, in file order.
     #[serde(default)]
     pub groups: IndexMap<String, GroupSpec>,
+    /// Operators' own checks, run after rendering and before any host is contacted.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
     /// Where this manifest was read from; set after parsing.
     #[serde(skip)]
     pub path: PathBuf,
@@ -44,6 +48,36 @@ pub struct GroupSpec {
     pub files: Vec<FileSpec>,
     #[serde(default)]
     pub handlers: Vec<HandlerSpec>,
+    /// Polled from the controller after the host's handlers ran.
+    #[serde(default)]
+    pub verify: Vec<VerifySpec>,
+}
+
+/// One entry of a group's `verify:`: an HTTP GET that must answer as expected before the
+/// deadline, after the host's files were written and its handlers ran.
+///
+/// ```yaml
+/// verify:
+///   - name: vLLM serves its name
+///     url: "http://{{ inventory_hostname }}:{{ vllm.port }}/v1/models"   # a template
+///     status: 200                  # default 200
+///     json_path: "data[*].id"      # optional: where in the JSON body to look
+///     contains: "{{ vllm.served_model_name }}"  # optional, a template
+///     timeout: 300                 # seconds, default 120
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub json_path: Option<String>,
+    #[serde(default)]
+    pub contains: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +97,10 @@ pub struct FileSpec {
     /// Handlers to run when this file changes.
     #[serde(default)]
     pub notify: Option<Spanned<Notify>>,
+    /// Line endings of the written file: "\n" (default) or "\r\n" (as Ansible's
+    /// win_template); wins over the host's `deploy_newline` var.
+    #[serde(default)]
+    pub newline: Option<Spanned<String>>,
 }
 
 /// `mode:` as written: a quoted octal string ("0640") or, when unquoted with a leading zero,
@@ -121,6 +159,36 @@ impl FileSpec {
     }
 }
 
+/// One entry of `checks:`: an expression that must be true for every host it applies to.
+///
+/// ```yaml
+/// checks:
+///   - name: vllm leaves GPU headroom
+///     hosts: vllm                       # optional: group or host names, `:` or `,` separated
+///     that: files[vllm_config].vllm.gpu_memory_utilization <= 0.95
+///     message: "gpu_memory_utilization is {{ files[vllm_config].vllm.gpu_memory_utilization }}"
+///     file: "{{ vllm_config }}"         # optional, a template: the file to name
+///     key: vllm.gpu_memory_utilization  # optional: the key to name
+/// ```
+/// `that` sees the host's variables (with `hostvars`), `files` (each of the host's rendered
+/// dests -> its YAML/JSON value, or its text when it does not parse as a mapping or list)
+/// and `hostfiles` (host -> its `files`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub hosts: Option<String>,
+    pub that: Spanned<String>,
+    /// What is wrong, a template; default: the expression that was false.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSpec {
@@ -160,6 +228,27 @@ impl Manifest {
             .flat_map(|g| g.handlers.iter().map(|h| h.name.value.as_str()))
             .collect();
         for group in self.groups.values() {
+            for v in &group.verify {
+                if let Some(t) = &v.timeout
+                    && !(t.value > 0.0 && t.value <= 86400.0)
+                {
+                    return Err(Error::config(
+                        self.location(t),
+                        format!(
+                            "verify timeout {} is not a number of seconds between 0 and 86400",
+                            t.value
+                        ),
+                    ));
+                }
+                if let Some(path) = &v.json_path {
+                    crate::verify::parse_json_path(path).map_err(|msg| {
+                        Error::config(
+                            self.location(&v.name),
+                            format!("verify `{}`: {msg}", v.name.value),
+                        )
+                    })?;
+                }
+            }
             for file in &group.files {
                 for name in file.notify_names() {
                     if !declared.contains(&name) {
@@ -176,6 +265,10 @@ impl Manifest {
                         .with_hint(hint));
                     }
                 }
+                if let Some(newline) = &file.newline {
+                    parse_newline(&newline.value)
+                        .map_err(|msg| Error::config(self.location(newline), msg))?;
+                }
                 if let Some(mode) = &file.mode {
                     parse_mode(&mode.value).map_err(|msg| {
                         Error::config(self.location(mode), msg)
@@ -185,6 +278,20 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// A line-ending setting (`newline:` of a file, or the `deploy_newline` host var) -> the
+/// sequence itself. Takes the characters ("\r\n" in double quotes) or their escaped
+/// spelling ('\r\n' in single quotes), and `lf` / `crlf`.
+pub fn parse_newline(text: &str) -> Result<&'static str, String> {
+    match text {
+        "\n" | "\\n" | "lf" | "LF" => Ok("\n"),
+        "\r\n" | "\\r\\n" | "crlf" | "CRLF" => Ok("\r\n"),
+        "\r" | "\\r" | "cr" | "CR" => Ok("\r"),
+        other => Err(format!(
+            "newline {other:?} is not a line ending; use \"\\n\" or \"\\r\\n\""
+        )),
     }
 }
 
@@ -218,6 +325,15 @@ mod tests {
         assert_eq!(files[0].notify_names(), ["x"]);
         assert_eq!(files[1].notify_names(), ["x", "y"]);
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn newlines() {
+        assert_eq!(super::parse_newline("\r\n"), Ok("\r\n"));
+        assert_eq!(super::parse_newline("\\r\\n"), Ok("\r\n"));
+        assert_eq!(super::parse_newline("crlf"), Ok("\r\n"));
+        assert_eq!(super::parse_newline("\n"), Ok("\n"));
+        assert!(super::parse_newline("windows").is_err());
     }
 
     #[test]

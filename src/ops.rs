@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apply::{self, HostOutcome};
+use crate::checks::{self, Report};
 use crate::cli::{Global, Selection};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
-use crate::inventory::{self, Inventory, Vars};
+use crate::inventory::{self, Host, Inventory, Vars};
 use crate::manifest::Manifest;
 use crate::mask::Masker;
 use crate::output;
@@ -76,7 +77,19 @@ pub struct Rendered {
 /// Loads and renders everything for the selected hosts (no host contacted until every
 /// template rendered), then reads every host and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
-    let Rendered { desired, masker } = render(opts)?;
+    let Checked {
+        rendered: Rendered { desired, masker },
+        report,
+    } = check(opts)?;
+    if !report.passed() {
+        return Err(masked_error(
+            Error::Checks {
+                count: output::count(report.failures.len(), "check"),
+                report: output::checks_text(&report),
+            },
+            &masker,
+        ));
+    }
     let progress = output::progress(desired.len(), "reading hosts");
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
@@ -90,9 +103,17 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     })
 }
 
+/// The rendered desired state of the selected hosts and what the checks found.
+pub struct Checked {
+    pub rendered: Rendered,
+    pub report: Report,
+}
+
 /// Inventory (+ the secrets the selected hosts use) -> rendered desired state of the selected
-/// hosts; touches no host.
-pub fn render(opts: &Options) -> Result<Rendered, Error> {
+/// hosts -> checks; touches no host. The other hosts of the inventory are rendered too, for
+/// what routes point at; one of them failing to render (e.g. it needs a secret this run did
+/// not open) only leaves it out of the checks.
+pub fn check(opts: &Options) -> Result<Checked, Error> {
     let hosts_dir = opts.repo.join("hosts");
     let mut inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
     let manifest = Manifest::load(&hosts_dir)?;
@@ -104,15 +125,48 @@ pub fn render(opts: &Options) -> Result<Rendered, Error> {
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::new(&opts.repo.join("templates"));
-    let masker = secret_rendering.masker.clone();
-    let mut desired = desired::render_hosts(
+    let rendered = render_selected(
+        opts,
         &inventory,
         &manifest,
         &renderer,
         &selected,
         &secret_rendering,
-    )
-    .map_err(|e| masked_error(e, &masker))?;
+    )?;
+    let others: Vec<&Host> = inventory
+        .hosts
+        .values()
+        .filter(|h| !selected.iter().any(|s| s.name == h.name))
+        .collect();
+    let others: Vec<HostDesired> = others
+        .into_iter()
+        .filter_map(|h| {
+            desired::render_hosts(&inventory, &manifest, &renderer, &[h], &secret_rendering).ok()
+        })
+        .flatten()
+        .collect();
+    let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
+    Ok(Checked { rendered, report })
+}
+
+/// Inventory (+ the secrets the selected hosts use) -> rendered desired state of the selected
+/// hosts; touches no host.
+pub fn render(opts: &Options) -> Result<Rendered, Error> {
+    check(opts).map(|c| c.rendered)
+}
+
+fn render_selected(
+    opts: &Options,
+    inventory: &Inventory,
+    manifest: &Manifest,
+    renderer: &Renderer,
+    selected: &[&Host],
+    secret_rendering: &SecretRendering,
+) -> Result<Rendered, Error> {
+    let masker = secret_rendering.masker.clone();
+    let mut desired =
+        desired::render_hosts(inventory, manifest, renderer, selected, secret_rendering)
+            .map_err(|e| masked_error(e, &masker))?;
     for host in &mut desired {
         // A relative deploy_root is relative to the repo, not to wherever deploy runs.
         if let Connection::Local { root: Some(root) } = &mut host.connection

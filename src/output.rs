@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 
 use crate::apply::HostOutcome;
+use crate::checks::Report;
 use crate::diff::Action;
 use crate::error::Error;
 use crate::plan::{FilePlan, HostPlan, Plan};
@@ -57,7 +58,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// "1 host", "2 hosts".
-fn count(n: usize, noun: &str) -> String {
+pub fn count(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", plural(n))
 }
 
@@ -99,6 +100,17 @@ fn host_text(out: &mut String, host: &HostPlan) {
             paint(CYAN, "handler"),
             h.name,
             h.command
+        );
+    }
+    for v in &host.verify {
+        let _ = writeln!(
+            out,
+            "  {} {}: GET {} (expect {}; up to {}s)",
+            paint(CYAN, "verify"),
+            v.name,
+            v.url,
+            crate::verify::expected(v),
+            v.timeout_secs
         );
     }
     out.push('\n');
@@ -208,6 +220,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
         if !ran.is_empty() {
             let _ = write!(out, "; ran {}", ran.join(", "));
         }
+        if !o.verified.is_empty() {
+            let _ = write!(out, "; verified {}", o.verified.join(", "));
+        }
         if let Some(e) = &o.error {
             let _ = write!(out, "; {} {e}", paint(RED, "failed:"));
         }
@@ -238,4 +253,53 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
 
 pub fn print_outcomes(outcomes: &[HostOutcome]) {
     anstream::print!("\n{}", outcomes_text(outcomes));
+}
+
+/// Each check failure (check, host, file, key, what is wrong, what it should be); nothing
+/// when all passed.
+pub fn checks_text(report: &Report) -> String {
+    let mut out = String::new();
+    for f in &report.failures {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            paint(RED, "check failed:"),
+            paint(BOLD, &f.check)
+        );
+        let _ = writeln!(out, "  host:     {}", f.host);
+        if let Some(file) = &f.file {
+            let _ = writeln!(out, "  file:     {file}");
+        }
+        if let Some(key) = &f.key {
+            let _ = writeln!(out, "  key:      {key}");
+        }
+        let _ = writeln!(out, "  problem:  {}", f.problem);
+        if let Some(expected) = &f.expected {
+            let _ = writeln!(out, "  expected: {expected}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The failures, then one summary line.
+pub fn check_report_text(report: &Report) -> String {
+    let mut out = checks_text(report);
+    let on = count(report.hosts, "host");
+    let line = if report.passed() {
+        format!("Checks: all {} passed on {on}.", report.evaluated)
+    } else {
+        format!(
+            "Checks: {} failed, {} passed on {on}.",
+            report.failures.len(),
+            report.evaluated.saturating_sub(report.failures.len())
+        )
+    };
+    let _ = writeln!(out, "{}", paint(BOLD, &line));
+    out
+}
+
+/// Prints the check report; check messages may quote values, so it goes through `masker`.
+pub fn print_check_report(report: &Report, masker: &crate::mask::Masker) {
+    anstream::print!("{}", masker.mask(&check_report_text(report)));
 }

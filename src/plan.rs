@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::desired::HostDesired;
+use crate::desired::{DesiredVerify, HostDesired};
 use crate::diff::{Action, FileChange, compare};
 use crate::mask::Masker;
 use crate::transport::{RemoteFile, WriteFile};
@@ -19,6 +19,9 @@ pub struct HostPlan {
     pub files: Vec<FilePlan>,
     /// Handlers that would run, in declared order, each once.
     pub handlers: Vec<PlannedHandler>,
+    /// Polled after apply when the host has changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<DesiredVerify>,
     /// Why this host could not be planned (unreachable, a path that cannot be replaced...).
     /// Such a host is left alone by apply.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +81,7 @@ impl Plan {
                     host: host.host.clone(),
                     files: Vec::new(),
                     handlers: Vec::new(),
+                    verify: Vec::new(),
                     error: Some(masker.mask(why)),
                 },
             })
@@ -143,6 +147,7 @@ impl HostPlan {
                 host: desired.host.clone(),
                 files: Vec::new(),
                 handlers: Vec::new(),
+                verify: Vec::new(),
                 error: Some(masker.mask(&format!("cannot replace {}", blocked.join("; ")))),
             };
         }
@@ -171,6 +176,7 @@ impl HostPlan {
             host: desired.host.clone(),
             files,
             handlers,
+            verify: desired.verify.clone(),
             error: None,
         }
     }

@@ -304,6 +304,34 @@ impl Renderer {
         })
     }
 
+    /// Evaluate one Jinja expression (no `{{ }}`), e.g. a check's `that:`, with `vars`, in
+    /// the same environment as templates (Ansible's filters and tests, strict undefined).
+    /// `origin` names where it came from for errors. An expression whose value is undefined
+    /// is an error.
+    pub fn eval_expression(
+        &self,
+        origin: &str,
+        expr: &str,
+        vars: &Value,
+    ) -> Result<Value, RenderError> {
+        with_var_failures(|| {
+            let compiled = self
+                .env
+                .compile_expression(expr)
+                .map_err(|e| RenderError::from_minijinja(origin, Some(expr), &e))?;
+            let value = compiled
+                .eval(vars)
+                .map_err(|e| RenderError::from_minijinja(origin, Some(expr), &e))?;
+            if value.is_undefined() {
+                return Err(RenderError::plain(
+                    origin,
+                    format!("undefined value: `{}` is undefined", expr.trim()),
+                ));
+            }
+            Ok(value)
+        })
+    }
+
     /// Wrap a host's variables (a map) so that string values containing `{{` / `{%` are
     /// templated when first looked up, against the same variables, as Ansible does.
     ///
@@ -354,9 +382,7 @@ thread_local! {
     static VAR_FAILURE: RefCell<Option<RenderError>> = const { RefCell::new(None) };
 }
 
-fn with_var_failures(
-    render: impl FnOnce() -> Result<String, RenderError>,
-) -> Result<String, RenderError> {
+fn with_var_failures<T>(render: impl FnOnce() -> Result<T, RenderError>) -> Result<T, RenderError> {
     VAR_FAILURE.with(|f| f.borrow_mut().take());
     let result = render();
     match VAR_FAILURE.with(|f| f.borrow_mut().take()) {

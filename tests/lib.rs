@@ -1,8 +1,11 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
+mod checks;
 mod errors;
 mod examples;
+mod fleet;
 mod local_apply;
+mod newline;
 mod render_fixtures;
 mod secrets_age;
 mod secrets_commands;
@@ -10,3 +13,4 @@ mod secrets_run;
 mod ssh_apply;
 mod ssh_transport;
 mod support;
+mod verify;

@@ -1,6 +1,7 @@
 //! One file per subcommand, each thin: turn arguments into options and call the operations.
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 pub mod secrets;
 
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Apply(args) => apply::run(&cli.global, args),
         Command::Secrets(args) => secrets::run(&cli.global, args),
+        Command::Check(args) => check::run(&cli.global, args),
     }
 }
 

@@ -3,8 +3,10 @@
 //! A [`Transport`] is a connection to one host that offers three primitives: read a set of
 //! files in one round trip, write a set of files atomically, and run a command through the
 //! host's shell. Everything deploy does on a host is built on these; see `apply.rs` and
-//! `handlers.rs`. Each kind of connection (local, SSH, later WinRM) is one file here.
+//! `handlers.rs`. Each kind of connection (local, SSH, later WinRM) is one file here;
+//! `http.rs` is the controller's own HTTP GET, for `verify:` after apply.
 
+pub mod http;
 pub mod known_hosts;
 pub mod local;
 pub mod ssh;
