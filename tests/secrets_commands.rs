@@ -1,24 +1,10 @@
 //! `deploy secrets init | set | view | edit | rekey`, checked with the real `age` CLI.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
+use crate::support::age;
 use crate::support::project::Project;
-
-/// `age -d -i identity file` with the real CLI: Some(plaintext) or None when it fails.
-fn age_decrypt(identity: &Path, file: &Path) -> Option<String> {
-    let out = Command::new("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(identity)
-        .arg(file)
-        .output()
-        .expect("age must be installed");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn identity_of(p: &Project) -> PathBuf {
     p.path().join("home/.config/deploy/identity.txt")
@@ -67,7 +53,7 @@ fn set_reads_the_value_from_stdin_and_age_can_decrypt_it() {
         text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
         "armored: {text}"
     );
-    let plain = age_decrypt(&identity_of(&p), &file).expect("age decrypts deploy's file");
+    let plain = age::decrypt(&identity_of(&p), &file).expect("age decrypts deploy's file");
     assert_eq!(
         plain,
         "openai_api_key: sk-from-stdin\nlitellm_bearer_token: mkt-2\n"
@@ -106,7 +92,7 @@ fn edit_with_a_scripted_editor() {
     p.run_full(&["secrets", "edit", "all"], &env, None)
         .expect(0);
     assert_eq!(
-        age_decrypt(&identity_of(&p), &file).unwrap(),
+        age::decrypt(&identity_of(&p), &file).unwrap(),
         "token: new-value\n"
     );
 
@@ -140,7 +126,7 @@ fn edit_with_a_scripted_editor() {
     p.run_full(&["secrets", "edit", "web"], &env, None)
         .expect(0);
     assert_eq!(
-        age_decrypt(&identity_of(&p), &p.path().join("secrets/web.yml.age")).unwrap(),
+        age::decrypt(&identity_of(&p), &p.path().join("secrets/web.yml.age")).unwrap(),
         "k: v\n"
     );
 }
@@ -149,21 +135,7 @@ fn edit_with_a_scripted_editor() {
 fn rekey_after_removing_a_recipient_locks_the_old_key_out() {
     let p = initialised();
     // A second person's key.
-    let bob = p.path().join("bob.txt");
-    assert!(
-        Command::new("age-keygen")
-            .arg("-o")
-            .arg(&bob)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let bob_public = std::fs::read_to_string(&bob)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(String::from))
-        .unwrap();
+    let (bob, bob_public) = age::keygen(p.path(), "bob.txt");
     let recipients = p.path().join("secrets/recipients.txt");
     let mine = std::fs::read_to_string(&recipients).unwrap();
     std::fs::write(&recipients, format!("{mine}# bob\n{bob_public}\n")).unwrap();
@@ -171,7 +143,7 @@ fn rekey_after_removing_a_recipient_locks_the_old_key_out() {
         .expect(0);
     let file = p.path().join("secrets/all.yml.age");
     assert!(
-        age_decrypt(&bob, &file).is_some(),
+        age::decrypt(&bob, &file).is_some(),
         "bob can read it while a recipient"
     );
 
@@ -183,8 +155,11 @@ fn rekey_after_removing_a_recipient_locks_the_old_key_out() {
         run.stdout
     );
     assert!(
-        age_decrypt(&bob, &file).is_none(),
+        age::decrypt(&bob, &file).is_none(),
         "bob's key no longer decrypts"
     );
-    assert_eq!(age_decrypt(&identity_of(&p), &file).unwrap(), "k: shared\n");
+    assert_eq!(
+        age::decrypt(&identity_of(&p), &file).unwrap(),
+        "k: shared\n"
+    );
 }

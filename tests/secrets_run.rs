@@ -1,60 +1,18 @@
 //! Secrets through a whole plan/apply run: decrypted with the real `age` CLI's files, merged
 //! at their precedence, masked everywhere deploy prints, and written 0600.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
+use crate::support::age;
 use crate::support::project::Project;
 
 const API_KEY: &str = "sk-live-9f8e7d6c5b4a";
 const TOKEN: &str = "mkt-bearer-0123456789abcdef";
 
-/// `age-keygen` -> (identity file, public key).
-fn age_key(dir: &Path) -> (PathBuf, String) {
-    let path = dir.join("identity.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .expect("age-keygen (Debian package age) must be installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&path).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    (path, public)
-}
-
-/// Encrypts `plaintext` to `recipients.txt` with the real `age` CLI, armored.
-fn age_encrypt(recipients: &Path, plaintext: &str, out: &Path) {
-    let mut child = Command::new("age")
-        .args(["-e", "-a", "-R"])
-        .arg(recipients)
-        .arg("-o")
-        .arg(out)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("age must be installed");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(plaintext.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// Hosts alpha (group web, which has a secret file) and beta (no secret).
 fn project() -> (Project, PathBuf) {
     let p = Project::new();
-    let (identity, public) = age_key(p.path());
+    let (identity, public) = age::keygen(p.path(), "identity.txt");
     p.file("secrets/recipients.txt", &format!("# ops\n{public}\n"));
     p.inventory(
         "all:\n  vars:\n    ansible_connection: local\n  children:\n    web:\n      hosts:\n        alpha: {deploy_root: roots/alpha}\n    other:\n      hosts:\n        beta: {deploy_root: roots/beta}\n",
@@ -91,9 +49,7 @@ groups:
 }
 
 fn write_secret(p: &Project, api_key: &str, token: &str) {
-    let plain = p.path().join("plain.yml");
-    std::fs::write(&plain, "").unwrap();
-    age_encrypt(
+    age::encrypt(
         &p.path().join("secrets/recipients.txt"),
         &format!("api_key: {api_key}\nbearer: {token}\n"),
         &p.path().join("secrets/web.yml.age"),
@@ -199,7 +155,7 @@ fn a_host_that_uses_no_secret_needs_no_identity() {
 fn a_wrong_identity_names_the_file_and_touches_nothing() {
     let (p, _) = project();
     let other = tempfile::tempdir().unwrap();
-    let (wrong, _) = age_key(other.path());
+    let (wrong, _) = age::keygen(other.path(), "identity.txt");
     let run = p
         .run(&["apply", "--yes", "--identity", wrong.to_str().unwrap()])
         .expect(1);

@@ -271,3 +271,38 @@ fn a_render_error_touches_no_ssh_host() {
         );
     }
 }
+
+#[test]
+fn a_secret_bearing_file_is_0600_on_an_ssh_host_and_never_printed() {
+    let fleet = SshFleet::new(&["alpha"], true);
+    let p = &fleet.project;
+    let (identity, public) = crate::support::age::keygen(p.path(), "identity.txt");
+    p.file("secrets/recipients.txt", &format!("{public}\n"));
+    crate::support::age::encrypt(
+        &p.path().join("secrets/recipients.txt"),
+        "db_password: hunter2-over-ssh\n",
+        &p.path().join("secrets/app.yml.age"),
+    );
+    p.template(
+        "unit.j2",
+        "[Service]\nEnvironment=DB_PASSWORD={{ db_password }}\nExecStart=/usr/bin/app --workers {{ workers }}\n",
+    );
+    let run = p
+        .run(&["apply", "--yes", "--identity", identity.to_str().unwrap()])
+        .expect(0);
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        printed.contains("+Environment=DB_PASSWORD=<secret:db_password>"),
+        "{printed}"
+    );
+    let unit = fleet.root("alpha").join("etc/systemd/system/app.service");
+    assert_eq!(mode(&unit), 0o600);
+    assert!(
+        fs::read_to_string(&unit)
+            .unwrap()
+            .contains("DB_PASSWORD=hunter2-over-ssh")
+    );
+    // The file without a secret keeps its explicit mode.
+    assert_eq!(mode(&fleet.root("alpha").join("etc/app/app.conf")), 0o640);
+}

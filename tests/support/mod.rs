@@ -1,4 +1,5 @@
 //! Fixtures shared by the integration tests.
 
+pub mod age;
 pub mod project;
 pub mod sshd;
