@@ -277,32 +277,3 @@ fn recipients_bad_line_names_file_and_line() {
         "{e}"
     );
 }
-
-#[test]
-fn passphrase_protected_ssh_identity_is_refused_clearly() {
-    let dir = setup();
-    let key = dir.path().join("id_locked");
-    run(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "correct horse",
-            "-f",
-            key.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    let e = load_identities(std::slice::from_ref(&key))
-        .expect_err("must fail")
-        .to_string();
-    assert!(
-        e.starts_with(&format!(
-            "{}: passphrase-protected identity: not supported yet",
-            key.display()
-        )),
-        "{e}"
-    );
-}

@@ -181,3 +181,98 @@ fn a_secret_beats_a_plain_var_of_the_same_level_and_loses_to_host_vars() {
             .starts_with("OPENAI_API_KEY=host-level-key\n")
     );
 }
+
+/// A project whose secret is encrypted to an SSH key protected by a passphrase.
+fn locked_project() -> (Project, PathBuf) {
+    let (p, _) = project();
+    let key = p.path().join("id_locked");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-C", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    p.file("secrets/recipients.txt", &public);
+    write_secret(&p, API_KEY, TOKEN);
+    (p, key)
+}
+
+#[test]
+fn a_passphrase_protected_identity_without_a_terminal_is_a_clear_error() {
+    let (p, key) = locked_project();
+    // setsid: no controlling terminal, as under CI or cron.
+    let out = std::process::Command::new("setsid")
+        .arg("-w")
+        .arg(env!("CARGO_BIN_EXE_deploy"))
+        .arg("--inventory")
+        .arg(p.path())
+        .args(["plan", "--identity"])
+        .arg(&key)
+        .env("HOME", p.path().join("home"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no terminal to ask for it"), "{stderr}");
+}
+
+#[test]
+fn a_passphrase_protected_identity_is_asked_for_on_the_terminal() {
+    let (p, key) = locked_project();
+    // script(1) runs deploy on a pseudo-terminal and types what it reads on stdin.
+    let command = format!(
+        "{} --inventory {} plan --identity {}",
+        env!("CARGO_BIN_EXE_deploy"),
+        p.path().display(),
+        key.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("HOME", p.path().join("home"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type the passphrase only once the prompt is up (echo is off by then), as a person would.
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("Passphrase for") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!("no prompt within 20 s: {}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse\n").unwrap();
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().flatten());
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("Passphrase for"), "{text}");
+    assert!(text.contains("+OPENAI_API_KEY=<secret:api_key>"), "{text}");
+    assert!(
+        !text.contains("correct horse"),
+        "the passphrase is not echoed: {text}"
+    );
+    assert_no_secret(&text);
+}

@@ -215,6 +215,55 @@ pub fn load_identities(files: &[PathBuf]) -> Result<Identities, Error> {
     })
 }
 
+/// The largest scrypt work factor (log2 N) accepted for a passphrase-protected identity: age's
+/// own default is about 18; 22 is already several seconds, and more would let a hostile file
+/// stall deploy.
+const MAX_SCRYPT_LOG_N: u8 = 22;
+
+/// Asks for an identity's passphrase on the terminal (`/dev/tty`, without echo).
+#[derive(Clone)]
+struct TtyPrompt {
+    file: String,
+}
+
+impl TtyPrompt {
+    fn has_terminal(&self) -> bool {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+    }
+}
+
+impl age::Callbacks for TtyPrompt {
+    fn display_message(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    fn confirm(&self, _message: &str, _yes: &str, _no: Option<&str>) -> Option<bool> {
+        None
+    }
+
+    fn request_public_string(&self, _description: &str) -> Option<String> {
+        None
+    }
+
+    fn request_passphrase(&self, _description: &str) -> Option<age::secrecy::SecretString> {
+        rpassword::prompt_password(format!("Passphrase for {}: ", self.file))
+            .ok()
+            .map(age::secrecy::SecretString::from)
+    }
+}
+
+fn no_terminal(path: &Path) -> Error {
+    Error::config(
+        path.display(),
+        "this identity is protected by a passphrase and there is no terminal to ask for it",
+    )
+    .with_hint("run deploy from a terminal, or use an identity without a passphrase (e.g. from an agent-less CI key)")
+}
+
 fn load_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let first = bytes
@@ -223,16 +272,25 @@ fn load_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Error>
         .map(|l| l.trim().to_string())
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .unwrap_or_default();
-    let passphrase_error = || {
-        Error::config(
-            path.display(),
-            "passphrase-protected identity: not supported yet",
-        )
-        .with_hint("use an identity without a passphrase for now (age-keygen, or ssh-keygen -N '')")
+    let prompt = TtyPrompt {
+        file: path.display().to_string(),
     };
     if first == "-----BEGIN AGE ENCRYPTED FILE-----" || first.starts_with("age-encryption.org/") {
-        // An identity file encrypted with a passphrase (age -p), as `age -d -i` accepts.
-        return Err(passphrase_error());
+        // An identity file encrypted with a passphrase (age -p), as `age -d -i` accepts. The
+        // passphrase is asked for on the terminal; the scrypt work is bounded.
+        if !prompt.has_terminal() {
+            return Err(no_terminal(path));
+        }
+        let reader = age::armor::ArmoredReader::new(std::io::Cursor::new(bytes));
+        let identity = age::encrypted::Identity::from_buffer(
+            reader,
+            Some(path.display().to_string()),
+            prompt,
+            Some(MAX_SCRYPT_LOG_N),
+        )
+        .map_err(|e| Error::config(path.display(), format!("cannot open this identity: {e}")))?
+        .ok_or_else(|| Error::config(path.display(), "not a passphrase-protected identity"))?;
+        return Ok(vec![Box::new(identity)]);
     }
     if first.starts_with("-----BEGIN") {
         let identity =
@@ -241,7 +299,12 @@ fn load_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Error>
             )?;
         return match identity {
             age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(identity)]),
-            age::ssh::Identity::Encrypted(_) => Err(passphrase_error()),
+            age::ssh::Identity::Encrypted(_) => {
+                if !prompt.has_terminal() {
+                    return Err(no_terminal(path));
+                }
+                Ok(vec![Box::new(identity.with_callbacks(prompt))])
+            }
             age::ssh::Identity::Unsupported(ref key) => {
                 // age explains each unsupported key type (ecdsa, hardware keys...).
                 struct Why<'a>(&'a age::ssh::UnsupportedKey);
