@@ -196,11 +196,19 @@ fn masked_error(e: Error, masker: &Masker) -> Error {
 /// Writes what `prepared.plan` lists and runs the handlers.
 pub async fn apply(opts: &Options, prepared: &Prepared) -> Vec<HostOutcome> {
     let progress = output::progress(prepared.plan.hosts.len(), "applying");
-    let outcomes = apply::apply(&prepared.plan, &prepared.connected, opts.forks, &|| {
+    let mut outcomes = apply::apply(&prepared.plan, &prepared.connected, opts.forks, &|| {
         progress.inc(1)
     })
     .await;
     progress.finish_and_clear();
+    // Handlers and verify answers print what they like; a secret in them is masked too.
+    for o in &mut outcomes {
+        o.error = o.error.as_deref().map(|e| prepared.masker.mask(e));
+        for h in &mut o.handlers {
+            h.stdout = prepared.masker.mask(&h.stdout);
+            h.stderr = prepared.masker.mask(&h.stderr);
+        }
+    }
     outcomes
 }
 
