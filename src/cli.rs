@@ -87,6 +87,10 @@ pub struct Selection {
     /// ~/.config/deploy/identity.txt, ~/.ssh/id_ed25519).
     #[arg(long = "identity", value_name = "FILE")]
     pub identities: Vec<std::path::PathBuf>,
+    /// Render hosts/, templates/ and secrets/ as they were at this git revision (e.g.
+    /// HEAD~1); the working tree and index are not touched.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod remote;
 pub mod render;
 pub mod secrets;
+pub mod source;
 pub mod transport;
 pub mod verify;
 pub mod yaml;

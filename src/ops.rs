@@ -18,6 +18,7 @@ use crate::plan::Plan;
 use crate::remote::{self, Connected};
 use crate::render::Renderer;
 use crate::secrets;
+use crate::source::{Commit, Source};
 use crate::transport::{Connection, SshOptions};
 
 /// What to run on: the repo, the selected hosts, and connection settings.
@@ -32,6 +33,8 @@ pub struct Options {
     pub ssh: SshOptions,
     /// `--identity` files for decrypting secrets (else the default places).
     pub identities: Vec<PathBuf>,
+    /// `--rev`: render the repo's inputs as they were at this git revision.
+    pub rev: Option<String>,
 }
 
 impl Options {
@@ -49,6 +52,7 @@ impl Options {
             extra_vars: inventory::parse_extra_vars(&sel.extra_vars)?,
             forks: usize::from(global.forks),
             identities: sel.identities.clone(),
+            rev: sel.rev.clone(),
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -72,13 +76,19 @@ pub struct Prepared {
 pub struct Rendered {
     pub desired: Vec<HostDesired>,
     pub masker: Masker,
+    /// The commit the inputs came from (`--rev`); `None` for the working tree.
+    pub commit: Option<Commit>,
 }
 
 /// Loads and renders everything for the selected hosts (no host contacted until every
 /// template rendered), then reads every host and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let Checked {
-        rendered: Rendered { desired, masker },
+        rendered: Rendered {
+            desired,
+            masker,
+            commit,
+        },
         report,
     } = check(opts)?;
     if !report.passed() {
@@ -94,7 +104,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
     let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
-    let plan = Plan::build(&desired, &current, &masker);
+    let mut plan = Plan::build(&desired, &current, &masker);
+    plan.commit = commit;
     Ok(Prepared {
         desired,
         connected,
@@ -114,18 +125,22 @@ pub struct Checked {
 /// what routes point at; one of them failing to render (e.g. it needs a secret this run did
 /// not open) only leaves it out of the checks.
 pub fn check(opts: &Options) -> Result<Checked, Error> {
-    let hosts_dir = opts.repo.join("hosts");
+    let source = match &opts.rev {
+        Some(rev) => Source::at_revision(&opts.repo, rev)?,
+        None => Source::working_tree(&opts.repo),
+    };
+    let hosts_dir = source.dir.join("hosts");
     let mut inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
     let manifest = Manifest::load(&hosts_dir)?;
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
-    let secrets = secrets::decrypt_for(&opts.repo.join("secrets"), &selected, &opts.identities)?;
+    let secrets = secrets::decrypt_for(&source.dir.join("secrets"), &selected, &opts.identities)?;
     if !secrets.is_empty() {
         inventory.merge_secrets(&secrets);
     }
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
     let secret_rendering = SecretRendering::new(&inventory);
-    let renderer = Renderer::new(&opts.repo.join("templates"));
-    let rendered = render_selected(
+    let renderer = Renderer::new(&source.dir.join("templates"));
+    let mut rendered = render_selected(
         opts,
         &inventory,
         &manifest,
@@ -133,6 +148,7 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         &selected,
         &secret_rendering,
     )?;
+    rendered.commit = source.commit.clone();
     let others: Vec<&Host> = inventory
         .hosts
         .values()
@@ -175,7 +191,11 @@ fn render_selected(
             *root = opts.repo.join(&*root);
         }
     }
-    Ok(Rendered { desired, masker })
+    Ok(Rendered {
+        desired,
+        masker,
+        commit: None,
+    })
 }
 
 /// An error whose text may quote a value (e.g. a filter that could not convert it), with

@@ -25,6 +25,9 @@ fn paint(style: Style, text: &str) -> String {
 /// would run, then a summary line.
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
+    if let Some(c) = &plan.commit {
+        let _ = writeln!(out, "Rendered from {} ({})\n", c.rev, c.short());
+    }
     for host in &plan.hosts {
         host_text(&mut out, host);
     }

@@ -11,6 +11,9 @@ use crate::transport::{RemoteFile, WriteFile};
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub hosts: Vec<HostPlan>,
+    /// The commit the inputs were rendered from (`--rev`); `None`: the working tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<crate::source::Commit>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +89,10 @@ impl Plan {
                 },
             })
             .collect();
-        Plan { hosts }
+        Plan {
+            hosts,
+            commit: None,
+        }
     }
 
     pub fn summary(&self) -> Summary {

@@ -24,6 +24,7 @@ fn render_fleet() -> Vec<HostDesired> {
             connect_timeout: Duration::from_secs(1),
         },
         // The stand-in secrets in secrets/motoko.yml.age are encrypted to this demo key.
+        rev: None,
         identities: vec![
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/fleet-demo-identity.txt"),

@@ -7,6 +7,7 @@ mod fleet;
 mod local_apply;
 mod newline;
 mod render_fixtures;
+mod revisions;
 mod secrets_age;
 mod secrets_commands;
 mod secrets_run;

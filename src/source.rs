@@ -1,0 +1,132 @@
+//! Where the repo's inputs are read from: the working tree, or `--rev REV`, a git revision's
+//! `hosts/`, `templates/` and `secrets/` read with gix and written to a private temporary
+//! folder. The working tree and the index are never touched.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// The folders deploy reads from the repo.
+const INPUT_DIRS: [&str; 3] = ["hosts", "templates", "secrets"];
+
+/// The inputs of a run.
+#[derive(Debug)]
+pub struct Source {
+    /// The folder holding hosts/, templates/ and secrets/.
+    pub dir: PathBuf,
+    /// The commit the inputs come from (`None`: the working tree).
+    pub commit: Option<Commit>,
+    /// Keeps the extracted revision alive for the run.
+    _snapshot: Option<tempfile::TempDir>,
+}
+
+/// A resolved commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Commit {
+    /// Full hex id.
+    pub id: String,
+    /// What the operator asked for (`HEAD~1`, a tag...).
+    pub rev: String,
+}
+
+impl Commit {
+    pub fn short(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+impl Source {
+    /// The working tree at `repo`.
+    pub fn working_tree(repo: &Path) -> Source {
+        Source {
+            dir: repo.to_path_buf(),
+            commit: None,
+            _snapshot: None,
+        }
+    }
+
+    /// `repo`'s inputs as they were at `rev`.
+    pub fn at_revision(repo: &Path, rev: &str) -> Result<Source, Error> {
+        let fail = |msg: String| Error::usage(format!("--rev {rev}: {msg}"), None);
+        let git = gix::discover(repo).map_err(|e| {
+            Error::usage(
+                format!("--rev needs a git repository: {e}"),
+                Some(format!("{} is not inside one", repo.display())),
+            )
+        })?;
+        let workdir = git
+            .workdir()
+            .ok_or_else(|| fail("the repository has no working tree".into()))?;
+        let workdir = workdir.canonicalize().map_err(|e| Error::io(workdir, e))?;
+        let repo_abs = repo.canonicalize().map_err(|e| Error::io(repo, e))?;
+        let prefix = repo_abs
+            .strip_prefix(&workdir)
+            .map_err(|_| fail(format!("{} is outside the repository", repo.display())))?
+            .to_path_buf();
+        let id = git
+            .rev_parse_single(rev)
+            .map_err(|e| fail(format!("no such revision ({e})")))?;
+        let commit = id
+            .object()
+            .map_err(|e| fail(e.to_string()))?
+            .peel_to_commit()
+            .map_err(|e| fail(format!("not a commit ({e})")))?;
+        let tree = commit.tree().map_err(|e| fail(e.to_string()))?;
+        let snapshot = tempfile::Builder::new()
+            .prefix("deploy-rev-")
+            .tempdir()
+            .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+        for dir in INPUT_DIRS {
+            let path = prefix.join(dir);
+            let entry = tree
+                .lookup_entry_by_path(&path)
+                .map_err(|e| fail(e.to_string()))?;
+            let Some(entry) = entry else { continue };
+            extract(&git, entry.object_id(), &snapshot.path().join(dir)).map_err(fail)?;
+        }
+        Ok(Source {
+            dir: snapshot.path().to_path_buf(),
+            commit: Some(Commit {
+                id: commit.id().to_string(),
+                rev: rev.to_string(),
+            }),
+            _snapshot: Some(snapshot),
+        })
+    }
+}
+
+/// Writes the tree (or blob) `id` to `to`, recursively.
+fn extract(git: &gix::Repository, id: gix::ObjectId, to: &Path) -> Result<(), String> {
+    let object = git.find_object(id).map_err(|e| e.to_string())?;
+    match object.kind {
+        gix::object::Kind::Blob => {
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            std::fs::write(to, &object.data).map_err(|e| format!("{}: {e}", to.display()))
+        }
+        gix::object::Kind::Tree => {
+            std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+            let tree = object.into_tree();
+            let entries: Vec<(String, gix::ObjectId, bool)> = tree
+                .iter()
+                .filter_map(Result::ok)
+                .map(|e| {
+                    (
+                        e.filename().to_string(),
+                        e.oid().to_owned(),
+                        e.mode().is_tree() || e.mode().is_blob(),
+                    )
+                })
+                .collect();
+            for (name, oid, supported) in entries {
+                // Submodules and symlinks are not inputs deploy reads.
+                if supported && !name.contains('/') && name != ".." && name != "." {
+                    extract(git, oid, &to.join(&name))?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
