@@ -61,11 +61,23 @@ pub fn commits_behind(repo: &Path, commit: &str) -> Option<u64> {
         .ok()
 }
 
-/// `$USER` (else `$LOGNAME`, else `unknown`).
+/// `$USER` (else `$LOGNAME`, else `id -un`, else `unknown`).
 pub fn user() -> String {
+    let from_id = || {
+        let out = Command::new("id")
+            .arg("-un")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(from_id)
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "unknown".into())
 }

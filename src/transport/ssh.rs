@@ -723,7 +723,9 @@ fn write_script(files: &[WriteFile]) -> String {
 
 /// The script for [`Transport::create_exclusive`]: the shell's noclobber (`set -C`, an
 /// `O_EXCL` open) creates the file or fails when it exists; the `len` bytes of content follow
-/// the script on stdin. Prints `CREATED`, or `HELD` and what the existing file holds.
+/// the script on stdin. Prints `CREATED`, or `HELD` and what the existing file holds. The
+/// create runs in a subshell: a failed redirection of the special built-in `:` makes dash
+/// exit the whole shell.
 fn create_exclusive_script(path: &str, len: usize) -> String {
     let (dir, _) = split_path(path);
     let p = sh_quote(path);
@@ -731,7 +733,7 @@ fn create_exclusive_script(path: &str, len: usize) -> String {
         "umask 077\n\
          mkdir -p -- {d} || exit 1\n\
          set -C\n\
-         if {{ : > {p}; }} 2>/dev/null; then\n\
+         if ( : > {p} ) 2>/dev/null; then\n\
          \x20 head -c {len} >> {p} || {{ rm -f -- {p}; exit 1; }}\n\
          \x20 echo CREATED\n\
          elif [ -f {p} ]; then\n\
