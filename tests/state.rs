@@ -381,3 +381,47 @@ fn a_local_host_keeps_its_record_under_deploy_root() {
     let run = p.run(&["status"]).expect(2);
     assert!(run.stdout.contains("to apply: 1 file"), "{}", run.stdout);
 }
+
+#[test]
+fn ctrl_c_lets_the_running_handler_finish_leaves_the_rest_pending_and_unlocks() {
+    let fleet = SshFleet::new(&["alpha"], true);
+    let p = &fleet.project;
+    p.manifest(
+        r#"
+groups:
+  app:
+    files:
+      - template: app.conf.j2
+        dest: "{{ root }}/etc/app/app.conf"
+        notify: [slow, after]
+    handlers:
+      - name: slow
+        run: touch '{{ root }}/started'; sleep 2; echo slow >> '{{ root }}/handlers.log'
+      - name: after
+        run: echo after >> '{{ root }}/handlers.log'
+"#,
+    );
+    let child = spawn_apply(p, &[]);
+    let started = fleet.root("alpha").join("started");
+    wait_for("the slow handler", || started.exists());
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let run = finish(child);
+    assert_eq!(run.code, 130, "{run:?}");
+    assert_eq!(fleet.log("alpha"), "slow\n");
+    assert!(!fleet.root("alpha").join(LOCK).exists(), "lock left behind");
+    let status = p.run(&["status"]).expect(2);
+    assert!(
+        status.stdout.contains("pending handler: after"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        !status.stdout.contains("pending handler: slow"),
+        "{}",
+        status.stdout
+    );
+    p.run(&["apply", "--yes"]).expect(0);
+    assert_eq!(fleet.log("alpha"), "slow\nafter\n");
+}
