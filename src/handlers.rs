@@ -1,7 +1,8 @@
-//! Changed files -> each notified handler run once on its host, in the order deploy.yml
-//! declares them, after all of that host's files are written. The first handler that fails
-//! fails the host; the ones after it do not run (unless `--force-handlers`; see `apply.rs`,
-//! which also records each handler as pending until it succeeds).
+//! One handler -> run through the host's shell: what it printed and, when it failed, why.
+//! `apply.rs` runs a host's handlers once each, in the order deploy.yml declares them, after
+//! all of that host's files are written; the first that fails fails the host and stops the
+//! later ones (unless `--force-handlers`), and each stays pending in the host's record until
+//! it succeeds.
 
 use serde::Serialize;
 
@@ -20,23 +21,6 @@ impl HandlerRun {
     pub fn ok(&self) -> bool {
         self.status == Some(0)
     }
-}
-
-/// Runs `handlers` in order until one fails. Returns what ran and, when one failed or could
-/// not be started, why.
-pub async fn run(
-    transport: &dyn Transport,
-    handlers: &[PlannedHandler],
-) -> (Vec<HandlerRun>, Option<String>) {
-    let mut runs = Vec::new();
-    for h in handlers {
-        let (run, error) = run_one(transport, h).await;
-        runs.extend(run);
-        if error.is_some() {
-            return (runs, error);
-        }
-    }
-    (runs, None)
 }
 
 /// Runs one handler: what it printed (when it could be started) and, when it failed, why.
