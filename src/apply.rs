@@ -1,13 +1,32 @@
-//! Plan -> changes on the hosts: for each host with changes, write exactly the files the plan
-//! lists (atomically, through the transport), then run its notified handlers, then poll its
-//! `verify:` entries. A host that fails does not stop the others.
+//! Plan -> changes on the hosts. For each host with work (a file to write or a handler to
+//! run, one left pending by an earlier run included):
+//!
+//! 1. take the host lock (`lock.json` beside the state record, created atomically; wait up
+//!    to `lock_timeout` while another run holds it);
+//! 2. read the host's files and state record again and re-plan that host, so a run that
+//!    waited for another one writes only what is still different;
+//! 3. write the changed files and the new state record in one atomic batch: the record
+//!    names the commit, the files' SHA-256 and every handler to run as *pending*;
+//! 4. run the handlers in declared order, rewriting the record after each success to clear
+//!    it; a failed or unrun handler stays pending for the next apply;
+//! 5. poll the `verify:` entries; release the lock (whatever happened).
+//!
+//! A host that fails does not stop the others.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::desired::HostDesired;
 use crate::handlers::{self, HandlerRun};
+use crate::mask::Masker;
 use crate::plan::{HostPlan, Plan};
-use crate::remote::Connected;
+use crate::remote::{self, Connected};
+use crate::state::{self, HostState, Lock, PendingHandler, Provenance};
+use crate::transport::{Transport, WriteFile};
 use crate::verify;
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,17 +47,65 @@ impl HostOutcome {
     }
 }
 
-/// Applies `plan`; `connected` holds each host's open connection, in plan order. `done` is
-/// called as each host finishes (for progress display).
+/// How a run applies: who it is (stamped into records and locks) and its policies.
+pub struct Settings {
+    pub who: Provenance,
+    /// Random id of this run, in its locks.
+    pub run_id: String,
+    /// How long to wait for a host another run has locked (zero: refuse at once).
+    pub lock_timeout: Duration,
+    /// Run every handler due even when a step before it failed on the host: a handler that
+    /// fails does not stop the later ones, and handlers left pending by earlier runs still
+    /// run when this run's file writes failed.
+    pub force_handlers: bool,
+    /// Set on Ctrl-C: no host starts new work (lock, write, next handler) after it.
+    pub cancel: AtomicBool,
+    /// Locks held right now: (host index, lock path), for releasing them when the run is
+    /// abandoned mid-way.
+    pub held: Mutex<Vec<(usize, String)>>,
+}
+
+impl Settings {
+    pub fn new(who: Provenance, lock_timeout: Duration, force_handlers: bool) -> Settings {
+        Settings {
+            who,
+            run_id: format!("{:016x}", rand::random::<u64>()),
+            lock_timeout,
+            force_handlers,
+            cancel: AtomicBool::new(false),
+            held: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn hold(&self, index: usize, path: &str, held: bool) {
+        if let Ok(mut locks) = self.held.lock() {
+            if held {
+                locks.push((index, path.to_string()));
+            } else {
+                locks.retain(|(i, _)| *i != index);
+            }
+        }
+    }
+}
+
+/// Applies `plan`; `desired` and `connected` are in plan order. `done` is called as each
+/// host finishes (for progress display).
 pub async fn apply(
     plan: &Plan,
+    desired: &[HostDesired],
     connected: &[Connected],
+    masker: &Masker,
+    settings: &Settings,
     forks: usize,
     done: &(dyn Fn() + Sync),
 ) -> Vec<HostOutcome> {
-    futures::stream::iter(plan.hosts.iter().zip(connected))
-        .map(|(host, conn)| async move {
-            let outcome = apply_host(host, conn).await;
+    futures::stream::iter(plan.hosts.iter().zip(desired).zip(connected).enumerate())
+        .map(|(index, ((host, want), conn))| async move {
+            let outcome = apply_host(index, host, want, conn, masker, settings).await;
             done();
             outcome
         })
@@ -47,7 +114,31 @@ pub async fn apply(
         .await
 }
 
-async fn apply_host(host: &HostPlan, conn: &Connected) -> HostOutcome {
+/// Releases every lock `settings` still holds (after the apply was abandoned mid-way).
+pub async fn release_held(desired: &[HostDesired], connected: &[Connected], settings: &Settings) {
+    let held = settings
+        .held
+        .lock()
+        .map(|mut h| std::mem::take(&mut *h))
+        .unwrap_or_default();
+    for (index, path) in held {
+        if let (Some(Some(t)), Some(_)) = (
+            connected.get(index).map(|c| c.transport.as_deref()),
+            desired.get(index),
+        ) {
+            let _ = t.remove(&path).await;
+        }
+    }
+}
+
+async fn apply_host(
+    index: usize,
+    host: &HostPlan,
+    desired: &HostDesired,
+    conn: &Connected,
+    masker: &Masker,
+    settings: &Settings,
+) -> HostOutcome {
     let mut outcome = HostOutcome {
         host: host.host.clone(),
         written: Vec::new(),
@@ -55,26 +146,189 @@ async fn apply_host(host: &HostPlan, conn: &Connected) -> HostOutcome {
         verified: Vec::new(),
         error: host.error.clone(),
     };
-    if outcome.error.is_some() || !host.has_changes() {
+    if outcome.error.is_some() || !host.has_work() {
         return outcome;
     }
     let Some(transport) = conn.transport.as_deref() else {
         outcome.error = Some("no connection".into());
         return outcome;
     };
-    let writes = host.writes();
-    if let Err(e) = transport.write_files(&writes).await {
-        outcome.error = Some(format!("writing files: {e}"));
+    if settings.cancelled() {
+        outcome.error = Some("stopped (interrupted) before it started".into());
         return outcome;
     }
-    outcome.written = writes.into_iter().map(|w| w.path).collect();
-    let (runs, error) = handlers::run(transport, &host.handlers).await;
-    outcome.handlers = runs;
-    outcome.error = error;
+    let lock_path = state::lock_path(&desired.state_path);
+    if let Err(e) = acquire(transport, &lock_path, settings).await {
+        outcome.error = Some(e);
+        return outcome;
+    }
+    settings.hold(index, &lock_path, true);
+    locked(transport, desired, masker, settings, &mut outcome).await;
+    if let Err(e) = transport.remove(&lock_path).await {
+        let released = format!("releasing the lock {lock_path}: {e}");
+        outcome.error = Some(match outcome.error.take() {
+            Some(first) => format!("{first}; {released}"),
+            None => released,
+        });
+    }
+    settings.hold(index, &lock_path, false);
+    outcome
+}
+
+/// Takes the host lock, polling while another run holds it until `lock_timeout` passes.
+async fn acquire(transport: &dyn Transport, path: &str, settings: &Settings) -> Result<(), String> {
+    let lock = Lock::new(&settings.run_id, &settings.who, SystemTime::now()).to_bytes();
+    let deadline = Instant::now() + settings.lock_timeout;
+    loop {
+        match transport.create_exclusive(path, &lock).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(holder)) => {
+                let now = Instant::now();
+                if now >= deadline || settings.cancelled() {
+                    let waited = if settings.lock_timeout.is_zero() {
+                        "; pass --lock-timeout SECONDS to wait for it".to_string()
+                    } else {
+                        format!(" after waiting {}s", settings.lock_timeout.as_secs())
+                    };
+                    return Err(format!(
+                        "locked by {} ({path}){waited}; if that run is gone, `deploy unlock` \
+                         breaks the lock",
+                        state::describe_holder(&holder)
+                    ));
+                }
+                let pause = Duration::from_millis(250).min(deadline - now);
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot take the host lock {path}: {e} (set deploy_state_path to a \
+                     writable place)"
+                ));
+            }
+        }
+    }
+}
+
+/// Everything done while holding the lock; fills `outcome`.
+async fn locked(
+    transport: &dyn Transport,
+    desired: &HostDesired,
+    masker: &Masker,
+    settings: &Settings,
+    outcome: &mut HostOutcome,
+) {
+    // The plan was computed before the lock: read again so a run that waited for another
+    // one writes only what is still different and runs only handlers still due.
+    let (current, old_state) = remote::read_files_and_state(transport, desired).await;
+    let host = HostPlan::build(desired, &current, &old_state, masker);
+    if let Some(e) = host.error {
+        outcome.error = Some(e);
+        return;
+    }
+    let old_state = old_state.ok().flatten();
+    let since_of = |name: &str| {
+        old_state
+            .as_ref()
+            .and_then(|s| s.pending_handlers.iter().find(|p| p.name == name))
+            .map(|p| p.since.clone())
+    };
+    let new_state = HostState {
+        version: state::VERSION,
+        commit: settings.who.commit.clone(),
+        time: state::rfc3339(SystemTime::now()),
+        by: settings.who.by(),
+        files: desired
+            .files
+            .iter()
+            .map(|f| (f.dest.clone(), state::sha256_hex(&f.content)))
+            .collect(),
+        pending_handlers: host
+            .handlers
+            .iter()
+            .map(|h| PendingHandler {
+                name: h.name.clone(),
+                since: since_of(&h.name).unwrap_or_else(|| settings.who.commit.clone()),
+            })
+            .collect(),
+    };
+    let mut writes = host.writes();
+    let mut record = new_state;
+    let mut to_run = host.handlers.clone();
+    if !writes.is_empty() {
+        if settings.cancelled() {
+            outcome.error = Some("stopped (interrupted) before writing".into());
+            return;
+        }
+        // The record goes last in the batch: it names the handlers as pending before any
+        // of them runs, and it is replaced only once every file is.
+        writes.push(state_write(&desired.state_path, &record));
+        if let Err(e) = transport.write_files(&writes).await {
+            outcome.error = Some(format!("writing files: {e}"));
+            // The old record stands; with --force-handlers, what it left pending still runs.
+            match old_state {
+                Some(old) if settings.force_handlers => {
+                    record = old;
+                    to_run.retain(|h| h.pending_from.is_some());
+                }
+                _ => return,
+            }
+        } else {
+            writes.pop();
+            outcome.written = writes.into_iter().map(|w| w.path).collect();
+        }
+    }
+    for h in &to_run {
+        if settings.cancelled() {
+            let left = record.pending_handlers.len();
+            set_error(
+                outcome,
+                format!("stopped (interrupted); {left} handler(s) left pending"),
+            );
+            return;
+        }
+        let (run, error) = handlers::run_one(transport, h).await;
+        if let Some(run) = run {
+            outcome.handlers.push(run);
+        }
+        match error {
+            None => {
+                record.pending_handlers.retain(|p| p.name != h.name);
+                if let Err(e) = transport
+                    .write_files(&[state_write(&desired.state_path, &record)])
+                    .await
+                {
+                    set_error(outcome, format!("recording handler `{}`: {e}", h.name));
+                    return;
+                }
+            }
+            Some(why) => {
+                set_error(outcome, format!("{why} (left pending)"));
+                if !settings.force_handlers {
+                    return;
+                }
+            }
+        }
+    }
     if outcome.error.is_none() {
         let (verified, error) = verify::run(&host.verify).await;
         outcome.verified = verified;
         outcome.error = error;
     }
-    outcome
+}
+
+fn set_error(outcome: &mut HostOutcome, why: String) {
+    outcome.error = Some(match outcome.error.take() {
+        Some(first) => format!("{first}; {why}"),
+        None => why,
+    });
+}
+
+fn state_write(path: &str, record: &HostState) -> WriteFile {
+    WriteFile {
+        path: path.to_string(),
+        content: record.to_bytes(),
+        mode: 0o600,
+        owner: None,
+        group: None,
+    }
 }

@@ -36,6 +36,12 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Render every file and run every check, contacting no host (exit 1 when one fails).
     Check(CheckArgs),
+    /// Per host: the deployed commit, files changed behind deploy's back, files not yet
+    /// recorded, pending handlers (exit 2 when any host has drift or pending work).
+    Status(StatusArgs),
+    /// Break a host's apply lock left by a run that is gone (older than 1 h, or its process
+    /// is gone from this controller); --force breaks any lock.
+    Unlock(UnlockArgs),
     /// Manage the age-encrypted files in secrets/.
     Secrets(SecretsArgs),
 }
@@ -112,6 +118,30 @@ pub struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Wait up to this long for a host another run has locked, then fail that host
+    /// (0: refuse at once).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub lock_timeout: u64,
+    /// Run every handler due even when a step before it failed on that host: a failing
+    /// handler does not stop the later ones, and handlers left pending by an earlier run run
+    /// even when this run's file writes failed. Failed handlers stay pending.
+    #[arg(long)]
+    pub force_handlers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Break the lock whoever holds it and however young it is.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

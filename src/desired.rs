@@ -198,6 +198,9 @@ pub struct HostDesired {
     pub vars: Value,
     /// What to poll after apply, from the `verify:` of the host's groups.
     pub verify: Vec<DesiredVerify>,
+    /// Where the host's deploy state record lives (`deploy_state_path`, else the default
+    /// for its kind of connection); the lock is `lock.json` beside it.
+    pub state_path: String,
 }
 
 /// Renders every file and handler of every host in `hosts`. The first error stops it.
@@ -458,10 +461,25 @@ fn render_host(
             }
         }
     }
+    let connection = Connection::from_vars(&host.name, &host.vars)
+        .map_err(|msg| Error::config(format!("host {}", host.name), msg))?;
+    let state_var = ctx
+        .get_attr(crate::state::STATE_PATH_VAR)
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_none());
+    let state_var = match state_var {
+        None => None,
+        Some(v) => Some(v.as_str().map(str::to_string).ok_or_else(|| {
+            Error::config(
+                format!("host {}", host.name),
+                format!("{} must be a string", crate::state::STATE_PATH_VAR),
+            )
+        })?),
+    };
     Ok(HostDesired {
         host: host.name.clone(),
-        connection: Connection::from_vars(&host.name, &host.vars)
-            .map_err(|msg| Error::config(format!("host {}", host.name), msg))?,
+        state_path: crate::state::state_path(&connection, state_var.as_deref()),
+        connection,
         files,
         handlers,
         vars: ctx.clone(),

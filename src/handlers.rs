@@ -1,6 +1,8 @@
-//! Changed files -> each notified handler run once on its host, in the order deploy.yml
-//! declares them, after all of that host's files are written. The first handler that fails
-//! fails the host; the ones after it do not run.
+//! One handler -> run through the host's shell: what it printed and, when it failed, why.
+//! `apply.rs` runs a host's handlers once each, in the order deploy.yml declares them, after
+//! all of that host's files are written; the first that fails fails the host and stops the
+//! later ones (unless `--force-handlers`), and each stays pending in the host's record until
+//! it succeeds.
 
 use serde::Serialize;
 
@@ -21,39 +23,33 @@ impl HandlerRun {
     }
 }
 
-/// Runs `handlers` in order. Returns what ran and, when one failed or could not be started,
-/// why.
-pub async fn run(
+/// Runs one handler: what it printed (when it could be started) and, when it failed, why.
+pub async fn run_one(
     transport: &dyn Transport,
-    handlers: &[PlannedHandler],
-) -> (Vec<HandlerRun>, Option<String>) {
-    let mut runs = Vec::new();
-    for h in handlers {
-        match transport.run(&h.run).await {
-            Ok(out) => {
-                let run = HandlerRun {
-                    name: h.name.clone(),
-                    status: out.status,
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                };
-                if !run.ok() {
-                    let status = run
-                        .status
-                        .map_or("a signal".to_string(), |s| format!("status {s}"));
-                    let detail = run.stderr.trim();
-                    let why = if detail.is_empty() {
-                        format!("handler `{}` failed with {status}", h.name)
-                    } else {
-                        format!("handler `{}` failed with {status}: {detail}", h.name)
-                    };
-                    runs.push(run);
-                    return (runs, Some(why));
-                }
-                runs.push(run);
+    h: &PlannedHandler,
+) -> (Option<HandlerRun>, Option<String>) {
+    match transport.run(&h.run).await {
+        Ok(out) => {
+            let run = HandlerRun {
+                name: h.name.clone(),
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            if run.ok() {
+                return (Some(run), None);
             }
-            Err(e) => return (runs, Some(format!("handler `{}`: {e}", h.name))),
+            let status = run
+                .status
+                .map_or("a signal".to_string(), |s| format!("status {s}"));
+            let detail = run.stderr.trim();
+            let why = if detail.is_empty() {
+                format!("handler `{}` failed with {status}", h.name)
+            } else {
+                format!("handler `{}` failed with {status}: {detail}", h.name)
+            };
+            (Some(run), Some(why))
         }
+        Err(e) => (None, Some(format!("handler `{}`: {e}", h.name))),
     }
-    (runs, None)
 }

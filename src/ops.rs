@@ -104,7 +104,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
     let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
-    let mut plan = Plan::build(&desired, &current, &masker);
+    let states: Vec<Result<_, String>> = connected.iter().map(|c| c.state.clone()).collect();
+    let mut plan = Plan::build(&desired, &current, &states, &masker);
     plan.commit = commit;
     Ok(Prepared {
         desired,
@@ -213,12 +214,23 @@ fn masked_error(e: Error, masker: &Masker) -> Error {
     }
 }
 
-/// Writes what `prepared.plan` lists and runs the handlers.
-pub async fn apply(opts: &Options, prepared: &Prepared) -> Vec<HostOutcome> {
+/// Writes what `prepared.plan` lists and runs the handlers (and those left pending), each
+/// host under its lock, recording the deploy on the host.
+pub async fn apply(
+    opts: &Options,
+    prepared: &Prepared,
+    settings: &apply::Settings,
+) -> Vec<HostOutcome> {
     let progress = output::progress(prepared.plan.hosts.len(), "applying");
-    let mut outcomes = apply::apply(&prepared.plan, &prepared.connected, opts.forks, &|| {
-        progress.inc(1)
-    })
+    let mut outcomes = apply::apply(
+        &prepared.plan,
+        &prepared.desired,
+        &prepared.connected,
+        &prepared.masker,
+        settings,
+        opts.forks,
+        &|| progress.inc(1),
+    )
     .await;
     progress.finish_and_clear();
     // Handlers and verify answers print what they like; a secret in them is masked too.

@@ -80,7 +80,7 @@ fn host_text(out: &mut String, host: &HostPlan) {
         .iter()
         .filter(|f| f.change.action == Action::Unchanged)
         .count();
-    if !host.has_changes() {
+    if !host.has_work() {
         let _ = writeln!(
             out,
             "{}: no changes ({})\n",
@@ -97,9 +97,14 @@ fn host_text(out: &mut String, host: &HostPlan) {
         let _ = writeln!(out, "  = {unchanged} unchanged");
     }
     for h in &host.handlers {
+        let pending = h
+            .pending_from
+            .as_deref()
+            .map(|c| format!(" (pending from {c})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {}: {}",
+            "  {} {}: {}{pending}",
             paint(CYAN, "handler"),
             h.name,
             h.command

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::desired::{DesiredVerify, HostDesired};
 use crate::diff::{Action, FileChange, compare};
 use crate::mask::Masker;
+use crate::state::{HostState, short_commit};
 use crate::transport::{RemoteFile, WriteFile};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +30,9 @@ pub struct HostPlan {
     /// Such a host is left alone by apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The commit the host's state record says was deployed last (`None`: no record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +56,10 @@ pub struct PlannedHandler {
     pub run: String,
     /// Files whose change notifies it.
     pub notified_by: Vec<String>,
+    /// Short commit of the deploy that notified it when a run before this one left it
+    /// pending (it failed, or deploy was stopped, before the handler succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_from: Option<String>,
 }
 
 /// Counts for the summary line.
@@ -68,31 +76,30 @@ pub struct Summary {
 
 impl Plan {
     /// Pairs each host's desired files with what the host has (`current`, in the same order
-    /// as `desired`; an `Err` is why the host could not be read).
+    /// as `desired`; an `Err` is why the host could not be read) and its deploy state record
+    /// (`states`, same order; its pending handlers join the plan).
     /// Every text in the plan goes through `masker`.
     pub fn build(
         desired: &[HostDesired],
         current: &[Result<Vec<RemoteFile>, String>],
+        states: &[Result<Option<HostState>, String>],
         masker: &Masker,
     ) -> Plan {
         let hosts = desired
             .iter()
             .zip(current)
-            .map(|(host, read)| match read {
-                Ok(files) => HostPlan::build(host, files, masker),
-                Err(why) => HostPlan {
-                    host: host.host.clone(),
-                    files: Vec::new(),
-                    handlers: Vec::new(),
-                    verify: Vec::new(),
-                    error: Some(masker.mask(why)),
-                },
-            })
+            .zip(states)
+            .map(|((host, read), state)| HostPlan::build(host, read, state, masker))
             .collect();
         Plan {
             hosts,
             commit: None,
         }
+    }
+
+    /// Whether apply has anything to do: a file to write or a handler to run.
+    pub fn has_work(&self) -> bool {
+        self.hosts.iter().any(HostPlan::has_work)
     }
 
     pub fn summary(&self) -> Summary {
@@ -125,7 +132,35 @@ impl Plan {
 }
 
 impl HostPlan {
-    fn build(desired: &HostDesired, current: &[RemoteFile], masker: &Masker) -> HostPlan {
+    fn failed(host: &str, why: String) -> HostPlan {
+        HostPlan {
+            host: host.to_string(),
+            files: Vec::new(),
+            handlers: Vec::new(),
+            verify: Vec::new(),
+            error: Some(why),
+            deployed_commit: None,
+        }
+    }
+
+    /// One host's plan from what it has now and its state record.
+    pub fn build(
+        desired: &HostDesired,
+        current: &Result<Vec<RemoteFile>, String>,
+        state: &Result<Option<HostState>, String>,
+        masker: &Masker,
+    ) -> HostPlan {
+        let current = match current {
+            Ok(files) => files,
+            Err(why) => return HostPlan::failed(&desired.host, masker.mask(why)),
+        };
+        let state = match state {
+            Ok(state) => state.as_ref(),
+            Err(why) => {
+                let why = format!("{why} (move it away to start a new record)");
+                return HostPlan::failed(&desired.host, masker.mask(&why));
+            }
+        };
         let mut files = Vec::new();
         let mut blocked = Vec::new();
         for (want, have) in desired.files.iter().zip(current) {
@@ -149,14 +184,18 @@ impl HostPlan {
             }
         }
         if !blocked.is_empty() {
-            return HostPlan {
-                host: desired.host.clone(),
-                files: Vec::new(),
-                handlers: Vec::new(),
-                verify: Vec::new(),
-                error: Some(masker.mask(&format!("cannot replace {}", blocked.join("; ")))),
-            };
+            return HostPlan::failed(
+                &desired.host,
+                masker.mask(&format!("cannot replace {}", blocked.join("; "))),
+            );
         }
+        let pending = |name: &str| {
+            state?
+                .pending_handlers
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| short_commit(&p.since))
+        };
         let handlers = desired
             .handlers
             .iter()
@@ -170,11 +209,13 @@ impl HostPlan {
                     })
                     .map(|(want, _)| want.dest.clone())
                     .collect();
-                (!notified_by.is_empty()).then(|| PlannedHandler {
+                let pending_from = pending(&h.name);
+                (!notified_by.is_empty() || pending_from.is_some()).then(|| PlannedHandler {
                     name: h.name.clone(),
                     command: h.shown.clone(),
                     run: h.command.clone(),
                     notified_by,
+                    pending_from,
                 })
             })
             .collect();
@@ -184,11 +225,17 @@ impl HostPlan {
             handlers,
             verify: desired.verify.clone(),
             error: None,
+            deployed_commit: state.map(|s| s.commit.clone()),
         }
     }
 
     pub fn has_changes(&self) -> bool {
         self.files.iter().any(|f| f.write.is_some())
+    }
+
+    /// A file to write or a handler to run (one left pending by an earlier run counts).
+    pub fn has_work(&self) -> bool {
+        self.has_changes() || !self.handlers.is_empty()
     }
 
     /// The files apply writes on this host.

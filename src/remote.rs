@@ -1,10 +1,12 @@
 //! Desired state -> what each host has now: opens one connection per host (at most `forks`
-//! hosts in flight at once) and reads all of a host's destination paths in one call. The
-//! connections stay open for apply, so a run uses one connection per host.
+//! hosts in flight at once) and reads all of a host's destination paths, and its deploy
+//! state record, in one call. The connections stay open for apply, so a run uses one
+//! connection per host.
 
 use futures::StreamExt;
 
 use crate::desired::HostDesired;
+use crate::state::HostState;
 use crate::transport::{self, RemoteFile, SshOptions, Transport};
 
 /// One host after reading: its open connection (when it could be reached) and its files.
@@ -13,6 +15,9 @@ pub struct Connected {
     /// What each desired file's path holds now, in the same order; `Err` is why the host
     /// could not be read.
     pub current: Result<Vec<RemoteFile>, String>,
+    /// The host's deploy state record (`None`: none yet); `Err` when the host could not be
+    /// read or the record is not one deploy understands.
+    pub state: Result<Option<HostState>, String>,
 }
 
 /// Connects to and reads every host, `forks` at once; `done` is called as each finishes
@@ -41,21 +46,47 @@ async fn read_host(host: &HostDesired, ssh: &SshOptions) -> Connected {
             return Connected {
                 transport: None,
                 current: Err(e.to_string()),
+                state: Err(e.to_string()),
             };
         }
     };
-    let paths: Vec<String> = host.files.iter().map(|f| f.dest.clone()).collect();
-    let current = match transport.read_files(&paths).await {
-        Ok(files) if files.len() == paths.len() => Ok(files),
-        Ok(files) => Err(format!(
-            "asked for {} files, the host answered for {}",
-            paths.len(),
-            files.len()
-        )),
-        Err(e) => Err(format!("reading files: {e}")),
-    };
+    let (current, state) = read_files_and_state(transport.as_ref(), host).await;
     Connected {
         transport: Some(transport),
         current,
+        state,
+    }
+}
+
+/// A host's desired paths and its state record, in one `read_files` call.
+pub async fn read_files_and_state(
+    transport: &dyn Transport,
+    host: &HostDesired,
+) -> (
+    Result<Vec<RemoteFile>, String>,
+    Result<Option<HostState>, String>,
+) {
+    let mut paths: Vec<String> = host.files.iter().map(|f| f.dest.clone()).collect();
+    paths.push(host.state_path.clone());
+    match transport.read_files(&paths).await {
+        Ok(mut files) if files.len() == paths.len() => {
+            let state = files.pop().map_or(Ok(None), |f| {
+                HostState::from_remote(&f)
+                    .map_err(|e| format!("state record {}: {e}", host.state_path))
+            });
+            (Ok(files), state)
+        }
+        Ok(files) => {
+            let why = format!(
+                "asked for {} files, the host answered for {}",
+                paths.len(),
+                files.len()
+            );
+            (Err(why.clone()), Err(why))
+        }
+        Err(e) => {
+            let why = format!("reading files: {e}");
+            (Err(why.clone()), Err(why))
+        }
     }
 }

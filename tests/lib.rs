@@ -13,5 +13,6 @@ mod secrets_commands;
 mod secrets_run;
 mod ssh_apply;
 mod ssh_transport;
+mod state;
 mod support;
 mod verify;

@@ -8,15 +8,15 @@ use crate::support::project::Project;
 use crate::support::sshd::{self, Sshd};
 
 /// A project whose hosts are real sshd servers; each host's files go under its own folder.
-struct SshFleet {
-    project: Project,
-    servers: Vec<(String, Sshd)>,
+pub struct SshFleet {
+    pub project: Project,
+    pub servers: Vec<(String, Sshd)>,
 }
 
 impl SshFleet {
     /// `names` become hosts of group `app`, each with its own sshd. known_hosts in the
     /// project's HOME lists every server unless `trust` is false.
-    fn new(names: &[&str], trust: bool) -> SshFleet {
+    pub fn new(names: &[&str], trust: bool) -> SshFleet {
         let project = Project::new();
         let servers: Vec<(String, Sshd)> = names
             .iter()
@@ -25,7 +25,7 @@ impl SshFleet {
         let mut hosts = String::new();
         for (name, server) in &servers {
             hosts.push_str(&format!(
-                "        {name}:\n          ansible_port: {}\n          ansible_ssh_private_key_file: {}\n          root: {}\n",
+                "        {name}:\n          ansible_port: {}\n          ansible_ssh_private_key_file: {}\n          root: {}\n          deploy_state_path: \"{{{{ root }}}}/var/lib/deploy/state.json\"\n",
                 server.port(),
                 server.client_key().display(),
                 project.path().join("hosts-fs").join(name).display(),
@@ -76,15 +76,15 @@ groups:
         fleet
     }
 
-    fn root(&self, host: &str) -> PathBuf {
+    pub fn root(&self, host: &str) -> PathBuf {
         self.project.path().join("hosts-fs").join(host)
     }
 
-    fn read(&self, host: &str, rel: &str) -> Option<String> {
+    pub fn read(&self, host: &str, rel: &str) -> Option<String> {
         fs::read_to_string(self.root(host).join(rel)).ok()
     }
 
-    fn log(&self, host: &str) -> String {
+    pub fn log(&self, host: &str) -> String {
         self.read(host, "handlers.log").unwrap_or_default()
     }
 

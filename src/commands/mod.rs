@@ -4,6 +4,8 @@ pub mod apply;
 pub mod check;
 pub mod plan;
 pub mod secrets;
+pub mod status;
+pub mod unlock;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Apply(args) => apply::run(&cli.global, args),
         Command::Secrets(args) => secrets::run(&cli.global, args),
         Command::Check(args) => check::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, args),
+        Command::Unlock(args) => unlock::run(&cli.global, args),
     }
 }
 

@@ -20,7 +20,7 @@ pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
     let summary = prepared.plan.summary();
     Ok(if summary.hosts_failed > 0 {
         ExitCode::from(1)
-    } else if args.detailed_exitcode && prepared.plan.has_changes() {
+    } else if args.detailed_exitcode && prepared.plan.has_work() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

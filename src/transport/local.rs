@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -85,6 +85,47 @@ impl Transport for LocalTransport {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    async fn create_exclusive(
+        &self,
+        path: &str,
+        content: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        let dest = self.path(path);
+        let io = |e: std::io::Error| TransportError::Io(format!("{path}: {e}"));
+        if let Some(dir) = dest.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest);
+        match opened {
+            Ok(mut f) => {
+                f.write_all(content)
+                    .and_then(|()| f.sync_all())
+                    .map_err(io)?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Ok(Some(fs::read(&dest).unwrap_or_default()))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), TransportError> {
+        match fs::remove_file(self.path(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(TransportError::Io(format!("{path}: {e}"))),
+        }
     }
 }
 

@@ -222,6 +222,24 @@ pub trait Transport: Send + Sync {
     /// Runs `command` through the host's shell and waits for it.
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError>;
 
+    /// Creates `path` holding `content` only if nothing is there, atomically (the host lock):
+    /// `Ok(None)` when this call created it, `Ok(Some(bytes))` with what is there when it
+    /// already existed. Missing parent directories are created (mode 0700 for new ones).
+    async fn create_exclusive(
+        &self,
+        path: &str,
+        _content: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        Err(TransportError::Unsupported(format!(
+            "creating {path} exclusively (host lock)"
+        )))
+    }
+
+    /// Removes the file at `path`; a missing file is not an error.
+    async fn remove(&self, path: &str) -> Result<(), TransportError> {
+        Err(TransportError::Unsupported(format!("removing {path}")))
+    }
+
     /// Closes the connection; further calls fail.
     async fn close(&self) {}
 }

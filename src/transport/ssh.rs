@@ -721,6 +721,34 @@ fn write_script(files: &[WriteFile]) -> String {
     s
 }
 
+/// The script for [`Transport::create_exclusive`]: the shell's noclobber (`set -C`, an
+/// `O_EXCL` open) creates the file or fails when it exists; the `len` bytes of content follow
+/// the script on stdin. Prints `CREATED`, or `HELD` and what the existing file holds. The
+/// create runs in a subshell: a failed redirection of the special built-in `:` makes dash
+/// exit the whole shell.
+fn create_exclusive_script(path: &str, len: usize) -> String {
+    let (dir, _) = split_path(path);
+    let p = sh_quote(path);
+    format!(
+        "umask 077\n\
+         mkdir -p -- {d} || exit 1\n\
+         set -C\n\
+         if ( : > {p} ) 2>/dev/null; then\n\
+         \x20 head -c {len} >> {p} || {{ rm -f -- {p}; exit 1; }}\n\
+         \x20 echo CREATED\n\
+         elif [ -f {p} ]; then\n\
+         \x20 echo HELD\n\
+         \x20 cat -- {p} 2>/dev/null\n\
+         \x20 exit 0\n\
+         else\n\
+         \x20 echo \"cannot create {path_text}\" >&2\n\
+         \x20 exit 1\n\
+         fi\n",
+        d = sh_quote(&dir),
+        path_text = path.replace(['"', '\\', '$', '`'], "_"),
+    )
+}
+
 #[async_trait]
 impl Transport for SshTransport {
     async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
@@ -806,6 +834,47 @@ impl Transport for SshTransport {
 
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
         self.exec(command, &[]).await
+    }
+
+    async fn create_exclusive(
+        &self,
+        path: &str,
+        content: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        check_path(path)?;
+        let out = self
+            .run_script(&create_exclusive_script(path, content.len()), content)
+            .await?;
+        let stdout = &out.stdout;
+        if out.success() && stdout.as_slice() == b"CREATED\n" {
+            return Ok(None);
+        }
+        if out.success()
+            && let Some(held) = stdout.strip_prefix(b"HELD\n")
+        {
+            return Ok(Some(held.to_vec()));
+        }
+        Err(TransportError::Io(format!(
+            "cannot create {path} on {}{}",
+            self.label,
+            stderr_suffix(&out.stderr)
+        )))
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), TransportError> {
+        check_path(path)?;
+        let out = self
+            .run_script(&format!("rm -f -- {}\n", sh_quote(path)), &[])
+            .await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io(format!(
+                "cannot remove {path} on {}{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            )))
+        }
     }
 
     async fn close(&self) {
