@@ -28,8 +28,9 @@ pub fn plan_text(plan: &Plan) -> String {
     if let Some(c) = &plan.commit {
         let _ = writeln!(out, "Rendered from {} ({})\n", c.rev, c.short());
     }
+    let to = plan.commit.as_ref().map(|c| c.short().to_string());
     for host in &plan.hosts {
-        host_text(&mut out, host);
+        host_text(&mut out, host, to.as_deref());
     }
     let s = plan.summary();
     let mut line = format!(
@@ -65,7 +66,8 @@ pub fn count(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", plural(n))
 }
 
-fn host_text(out: &mut String, host: &HostPlan) {
+/// `to`: the commit being rendered (`--rev`); `None`: the working tree.
+fn host_text(out: &mut String, host: &HostPlan, to: Option<&str>) {
     if let Some(e) = &host.error {
         let _ = writeln!(
             out,
@@ -90,6 +92,14 @@ fn host_text(out: &mut String, host: &HostPlan) {
         return;
     }
     let _ = writeln!(out, "{}", paint(BOLD, &host.host));
+    if let Some(from) = host
+        .deployed_commit
+        .as_ref()
+        .filter(|c| c.as_str() != crate::controller::UNKNOWN_COMMIT)
+    {
+        let from = &from[..from.len().min(12)];
+        let _ = writeln!(out, "  commit {from} -> {}", to.unwrap_or("working tree"));
+    }
     for file in host.files.iter().filter(|f| f.write.is_some()) {
         file_text(out, file);
     }
