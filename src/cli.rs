@@ -109,10 +109,17 @@ pub struct PlanArgs {
     /// Print the plan as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Save the plan (hashes only, no contents) for `deploy apply FILE` (Terraform's
+    /// `-out`, which is accepted too).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `deploy plan --out FILE`: apply exactly it, or refuse when stale.
+    #[arg(value_name = "PLAN")]
+    pub plan_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
     /// Apply without asking (required when stdin is not a terminal).

@@ -23,6 +23,7 @@ pub mod output;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod saved;
 pub mod secrets;
 pub mod source;
 pub mod state;

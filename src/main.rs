@@ -5,7 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = deploy::cli::Cli::parse();
+    // Terraform spells it `-out FILE`; clap would read that as `-o ut`.
+    let args = std::env::args_os().map(|a| match a.to_str() {
+        Some("-out") => "--out".into(),
+        Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
+        _ => a,
+    });
+    let cli = deploy::cli::Cli::parse_from(args);
     match deploy::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

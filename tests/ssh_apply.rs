@@ -306,3 +306,38 @@ fn a_secret_bearing_file_is_0600_on_an_ssh_host_and_never_printed() {
     // The file without a secret keeps its explicit mode.
     assert_eq!(mode(&fleet.root("alpha").join("etc/app/app.conf")), 0o640);
 }
+
+#[test]
+fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
+    let fleet = SshFleet::new(&["alpha"], true);
+    let p = &fleet.project;
+    let plan_file = p.path().join("release.plan");
+    let plan_arg = plan_file.to_str().unwrap();
+
+    // Terraform's spelling, -out, is accepted.
+    let run = p.run(&["plan", "-out", plan_arg]).expect(0);
+    assert!(run.stdout.contains("Saved the plan"), "{}", run.stdout);
+    let saved = fs::read_to_string(&plan_file).unwrap();
+    assert!(!saved.contains("workers = 4"), "no file content in a saved plan: {saved}");
+
+    // Applied as saved, without a prompt.
+    p.run(&["apply", plan_arg]).expect(0);
+    assert_eq!(fleet.log("alpha"), "reload\nrestart\n");
+
+    // Saved against one state of the host; the host changes behind it: refused whole.
+    p.file("hosts/group_vars/app.yml", "workers: 5\n");
+    p.run(&["plan", "--out", plan_arg]).expect(0);
+    let conf = fleet.root("alpha").join("etc/app/app.conf");
+    fs::write(&conf, "edited on the host\n").unwrap();
+    let run = p.run(&["apply", plan_arg]).expect(1);
+    assert!(run.stderr.contains("is stale"), "{}", run.stderr);
+    assert!(run.stderr.contains("app.conf changed on the host"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "edited on the host\n");
+    assert_eq!(fleet.log("alpha"), "reload\nrestart\n", "no handler ran");
+
+    // Inputs that changed after the plan: refused too.
+    p.run(&["plan", "--out", plan_arg]).expect(0);
+    p.file("hosts/group_vars/app.yml", "workers: 6\n");
+    let run = p.run(&["apply", plan_arg]).expect(1);
+    assert!(run.stderr.contains("would now be written differently"), "{}", run.stderr);
+}

@@ -13,11 +13,50 @@ use crate::cli::{ApplyArgs, Global};
 use crate::error::Error;
 use crate::ops;
 use crate::output;
+use crate::saved::{self, SavedPlan};
 
 pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
-    let opts = ops::Options::new(global, &args.selection)?;
+    let mut opts = ops::Options::new(global, &args.selection)?;
+    let saved = match &args.plan_file {
+        Some(path) => {
+            let sel = &args.selection;
+            if !sel.hosts.is_empty()
+                || !sel.groups.is_empty()
+                || !sel.extra_vars.is_empty()
+                || sel.rev.is_some()
+            {
+                return Err(Error::usage(
+                    "a saved plan carries its own --host, --group, -e and --rev",
+                    Some("give only the plan file (and --identity if it uses secrets)".into()),
+                ));
+            }
+            let saved = SavedPlan::read(path)?;
+            opts.hosts = saved.hosts_selected.clone();
+            opts.groups = saved.groups_selected.clone();
+            opts.extra_vars = saved.extra_vars.clone();
+            opts.rev = saved.commit.clone();
+            Some((path, saved))
+        }
+        None => None,
+    };
     let rt = super::runtime()?;
     let prepared = rt.block_on(ops::prepare(&opts))?;
+    if let Some((path, saved)) = &saved {
+        let now = saved::fingerprint(&prepared.plan, &prepared.desired, &prepared.connected)
+            .map_err(|why| Error::usage(format!("cannot apply {}: {why}", path.display()), None))?;
+        let reasons = saved.stale_reasons(&now);
+        if !reasons.is_empty() {
+            rt.block_on(ops::close(&prepared.connected));
+            return Err(Error::usage(
+                format!(
+                    "saved plan {} is stale; nothing was changed:\n  {}",
+                    path.display(),
+                    reasons.join("\n  ")
+                ),
+                Some("make a new plan with `deploy plan --out FILE`".into()),
+            ));
+        }
+    }
     output::print_plan(&prepared.plan);
     let failed_in_plan = prepared.plan.summary().hosts_failed > 0;
     if !prepared.plan.has_work() {
@@ -28,7 +67,8 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
             ExitCode::SUCCESS
         });
     }
-    if !args.yes {
+    // A saved plan was reviewed when it was made, and is applied as it is (as Terraform does).
+    if !args.yes && saved.is_none() {
         confirm()?;
     }
     let mut provenance = crate::controller::provenance(&opts.repo);

@@ -6,6 +6,7 @@ use crate::cli::{Global, PlanArgs};
 use crate::error::Error;
 use crate::ops;
 use crate::output;
+use crate::saved::{self, SavedPlan};
 
 pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
     let opts = ops::Options::new(global, &args.selection)?;
@@ -17,6 +18,26 @@ pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
         output::print_plan(&prepared.plan);
     }
     rt.block_on(ops::close(&prepared.connected));
+    if let Some(out) = &args.out {
+        let hosts = saved::fingerprint(&prepared.plan, &prepared.desired, &prepared.connected)
+            .map_err(|why| {
+                Error::usage(format!("not saving a plan with a failed host: {why}"), None)
+            })?;
+        SavedPlan {
+            format: saved::FORMAT.to_string(),
+            commit: prepared.plan.commit.as_ref().map(|c| c.id.clone()),
+            hosts_selected: opts.hosts.clone(),
+            groups_selected: opts.groups.clone(),
+            extra_vars: opts.extra_vars.clone(),
+            hosts,
+        }
+        .write(out)?;
+        println!(
+            "Saved the plan to {}; apply it with: deploy apply {}",
+            out.display(),
+            out.display()
+        );
+    }
     let summary = prepared.plan.summary();
     Ok(if summary.hosts_failed > 0 {
         ExitCode::from(1)

@@ -1,0 +1,167 @@
+//! A plan saved by `deploy plan --out FILE` (Terraform's `-out`) and applied by
+//! `deploy apply FILE`. It holds what to render again (the selection, `-e` vars and the
+//! commit) and, per host, the SHA-256 of each file as it was when the plan was made and as it
+//! will be: never file contents, so no secret in clear text. Apply renders and reads again
+//! and refuses the whole plan when any of it differs (Terraform's "saved plan is stale").
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::desired::HostDesired;
+use crate::diff::octal;
+use crate::error::Error;
+use crate::inventory::Vars;
+use crate::plan::Plan;
+use crate::remote::Connected;
+use crate::transport::RemoteFile;
+
+pub const FORMAT: &str = "deploy-plan/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    /// The commit the plan was rendered from (`--rev`); `None`: the working tree.
+    pub commit: Option<String>,
+    pub hosts_selected: Vec<String>,
+    pub groups_selected: Vec<String>,
+    pub extra_vars: Vars,
+    pub hosts: Vec<SavedHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedHost {
+    pub host: String,
+    pub files: Vec<SavedFile>,
+    /// Handlers that will run, in order.
+    pub handlers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedFile {
+    pub path: String,
+    /// SHA-256 of the host's file when the plan was made (`None`: missing).
+    pub before: Option<String>,
+    /// SHA-256 of what apply writes (or keeps).
+    pub after: String,
+    pub mode: String,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The fingerprint of a computed plan: per host, every file before and after, and the
+/// handlers. `None` when a host could not be planned (such a plan cannot be saved).
+pub fn fingerprint(
+    plan: &Plan,
+    desired: &[HostDesired],
+    connected: &[Connected],
+) -> Result<Vec<SavedHost>, String> {
+    let mut hosts = Vec::new();
+    for ((host, want), conn) in plan.hosts.iter().zip(desired).zip(connected) {
+        if let Some(e) = &host.error {
+            return Err(format!("host {}: {e}", host.host));
+        }
+        let current = conn
+            .current
+            .as_ref()
+            .map_err(|e| format!("host {}: {e}", host.host))?;
+        let files = want
+            .files
+            .iter()
+            .zip(current)
+            .zip(&host.files)
+            .map(|((w, c), p)| SavedFile {
+                path: w.dest.clone(),
+                before: match c {
+                    RemoteFile::Present(state) => Some(sha256(&state.content)),
+                    _ => None,
+                },
+                after: sha256(&w.content),
+                mode: octal(p.change.final_mode),
+            })
+            .collect();
+        hosts.push(SavedHost {
+            host: host.host.clone(),
+            files,
+            handlers: host.handlers.iter().map(|h| h.name.clone()).collect(),
+        });
+    }
+    Ok(hosts)
+}
+
+impl SavedPlan {
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::usage(format!("cannot write the plan: {e}"), None))?;
+        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    }
+
+    pub fn read(path: &Path) -> Result<SavedPlan, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let plan: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+            Error::config(path.display(), format!("not a saved plan: {e}"))
+                .with_hint("make one with `deploy plan --out FILE`")
+        })?;
+        if plan.format != FORMAT {
+            return Err(Error::config(
+                path.display(),
+                format!(
+                    "saved plan format `{}`, this deploy reads `{FORMAT}`",
+                    plan.format
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Why `now` (the same plan computed again) is not what was saved; empty when it is.
+    pub fn stale_reasons(&self, now: &[SavedHost]) -> Vec<String> {
+        let mut reasons = Vec::new();
+        let names = |hosts: &[SavedHost]| hosts.iter().map(|h| h.host.clone()).collect::<Vec<_>>();
+        if names(&self.hosts) != names(now) {
+            reasons.push(format!(
+                "the hosts differ: saved {:?}, now {:?}",
+                names(&self.hosts),
+                names(now)
+            ));
+            return reasons;
+        }
+        for (saved, current) in self.hosts.iter().zip(now) {
+            let h = &saved.host;
+            for file in &saved.files {
+                match current.files.iter().find(|f| f.path == file.path) {
+                    None => reasons.push(format!("host {h}: {} is no longer managed", file.path)),
+                    Some(c) if c.before != file.before => reasons.push(format!(
+                        "host {h}: {} changed on the host since the plan was made",
+                        file.path
+                    )),
+                    Some(c) if c.after != file.after || c.mode != file.mode => {
+                        reasons.push(format!(
+                            "host {h}: {} would now be written differently (the inputs changed)",
+                            file.path
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for file in &current.files {
+                if !saved.files.iter().any(|f| f.path == file.path) {
+                    reasons.push(format!("host {h}: {} is newly managed", file.path));
+                }
+            }
+            if saved.handlers != current.handlers {
+                reasons.push(format!(
+                    "host {h}: handlers to run were {:?}, now {:?}",
+                    saved.handlers, current.handlers
+                ));
+            }
+        }
+        reasons
+    }
+}
