@@ -14,3 +14,4 @@ mod ssh_apply;
 mod ssh_transport;
 mod support;
 mod verify;
+mod winrm_replay;
