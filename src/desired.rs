@@ -458,10 +458,21 @@ fn render_host(
             }
         }
     }
+    let connection = Connection::from_vars(&host.name, &host.vars)
+        .map_err(|msg| Error::config(format!("host {}", host.name), msg))?;
+    if matches!(connection, Connection::WinRm(_)) {
+        // Windows has ACLs, not Unix modes and owners: the WinRM transport reports every
+        // file as 0644 and applies none of these, so they are dropped here rather than
+        // shown as a change on every plan (README: Windows hosts).
+        for file in &mut files {
+            file.mode = None;
+            file.owner = None;
+            file.group = None;
+        }
+    }
     Ok(HostDesired {
         host: host.name.clone(),
-        connection: Connection::from_vars(&host.name, &host.vars)
-            .map_err(|msg| Error::config(format!("host {}", host.name), msg))?,
+        connection,
         files,
         handlers,
         vars: ctx.clone(),

@@ -14,4 +14,5 @@ mod ssh_apply;
 mod ssh_transport;
 mod support;
 mod verify;
+mod winrm_e2e;
 mod winrm_replay;

@@ -4,3 +4,4 @@ pub mod age;
 pub mod project;
 pub mod sshd;
 pub mod winrm_replay;
+pub mod winrm_standin;

@@ -72,6 +72,10 @@ impl HttpServer {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/wsman", self.port)
     }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
 }
 
 impl Drop for HttpServer {
