@@ -202,7 +202,14 @@ fn an_existing_windows_file_with_a_bom_shows_in_the_diff_and_is_replaced_without
     std::fs::write(c.join("C/vllm/config.yml"), &old).expect("old");
     let plan = p.run(&["plan"]).expect(0);
     assert!(
-        plan.stdout.contains("served_model_name: old"),
+        plan.stdout.contains(
+            "(the current file is UTF-8 with a BOM; it is written as UTF-8 without a BOM)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("-  served_model_name: old"),
         "{}",
         plan.stdout
     );
