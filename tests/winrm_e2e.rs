@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use crate::support::project::Project;
+use crate::support::winrm_replay::test_ca;
 use crate::support::winrm_standin::StandIn;
 
 const USER: &str = "deployer";
@@ -19,17 +20,53 @@ const PASSWORD: &str = "Winrm-Pa55";
 /// A project with one Windows host `wintermute` served by a fresh stand-in. The stand-in
 /// announces an 8 KiB envelope limit, so a 30 KB file travels in several Sends.
 fn windows_project(handler: &str, password: &str) -> (Project, StandIn, PathBuf) {
+    build(handler, password, Scheme::Http)
+}
+
+/// How the host is reached.
+enum Scheme {
+    Http,
+    /// https, `ansible_winrm_server_cert_validation: ignore`.
+    HttpsIgnore,
+    /// https, certificate checked against Mozilla's roots (the test one is not among them).
+    HttpsValidate,
+    /// https, `ansible_winrm_ca_trust_path` naming the test certificate.
+    HttpsCaFile,
+}
+
+fn build(handler: &str, password: &str, scheme: Scheme) -> (Project, StandIn, PathBuf) {
     let p = Project::new();
     let c_drive = p.path().join("wintermute-fs");
     std::fs::create_dir_all(&c_drive).expect("root");
-    let server = StandIn::start(&c_drive, USER, PASSWORD, 8);
+    let (server, scheme_vars) = match scheme {
+        Scheme::Http => (
+            StandIn::start(&c_drive, USER, PASSWORD, 8),
+            "ansible_winrm_scheme: http".to_string(),
+        ),
+        Scheme::HttpsIgnore => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            "ansible_winrm_scheme: https\n        ansible_winrm_server_cert_validation: ignore"
+                .to_string(),
+        ),
+        Scheme::HttpsValidate => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            "ansible_winrm_scheme: https".to_string(),
+        ),
+        Scheme::HttpsCaFile => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            format!(
+                "ansible_winrm_scheme: https\n        ansible_winrm_ca_trust_path: {}",
+                test_ca().display()
+            ),
+        ),
+    };
     p.inventory(&format!(
         r#"all:
   children:
     windows:
       vars:
         ansible_connection: winrm
-        ansible_winrm_scheme: http
+        {scheme_vars}
         ansible_winrm_transport: basic
         ansible_host: 127.0.0.1
         ansible_port: {port}
@@ -216,4 +253,41 @@ fn an_existing_windows_file_with_a_bom_shows_in_the_diff_and_is_replaced_without
     p.run(&["apply", "--yes"]).expect(0);
     let now = std::fs::read(c.join("C/vllm/config.yml")).expect("config");
     assert!(now.starts_with(b"vllm:\r\n"), "no BOM is written");
+}
+
+#[test]
+fn https_with_certificate_validation_ignored() {
+    let (p, _server, c) = build("ok", PASSWORD, Scheme::HttpsIgnore);
+    p.run(&["apply", "--yes"]).expect(0);
+    assert!(c.join("C/vllm/config.yml").exists());
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+}
+
+#[test]
+fn https_with_a_trusted_ca_file() {
+    let (p, _server, _c) = build("ok", PASSWORD, Scheme::HttpsCaFile);
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(plan.stdout.contains("Plan: 2 to create"), "{}", plan.stdout);
+}
+
+#[test]
+fn https_refuses_an_unknown_certificate_naming_the_host() {
+    let (p, server, _c) = build("ok", PASSWORD, Scheme::HttpsValidate);
+    let run = p.run(&["plan"]).expect(1);
+    assert!(
+        run.stdout
+            .contains("wintermute: error: cannot connect: deployer@127.0.0.1:"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.to_lowercase().contains("certificate"),
+        "{}",
+        run.stdout
+    );
+    server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
 }

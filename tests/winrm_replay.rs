@@ -23,6 +23,7 @@ fn client(replay: &Replay) -> Client {
         operation_timeout: Duration::from_secs(20),
         connect_timeout: Duration::from_secs(5),
         tls_ignore_cert: false,
+        tls_ca_file: None,
     })
     .expect("client")
 }

@@ -183,6 +183,7 @@ impl Connection {
                     auth,
                     ignore_cert,
                     path: text("ansible_winrm_path")?.unwrap_or_else(|| "/wsman".into()),
+                    ca_trust_path: text("ansible_winrm_ca_trust_path")?.map(PathBuf::from),
                 }))
             }
             other => Err(format!(

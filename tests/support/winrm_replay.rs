@@ -14,7 +14,7 @@
 //! gives up after 10 s without a request; a request body is capped at 16 MiB.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,15 @@ const MAX_BODY: usize = 16 << 20;
 
 impl HttpServer {
     pub fn start(handler: Handler) -> HttpServer {
+        Self::start_with(handler, None)
+    }
+
+    /// https with the test certificate for 127.0.0.1 (`tests/fixtures/winrm-tls/`).
+    pub fn start_tls(handler: Handler) -> HttpServer {
+        Self::start_with(handler, Some(tls_config()))
+    }
+
+    fn start_with(handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -56,7 +65,23 @@ impl HttpServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let handler = handler.clone();
-                        std::thread::spawn(move || serve_connection(stream, handler));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(IDLE_CONNECTION));
+                            match tls {
+                                None => serve_connection(stream, handler),
+                                Some(config) => {
+                                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                                        return;
+                                    };
+                                    serve_connection(
+                                        rustls::StreamOwned::new(conn, stream),
+                                        handler,
+                                    )
+                                }
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -87,12 +112,32 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve_connection(stream: TcpStream, handler: Handler) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(IDLE_CONNECTION));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
+/// The server side of the test certificate (a self-signed one for IP 127.0.0.1).
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/winrm-tls");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .expect("cert.pem")
+        .collect::<Result<_, _>>()
+        .expect("certificate");
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key.pem");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    Arc::new(config)
+}
+
+/// The test certificate's PEM file, for `ansible_winrm_ca_trust_path`.
+pub fn test_ca() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/winrm-tls/cert.pem")
+}
+
+fn serve_connection<S: Read + Write>(stream: S, handler: Handler) {
     let mut reader = BufReader::new(stream);
     // Keep-alive: one request after another until the client closes or goes quiet.
     for _ in 0..10_000 {
@@ -147,6 +192,7 @@ fn serve_connection(stream: TcpStream, handler: Handler) {
             "HTTP/1.1 {status} {reason}\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
             answer.len()
         );
+        let writer = reader.get_mut();
         if writer.write_all(head.as_bytes()).is_err()
             || writer.write_all(answer.as_bytes()).is_err()
             || writer.flush().is_err()

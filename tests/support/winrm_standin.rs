@@ -71,6 +71,21 @@ impl StandIn {
     /// A host with user `user`/`password`, its `C:\` in `root`, announcing
     /// `max_envelope_kb` as its envelope limit.
     pub fn start(root: &Path, user: &str, password: &str, max_envelope_kb: usize) -> StandIn {
+        Self::start_with(root, user, password, max_envelope_kb, false)
+    }
+
+    /// The same over https, with the test certificate for 127.0.0.1.
+    pub fn start_tls(root: &Path, user: &str, password: &str) -> StandIn {
+        Self::start_with(root, user, password, 150, true)
+    }
+
+    fn start_with(
+        root: &Path,
+        user: &str,
+        password: &str,
+        max_envelope_kb: usize,
+        tls: bool,
+    ) -> StandIn {
         let state = Arc::new(Mutex::new(State {
             root: root.to_path_buf(),
             authorization: format!("Basic {}", B64.encode(format!("{user}:{password}"))),
@@ -80,10 +95,15 @@ impl StandIn {
             record: Record::default(),
         }));
         let s = state.clone();
-        let server = HttpServer::start(Arc::new(move |req: Request| {
+        let handler: super::winrm_replay::Handler = Arc::new(move |req: Request| {
             let mut st = s.lock().expect("stand-in state");
             handle(&mut st, &req)
-        }));
+        });
+        let server = if tls {
+            HttpServer::start_tls(handler)
+        } else {
+            HttpServer::start(handler)
+        };
         StandIn { server, state }
     }
 

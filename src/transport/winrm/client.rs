@@ -31,6 +31,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Skip TLS certificate checks (`ansible_winrm_server_cert_validation: ignore`).
     pub tls_ignore_cert: bool,
+    /// Trust only the certificates in this PEM file (`ansible_winrm_ca_trust_path`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -427,14 +429,46 @@ impl Client {
     }
 }
 
-/// https: TLS is not built into this binary (ureq without a TLS provider), so say so rather
-/// than fail obscurely at the first request.
+/// https through rustls: Mozilla's roots, or only the certificates of `tls_ca_file`
+/// (`ansible_winrm_ca_trust_path`), or no check at all for
+/// `ansible_winrm_server_cert_validation: ignore` (the self-signed certificate a WinRM
+/// https listener usually has).
 fn tls(
-    _builder: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+    builder: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
     config: &ClientConfig,
 ) -> Result<ureq::config::ConfigBuilder<ureq::typestate::AgentScope>, ClientError> {
-    Err(ClientError::Connect(format!(
-        "{}: https is not built into deploy yet; use ansible_winrm_scheme: http (Basic auth over plain http needs AllowUnencrypted=true on the listener)",
-        config.label
-    )))
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .disable_verification(config.tls_ignore_cert);
+    if let Some(path) = &config.tls_ca_file {
+        let label = &config.label;
+        let pem = std::fs::read(path).map_err(|e| {
+            ClientError::Connect(format!(
+                "{label}: cannot read ansible_winrm_ca_trust_path {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ClientError::Connect(format!(
+                        "{label}: {} is not PEM: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(ClientError::Connect(format!(
+                "{label}: {} holds no certificate",
+                path.display()
+            )));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    Ok(builder.tls_config(tls.build()))
 }

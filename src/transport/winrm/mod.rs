@@ -1,4 +1,5 @@
-//! WinRM transport: Windows hosts over WS-Management (WinRS shells), Basic auth.
+//! WinRM transport: Windows hosts over WS-Management (WinRS shells), Basic auth over http or
+//! https (rustls).
 //!
 //! In: a [`WinRmTarget`] (address, port, scheme, user, password, auth kind, certificate
 //! check). Out: a [`WinRmTransport`] that implements [`Transport`] over one WinRS shell kept
@@ -67,6 +68,8 @@ pub struct WinRmTarget {
     pub ignore_cert: bool,
     /// `ansible_winrm_path`, default `/wsman`.
     pub path: String,
+    /// `ansible_winrm_ca_trust_path`: a PEM file of the certificates to trust for https.
+    pub ca_trust_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for WinRmTarget {
@@ -80,6 +83,7 @@ impl std::fmt::Debug for WinRmTarget {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("auth", &self.auth)
             .field("ignore_cert", &self.ignore_cert)
+            .field("ca_trust_path", &self.ca_trust_path)
             .finish()
     }
 }
@@ -271,6 +275,7 @@ impl WinRmTransport {
             operation_timeout: OPERATION_TIMEOUT,
             connect_timeout,
             tls_ignore_cert: target.ignore_cert,
+            tls_ca_file: target.ca_trust_path.clone(),
         };
         let client = Arc::new(Client::new(config).map_err(transport_error)?);
         let c = client.clone();
@@ -514,6 +519,7 @@ mod tests {
             auth: AuthKind::Basic,
             ignore_cert: false,
             path: "/wsman".into(),
+            ca_trust_path: None,
         };
         let shown = format!("{t:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
