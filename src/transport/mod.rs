@@ -265,3 +265,88 @@ pub trait Transport: Send + Sync {
     /// Closes the connection; further calls fail.
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::winrm::AuthKind;
+    use super::*;
+
+    fn winrm(vars: serde_json::Value) -> Result<winrm::WinRmTarget, String> {
+        let mut all = serde_json::json!({"ansible_connection": "winrm", "ansible_user": "mdt"});
+        if let (Some(all), serde_json::Value::Object(more)) = (all.as_object_mut(), vars) {
+            all.extend(more);
+        }
+        let serde_json::Value::Object(map) = all else {
+            unreachable!("an object")
+        };
+        match Connection::from_vars("wintermute", &map)? {
+            Connection::WinRm(t) => Ok(t),
+            other => Err(format!("not winrm: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn winrm_defaults_follow_ansible() {
+        let t = winrm(serde_json::json!({})).expect("defaults");
+        assert_eq!((t.scheme.as_str(), t.port), ("https", 5986));
+        assert_eq!(t.address, "wintermute");
+        assert_eq!(t.auth, AuthKind::Basic);
+        assert!(!t.ignore_cert);
+        assert_eq!(t.url(), "https://wintermute:5986/wsman");
+        // Port 5985 without a scheme means http, as in Ansible.
+        let t = winrm(serde_json::json!({"ansible_port": 5985})).expect("5985");
+        assert_eq!(t.scheme, "http");
+        let t = winrm(serde_json::json!({"ansible_winrm_scheme": "http"})).expect("http");
+        assert_eq!(t.port, 5985);
+        let t = winrm(serde_json::json!({
+            "ansible_winrm_transport": "ntlm",
+            "ansible_winrm_server_cert_validation": "ignore",
+            "ansible_password": "pw",
+        }))
+        .expect("ntlm");
+        assert_eq!(t.auth, AuthKind::Ntlm);
+        assert!(t.ignore_cert);
+        assert!(!format!("{t:?}").contains("\"pw\""), "{t:?}");
+    }
+
+    #[test]
+    fn winrm_bad_values_name_the_variable() {
+        let err = winrm(serde_json::json!({"ansible_winrm_scheme": "ftp"})).expect_err("ftp");
+        assert!(err.contains("ansible_winrm_scheme `ftp`"), "{err}");
+        let err = winrm(serde_json::json!({"ansible_winrm_transport": "kerberos"}))
+            .expect_err("kerberos");
+        assert!(err.contains("ansible_winrm_transport `kerberos`"), "{err}");
+        let err = winrm(serde_json::json!({"ansible_winrm_server_cert_validation": "no"}))
+            .expect_err("no");
+        assert!(
+            err.contains("ansible_winrm_server_cert_validation"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn winrm_ntlm_is_refused_before_any_connection() {
+        // Port 9 on 127.0.0.1: nothing is sent anyway, the refusal comes first.
+        let mut t = winrm(serde_json::json!({
+            "ansible_winrm_transport": "ntlm",
+            "ansible_host": "127.0.0.1",
+            "ansible_port": 9,
+            "ansible_password": "pw",
+        }))
+        .expect("ntlm");
+        let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
+            .await
+            .expect_err("ntlm refused");
+        assert!(
+            err.to_string()
+                .contains("ntlm is not built into deploy yet"),
+            "{err}"
+        );
+        t.auth = AuthKind::Basic;
+        t.password = None;
+        let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
+            .await
+            .expect_err("no password");
+        assert!(err.to_string().contains("no ansible_password"), "{err}");
+    }
+}
