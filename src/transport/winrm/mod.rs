@@ -27,6 +27,7 @@
 
 pub mod client;
 pub mod clixml;
+pub mod ntlm;
 pub mod wsman;
 
 use std::sync::{Arc, Mutex};
