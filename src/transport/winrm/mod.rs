@@ -136,10 +136,12 @@ pub const WRITE_MARKER: &str = "# deploy:write-files v1";
 
 /// stdin line 1: base64 of a JSON array of paths. stdout: a JSON array, one object per
 /// path: `state` `file` (with `sha256`, `content` base64), `missing`, or `other` (`what`).
+/// (No `@(...)` around ConvertFrom-Json: Windows PowerShell 5.1 emits a JSON array as one
+/// object, and `@()` would nest it; a plain assignment gives the array on 5.1 and 7.)
 const READ_SCRIPT: &str = r#"# deploy:read-files v1
 param($lines)
 $ErrorActionPreference = 'Stop'
-$paths = @([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json)
+$paths = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
 $out = foreach ($p in $paths) {
   $r = [ordered]@{ path = $p }
@@ -168,7 +170,7 @@ exit 0
 const WRITE_SCRIPT: &str = r#"# deploy:write-files v1
 param($lines)
 $ErrorActionPreference = 'Stop'
-$files = @([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json)
+$files = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
 $temps = New-Object System.Collections.ArrayList
 try {
