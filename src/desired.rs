@@ -463,6 +463,16 @@ fn render_host(
     }
     let connection = Connection::from_vars(&host.name, &host.vars)
         .map_err(|msg| Error::config(format!("host {}", host.name), msg))?;
+    if matches!(connection, Connection::WinRm(_)) {
+        // Windows has ACLs, not Unix modes and owners: the WinRM transport reports every
+        // file as 0644 and applies none of these, so they are dropped here rather than
+        // shown as a change on every plan (README: Windows hosts).
+        for file in &mut files {
+            file.mode = None;
+            file.owner = None;
+            file.group = None;
+        }
+    }
     let state_var = ctx
         .get_attr(crate::state::STATE_PATH_VAR)
         .ok()

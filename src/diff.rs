@@ -143,10 +143,19 @@ pub fn unified(
     view: Option<&MaskedView>,
     masker: &Masker,
 ) -> String {
-    let (Ok(old_text), Ok(new_text)) = (
-        std::str::from_utf8(old.unwrap_or_default()),
-        std::str::from_utf8(new),
-    ) else {
+    // A current file in UTF-16 or with a UTF-8 BOM (Windows editors write those) is
+    // compared as the text it holds, and the plan says what its encoding was: deploy
+    // writes UTF-8 without a BOM.
+    let decoded = old.and_then(other_encoding);
+    let note = decoded.as_ref().map(|(name, _)| {
+        format!("(the current file is {name}; it is written as UTF-8 without a BOM)\n")
+    });
+    let old_bytes = match &decoded {
+        Some((_, text)) => text.as_bytes(),
+        None => old.unwrap_or_default(),
+    };
+    let (Ok(old_text), Ok(new_text)) = (std::str::from_utf8(old_bytes), std::str::from_utf8(new))
+    else {
         return format!(
             "Binary content differs ({} bytes -> {} bytes)\n",
             old.map_or(0, <[u8]>::len),
@@ -196,13 +205,67 @@ pub fn unified(
     if out.is_empty() && old_text != new_text {
         out = "(line endings or trailing whitespace differ)\n".to_string();
     }
-    out
+    match note {
+        Some(note) => note + &out,
+        None => out,
+    }
+}
+
+/// For bytes that start with a UTF-8 BOM or a UTF-16 byte-order mark: the encoding's name
+/// and the text without the mark. `None` for anything else (plain UTF-8 or binary).
+pub fn other_encoding(bytes: &[u8]) -> Option<(&'static str, String)> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return std::str::from_utf8(rest)
+            .ok()
+            .map(|t| ("UTF-8 with a BOM", t.to_string()));
+    }
+    let (name, little, rest) = if let Some(r) = bytes.strip_prefix(b"\xFF\xFE") {
+        ("UTF-16LE", true, r)
+    } else if let Some(r) = bytes.strip_prefix(b"\xFE\xFF") {
+        ("UTF-16BE", false, r)
+    } else {
+        return None;
+    };
+    if rest.len() % 2 != 0 {
+        return None;
+    }
+    let units: Vec<u16> = rest
+        .chunks_exact(2)
+        .map(|c| {
+            if little {
+                u16::from_le_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], c[1]])
+            }
+        })
+        .collect();
+    String::from_utf16(&units).ok().map(|t| (name, t))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::FileState;
+
+    #[test]
+    fn bom_and_utf16_are_named_and_compared_as_text() {
+        let masker = Masker::default();
+        let new = b"a\r\nb\r\n";
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(new);
+        let d = unified("C:\\x", Some(&bom), new, None, &masker);
+        assert_eq!(
+            d,
+            "(the current file is UTF-8 with a BOM; it is written as UTF-8 without a BOM)\n"
+        );
+        let mut utf16 = b"\xFF\xFE".to_vec();
+        for u in "a\r\nc\r\n".encode_utf16() {
+            utf16.extend_from_slice(&u.to_le_bytes());
+        }
+        let d = unified("C:\\x", Some(&utf16), new, None, &masker);
+        assert!(d.starts_with("(the current file is UTF-16LE;"), "{d}");
+        assert!(d.contains("\n-c\r\n+b\r\n"), "{d:?}");
+    }
 
     fn desired(content: &str, mode: Option<u32>) -> DesiredFile {
         DesiredFile {

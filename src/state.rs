@@ -220,7 +220,7 @@ pub fn state_path(connection: &Connection, var: Option<&str>) -> String {
     match var {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => match connection {
-            Connection::WinRm { .. } => WINDOWS_STATE_PATH.to_string(),
+            Connection::WinRm(_) => WINDOWS_STATE_PATH.to_string(),
             _ => UNIX_STATE_PATH.to_string(),
         },
     }
@@ -297,10 +297,8 @@ mod tests {
             lock_path(r"C:\ProgramData\deploy\state.json"),
             r"C:\ProgramData\deploy\lock.json"
         );
-        let winrm = Connection::WinRm {
-            address: "w".into(),
-            port: 5986,
-        };
+        let vars = serde_json::json!({"ansible_connection": "winrm", "ansible_user": "u"});
+        let winrm = Connection::from_vars("w", vars.as_object().unwrap()).unwrap();
         assert_eq!(state_path(&winrm, None), WINDOWS_STATE_PATH);
         assert_eq!(
             state_path(&Connection::Local { root: None }, Some("/srv/s.json")),

@@ -256,7 +256,7 @@ fn the_real_fleet_passes_its_checks_without_contacting_a_host() {
 }
 
 #[test]
-fn the_real_fleet_windows_hosts_are_checked_but_not_planned() {
+fn the_real_fleet_windows_hosts_are_checked_and_refused_without_a_password() {
     let mut args = vec!["check", "--host", "wintermute", "--host", "armitage"];
     args.extend(SECRETS);
     let (code, stdout, stderr) = deploy_in_repo(&args);
@@ -265,8 +265,12 @@ fn the_real_fleet_windows_hosts_are_checked_but_not_planned() {
     args.extend(SECRETS);
     let (code, stdout, _) = deploy_in_repo(&args);
     assert_eq!(code, 1, "{stdout}");
+    // No secret file gives wintermute an ansible_password: deploy says so before it opens
+    // any connection (this test must not reach the real host).
     assert!(
-        stdout.contains("wintermute: error: not supported by this connection: WinRM (wintermute:5986) is not available yet"),
+        stdout.contains(
+            "wintermute: error: authentication failed: mdt@wintermute:5986: no ansible_password"
+        ),
         "{stdout}"
     );
 }

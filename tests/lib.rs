@@ -16,3 +16,5 @@ mod ssh_transport;
 mod state;
 mod support;
 mod verify;
+mod winrm_e2e;
+mod winrm_replay;

@@ -318,7 +318,10 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     let run = p.run(&["plan", "-out", plan_arg]).expect(0);
     assert!(run.stdout.contains("Saved the plan"), "{}", run.stdout);
     let saved = fs::read_to_string(&plan_file).unwrap();
-    assert!(!saved.contains("workers = 4"), "no file content in a saved plan: {saved}");
+    assert!(
+        !saved.contains("workers = 4"),
+        "no file content in a saved plan: {saved}"
+    );
 
     // Applied as saved, without a prompt.
     p.run(&["apply", plan_arg]).expect(0);
@@ -331,7 +334,11 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     fs::write(&conf, "edited on the host\n").unwrap();
     let run = p.run(&["apply", plan_arg]).expect(1);
     assert!(run.stderr.contains("is stale"), "{}", run.stderr);
-    assert!(run.stderr.contains("app.conf changed on the host"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("app.conf changed on the host"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(fs::read_to_string(&conf).unwrap(), "edited on the host\n");
     assert_eq!(fleet.log("alpha"), "reload\nrestart\n", "no handler ran");
 
@@ -339,5 +346,9 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     p.run(&["plan", "--out", plan_arg]).expect(0);
     p.file("hosts/group_vars/app.yml", "workers: 6\n");
     let run = p.run(&["apply", plan_arg]).expect(1);
-    assert!(run.stderr.contains("would now be written differently"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("would now be written differently"),
+        "{}",
+        run.stderr
+    );
 }

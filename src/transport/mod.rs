@@ -3,13 +3,14 @@
 //! A [`Transport`] is a connection to one host that offers three primitives: read a set of
 //! files in one round trip, write a set of files atomically, and run a command through the
 //! host's shell. Everything deploy does on a host is built on these; see `apply.rs` and
-//! `handlers.rs`. Each kind of connection (local, SSH, later WinRM) is one file here;
+//! `handlers.rs`. Each kind of connection (local, SSH, WinRM) is one module here;
 //! `http.rs` is the controller's own HTTP GET, for `verify:` after apply.
 
 pub mod http;
 pub mod known_hosts;
 pub mod local;
 pub mod ssh;
+pub mod winrm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,8 +90,9 @@ pub enum TransportError {
 }
 
 /// How to reach a host, from its Ansible connection variables (`ansible_connection`,
-/// `ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`, and
-/// deploy's own `deploy_root` for local stand-in hosts).
+/// `ansible_host`, `ansible_port`, `ansible_user`, `ansible_ssh_private_key_file`,
+/// `ansible_password` and `ansible_winrm_*` for Windows hosts, and deploy's own
+/// `deploy_root` for local stand-in hosts). `Debug` never shows a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
     /// The controller itself; every path gets `root` in front when set.
@@ -98,11 +100,8 @@ pub enum Connection {
         root: Option<PathBuf>,
     },
     Ssh(SshTarget),
-    /// Windows over WS-Management; not available yet.
-    WinRm {
-        address: String,
-        port: u16,
-    },
+    /// Windows over WS-Management (WinRS shells).
+    WinRm(winrm::WinRmTarget),
 }
 
 impl Connection {
@@ -142,10 +141,51 @@ impl Connection {
                     .unwrap_or_else(|| "root".into()),
                 private_key_file: text("ansible_ssh_private_key_file")?.map(PathBuf::from),
             })),
-            "winrm" | "psrp" => Ok(Connection::WinRm {
-                port: port(5986)?,
-                address,
-            }),
+            "winrm" | "psrp" => {
+                // Ansible's rule: https unless the scheme says otherwise or the port is
+                // the plain-http one.
+                let given_port = text("ansible_port")?;
+                let scheme = match text("ansible_winrm_scheme")? {
+                    Some(s) if s == "http" || s == "https" => s,
+                    Some(s) => {
+                        return Err(format!("ansible_winrm_scheme `{s}` must be http or https"));
+                    }
+                    None if given_port.as_deref() == Some("5985") => "http".into(),
+                    None => "https".into(),
+                };
+                let auth = match text("ansible_winrm_transport")?.as_deref() {
+                    None | Some("basic") => winrm::AuthKind::Basic,
+                    Some("ntlm") => winrm::AuthKind::Ntlm,
+                    Some(other) => {
+                        return Err(format!(
+                            "ansible_winrm_transport `{other}` is not supported (use basic or ntlm)"
+                        ));
+                    }
+                };
+                let ignore_cert = match text("ansible_winrm_server_cert_validation")?.as_deref() {
+                    None | Some("validate") => false,
+                    Some("ignore") => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "ansible_winrm_server_cert_validation `{other}` must be validate or ignore"
+                        ));
+                    }
+                };
+                let default_port = if scheme == "http" { 5985 } else { 5986 };
+                Ok(Connection::WinRm(winrm::WinRmTarget {
+                    name: name.to_string(),
+                    address,
+                    port: port(default_port)?,
+                    scheme,
+                    user: text("ansible_user")?
+                        .ok_or_else(|| "ansible_user is required for winrm hosts".to_string())?,
+                    password: text("ansible_password")?,
+                    auth,
+                    ignore_cert,
+                    path: text("ansible_winrm_path")?.unwrap_or_else(|| "/wsman".into()),
+                    ca_trust_path: text("ansible_winrm_ca_trust_path")?.map(PathBuf::from),
+                }))
+            }
             other => Err(format!(
                 "ansible_connection `{other}` is not supported (use ssh, local or winrm)"
             )),
@@ -161,9 +201,9 @@ pub async fn connect(
     match connection {
         Connection::Local { root } => Ok(Box::new(local::LocalTransport::new(root.as_deref()))),
         Connection::Ssh(target) => Ok(Box::new(ssh::SshTransport::connect(target, ssh).await?)),
-        Connection::WinRm { address, port } => Err(TransportError::Unsupported(format!(
-            "WinRM ({address}:{port}) is not available yet; this host can be rendered and checked but not planned or applied"
-        ))),
+        Connection::WinRm(target) => Ok(Box::new(
+            winrm::WinRmTransport::connect(target, ssh.connect_timeout).await?,
+        )),
     }
 }
 
@@ -242,4 +282,89 @@ pub trait Transport: Send + Sync {
 
     /// Closes the connection; further calls fail.
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::winrm::AuthKind;
+    use super::*;
+
+    fn winrm(vars: serde_json::Value) -> Result<winrm::WinRmTarget, String> {
+        let mut all = serde_json::json!({"ansible_connection": "winrm", "ansible_user": "mdt"});
+        if let (Some(all), serde_json::Value::Object(more)) = (all.as_object_mut(), vars) {
+            all.extend(more);
+        }
+        let serde_json::Value::Object(map) = all else {
+            unreachable!("an object")
+        };
+        match Connection::from_vars("wintermute", &map)? {
+            Connection::WinRm(t) => Ok(t),
+            other => Err(format!("not winrm: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn winrm_defaults_follow_ansible() {
+        let t = winrm(serde_json::json!({})).expect("defaults");
+        assert_eq!((t.scheme.as_str(), t.port), ("https", 5986));
+        assert_eq!(t.address, "wintermute");
+        assert_eq!(t.auth, AuthKind::Basic);
+        assert!(!t.ignore_cert);
+        assert_eq!(t.url(), "https://wintermute:5986/wsman");
+        // Port 5985 without a scheme means http, as in Ansible.
+        let t = winrm(serde_json::json!({"ansible_port": 5985})).expect("5985");
+        assert_eq!(t.scheme, "http");
+        let t = winrm(serde_json::json!({"ansible_winrm_scheme": "http"})).expect("http");
+        assert_eq!(t.port, 5985);
+        let t = winrm(serde_json::json!({
+            "ansible_winrm_transport": "ntlm",
+            "ansible_winrm_server_cert_validation": "ignore",
+            "ansible_password": "pw",
+        }))
+        .expect("ntlm");
+        assert_eq!(t.auth, AuthKind::Ntlm);
+        assert!(t.ignore_cert);
+        assert!(!format!("{t:?}").contains("\"pw\""), "{t:?}");
+    }
+
+    #[test]
+    fn winrm_bad_values_name_the_variable() {
+        let err = winrm(serde_json::json!({"ansible_winrm_scheme": "ftp"})).expect_err("ftp");
+        assert!(err.contains("ansible_winrm_scheme `ftp`"), "{err}");
+        let err = winrm(serde_json::json!({"ansible_winrm_transport": "kerberos"}))
+            .expect_err("kerberos");
+        assert!(err.contains("ansible_winrm_transport `kerberos`"), "{err}");
+        let err = winrm(serde_json::json!({"ansible_winrm_server_cert_validation": "no"}))
+            .expect_err("no");
+        assert!(
+            err.contains("ansible_winrm_server_cert_validation"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn winrm_ntlm_is_refused_before_any_connection() {
+        // Port 9 on 127.0.0.1: nothing is sent anyway, the refusal comes first.
+        let mut t = winrm(serde_json::json!({
+            "ansible_winrm_transport": "ntlm",
+            "ansible_host": "127.0.0.1",
+            "ansible_port": 9,
+            "ansible_password": "pw",
+        }))
+        .expect("ntlm");
+        let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
+            .await
+            .expect_err("ntlm refused");
+        assert!(
+            err.to_string()
+                .contains("ntlm is not built into deploy yet"),
+            "{err}"
+        );
+        t.auth = AuthKind::Basic;
+        t.password = None;
+        let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
+            .await
+            .expect_err("no password");
+        assert!(err.to_string().contains("no ansible_password"), "{err}");
+    }
 }

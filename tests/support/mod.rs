@@ -3,3 +3,5 @@
 pub mod age;
 pub mod project;
 pub mod sshd;
+pub mod winrm_replay;
+pub mod winrm_standin;

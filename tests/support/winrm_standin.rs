@@ -1,0 +1,554 @@
+//! A WS-Management stand-in for a Windows host, on 127.0.0.1, for end-to-end tests of the
+//! WinRM transport through the real `deploy` binary. There is no Windows here, so:
+//!
+//! - REAL: the HTTP exchange and Basic auth, the WS-Man envelopes deploy sends (Get config,
+//!   Create, Command, Send, Receive, Signal, Delete), stdin arriving in Send chunks that must
+//!   fit the `MaxEnvelopeSizekb` this server announces (a larger envelope gets a SOAP
+//!   fault), a `w:TimedOut` fault on every command's first Receive (as a real server gives
+//!   a quiet command), and the answers' format.
+//! - STAND-IN: no PowerShell runs. The server decodes the `-EncodedCommand` deploy sends;
+//!   for deploy's bootstrap it takes the real script from stdin's first line and, by its
+//!   marker line (`# deploy:read-files v1`, `# deploy:write-files v1`), performs in Rust what
+//!   that script does, on a temp folder standing in for `C:\` (`C:\x\y` is `<root>/C/x/y`):
+//!   report each path's state, SHA-256 and base64 bytes; write each file to a temporary file
+//!   in its destination's folder, check its SHA-256, then rename them all over their
+//!   destinations. A handler script (anything else) is recorded; its command is judged by
+//!   words: `Restart-Stub fail` fails (stderr as CLIXML, exit 1), any other appends the
+//!   command to `<root>/handlers.log` and succeeds (with a CLIXML progress record on stderr,
+//!   which is not an error).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use deploy::transport::winrm::wsman::{self, Element};
+use deploy::transport::winrm::{
+    BOOTSTRAP, CREATE_MARKER, READ_MARKER, REMOVE_MARKER, WRITE_MARKER,
+};
+use sha2::{Digest, Sha256};
+
+use super::winrm_replay::{HttpServer, Request};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+#[derive(Default)]
+struct Command {
+    program: String,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    receives: usize,
+}
+
+#[derive(Default)]
+pub struct Record {
+    /// Every action received, in order (`Create`, `Command`, `Send`, ...).
+    pub actions: Vec<String>,
+    /// Decoded handler scripts, in order.
+    pub handler_scripts: Vec<String>,
+    /// Longest command line (program and arguments joined) seen.
+    pub longest_command_line: usize,
+    /// Largest request body seen.
+    pub largest_envelope: usize,
+    pub open_shells: usize,
+    /// Problems found in what deploy sent.
+    pub problems: Vec<String>,
+}
+
+struct State {
+    root: PathBuf,
+    authorization: String,
+    max_envelope: usize,
+    shells: Vec<String>,
+    commands: HashMap<String, Command>,
+    record: Record,
+}
+
+pub struct StandIn {
+    server: HttpServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl StandIn {
+    /// A host with user `user`/`password`, its `C:\` in `root`, announcing
+    /// `max_envelope_kb` as its envelope limit.
+    pub fn start(root: &Path, user: &str, password: &str, max_envelope_kb: usize) -> StandIn {
+        Self::start_with(root, user, password, max_envelope_kb, false)
+    }
+
+    /// The same over https, with the test certificate for 127.0.0.1.
+    pub fn start_tls(root: &Path, user: &str, password: &str) -> StandIn {
+        Self::start_with(root, user, password, 150, true)
+    }
+
+    fn start_with(
+        root: &Path,
+        user: &str,
+        password: &str,
+        max_envelope_kb: usize,
+        tls: bool,
+    ) -> StandIn {
+        let state = Arc::new(Mutex::new(State {
+            root: root.to_path_buf(),
+            authorization: format!("Basic {}", B64.encode(format!("{user}:{password}"))),
+            max_envelope: max_envelope_kb * 1024,
+            shells: Vec::new(),
+            commands: HashMap::new(),
+            record: Record::default(),
+        }));
+        let s = state.clone();
+        let handler: super::winrm_replay::Handler = Arc::new(move |req: Request| {
+            let mut st = s.lock().expect("stand-in state");
+            handle(&mut st, &req)
+        });
+        let server = if tls {
+            HttpServer::start_tls(handler)
+        } else {
+            HttpServer::start(handler)
+        };
+        StandIn { server, state }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Looks at what the server recorded.
+    pub fn record<T>(&self, f: impl FnOnce(&Record) -> T) -> T {
+        let st = self.state.lock().expect("stand-in state");
+        f(&st.record)
+    }
+}
+
+fn envelope(action: &str, body: &str) -> String {
+    format!(
+        r#"<s:Envelope xml:lang="en-US" xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell"><s:Header><a:Action>{action}</a:Action><a:MessageID>uuid:{}</a:MessageID></s:Header><s:Body>{body}</s:Body></s:Envelope>"#,
+        wsman::uuid()
+    )
+}
+
+fn fault(subcode: &str, code: &str, reason: &str) -> (u16, String) {
+    let body = format!(
+        r#"<s:Fault><s:Code><s:Value>s:Sender</s:Value><s:Subcode><s:Value>{subcode}</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{}</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}" Machine="127.0.0.1"><f:Message>{}</f:Message></f:WSManFault></s:Detail></s:Fault>"#,
+        wsman::escape(reason),
+        wsman::escape(reason)
+    );
+    (
+        500,
+        envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", &body),
+    )
+}
+
+fn handle(st: &mut State, req: &Request) -> (u16, String) {
+    if req.authorization.as_deref() != Some(st.authorization.as_str()) {
+        return (401, String::new());
+    }
+    st.record.largest_envelope = st.record.largest_envelope.max(req.body.len());
+    if req.body.len() > st.max_envelope {
+        st.record
+            .problems
+            .push(format!("an envelope of {} bytes", req.body.len()));
+        return fault(
+            "w:EncodingLimit",
+            "2150858817",
+            "The request exceeds the MaxEnvelopeSize",
+        );
+    }
+    let root = match Element::parse(&req.body) {
+        Ok(r) => r,
+        Err(e) => return fault("w:InvalidMessage", "1", &format!("not XML: {e}")),
+    };
+    let header = root.child("Header").cloned().unwrap_or_default();
+    let body = root.child("Body").cloned().unwrap_or_default();
+    let action = header
+        .child("Action")
+        .map(|a| a.text.trim().rsplit('/').next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    st.record.actions.push(action.clone());
+    let shell_selector = header
+        .find("Selector")
+        .map(|s| s.text.trim().to_string())
+        .unwrap_or_default();
+    if !matches!(action.as_str(), "Get" | "Create") && !st.shells.contains(&shell_selector) {
+        return fault("w:InvalidSelectors", "2150858843", "unknown shell");
+    }
+    match action.as_str() {
+        "Get" => (
+            200,
+            envelope(
+                "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse",
+                &format!(
+                    r#"<cfg:Config xmlns:cfg="http://schemas.microsoft.com/wbem/wsman/1/config"><cfg:MaxEnvelopeSizekb>{}</cfg:MaxEnvelopeSizekb></cfg:Config>"#,
+                    st.max_envelope / 1024
+                ),
+            ),
+        ),
+        "Create" => {
+            let id = wsman::uuid();
+            st.shells.push(id.clone());
+            st.record.open_shells = st.shells.len();
+            (
+                200,
+                envelope(
+                    "http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse",
+                    &format!(
+                        r#"<x:ResourceCreated><a:ReferenceParameters><w:SelectorSet><w:Selector Name="ShellId">{id}</w:Selector></w:SelectorSet></a:ReferenceParameters></x:ResourceCreated>"#
+                    ),
+                ),
+            )
+        }
+        "Command" => {
+            let line = body.child("CommandLine").cloned().unwrap_or_default();
+            let program = line
+                .child("Command")
+                .map(|c| c.text.clone())
+                .unwrap_or_default();
+            let args: Vec<String> = line
+                .children
+                .iter()
+                .filter(|c| c.name == "Arguments")
+                .map(|c| c.text.clone())
+                .collect();
+            let length = program.len() + args.iter().map(|a| a.len() + 1).sum::<usize>();
+            st.record.longest_command_line = st.record.longest_command_line.max(length);
+            let id = wsman::uuid();
+            st.commands.insert(
+                id.clone(),
+                Command {
+                    program,
+                    args,
+                    ..Command::default()
+                },
+            );
+            (
+                200,
+                envelope(
+                    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandResponse",
+                    &format!(
+                        "<rsp:CommandResponse><rsp:CommandId>{id}</rsp:CommandId></rsp:CommandResponse>"
+                    ),
+                ),
+            )
+        }
+        "Send" => {
+            let Some(stream) = body.find("Stream") else {
+                return fault("w:InvalidParameter", "87", "no stream");
+            };
+            let id = stream.attr("CommandId").unwrap_or_default().to_string();
+            let Some(cmd) = st.commands.get_mut(&id) else {
+                return fault("w:InvalidSelectors", "2150858843", "unknown command");
+            };
+            match B64.decode(stream.text.trim()) {
+                Ok(bytes) => cmd.stdin.extend_from_slice(&bytes),
+                Err(e) => return fault("w:InvalidParameter", "87", &format!("base64: {e}")),
+            }
+            (
+                200,
+                envelope(
+                    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SendResponse",
+                    "<rsp:SendResponse/>",
+                ),
+            )
+        }
+        "Receive" => {
+            let id = body
+                .find("DesiredStream")
+                .and_then(|d| d.attr("CommandId"))
+                .unwrap_or_default()
+                .to_string();
+            let Some(cmd) = st.commands.get_mut(&id) else {
+                return fault("w:InvalidSelectors", "2150858843", "unknown command");
+            };
+            cmd.receives += 1;
+            if cmd.receives == 1 {
+                return fault(
+                    "w:TimedOut",
+                    "2150858793",
+                    "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.",
+                );
+            }
+            let cmd = std::mem::take(cmd);
+            let (stdout, stderr, code) = execute(st, &cmd);
+            let stream = |name: &str, data: &[u8]| {
+                format!(
+                    r#"<rsp:Stream Name="{name}" CommandId="{id}">{}</rsp:Stream><rsp:Stream Name="{name}" CommandId="{id}" End="true"></rsp:Stream>"#,
+                    B64.encode(data)
+                )
+            };
+            (
+                200,
+                envelope(
+                    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/ReceiveResponse",
+                    &format!(
+                        r#"<rsp:ReceiveResponse>{}{}<rsp:CommandState CommandId="{id}" State="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"><rsp:ExitCode>{code}</rsp:ExitCode></rsp:CommandState></rsp:ReceiveResponse>"#,
+                        stream("stdout", &stdout),
+                        stream("stderr", &stderr)
+                    ),
+                ),
+            )
+        }
+        "Signal" => {
+            if let Some(id) = body.child("Signal").and_then(|s| s.attr("CommandId")) {
+                st.commands.remove(id);
+            }
+            (
+                200,
+                envelope(
+                    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SignalResponse",
+                    "<rsp:SignalResponse/>",
+                ),
+            )
+        }
+        "Delete" => {
+            st.shells.retain(|s| s != &shell_selector);
+            st.record.open_shells = st.shells.len();
+            (
+                200,
+                envelope(
+                    "http://schemas.xmlsoap.org/ws/2004/09/transfer/DeleteResponse",
+                    "",
+                ),
+            )
+        }
+        other => fault(
+            "w:ActionNotSupported",
+            "1",
+            &format!("action {other} is not supported"),
+        ),
+    }
+}
+
+/// What a command "printed" and its exit code.
+fn execute(st: &mut State, cmd: &Command) -> (Vec<u8>, Vec<u8>, i32) {
+    let expected = [
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-EncodedCommand",
+    ];
+    if cmd.program != "powershell.exe"
+        || cmd.args.len() != 6
+        || cmd.args[..5] != expected.map(String::from)
+    {
+        let problem = format!("unexpected command {} {:?}", cmd.program, cmd.args);
+        st.record.problems.push(problem.clone());
+        return (Vec::new(), problem.into_bytes(), 1);
+    }
+    let Some(script) = decode_utf16_b64(&cmd.args[5]) else {
+        st.record.problems.push("bad -EncodedCommand".into());
+        return (Vec::new(), b"bad -EncodedCommand".to_vec(), 1);
+    };
+    if script != BOOTSTRAP {
+        return handler(st, &script);
+    }
+    let stdin = String::from_utf8_lossy(&cmd.stdin).into_owned();
+    let lines: Vec<&str> = stdin.lines().collect();
+    let Some(real) = lines
+        .first()
+        .and_then(|l| B64.decode(l).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        st.record.problems.push("no script on stdin".into());
+        return (Vec::new(), b"no script on stdin".to_vec(), 1);
+    };
+    if real.starts_with(READ_MARKER) {
+        read_files(st, &lines)
+    } else if real.starts_with(WRITE_MARKER) {
+        write_files(st, &lines)
+    } else if real.starts_with(CREATE_MARKER) {
+        create_exclusive(st, &lines)
+    } else if real.starts_with(REMOVE_MARKER) {
+        remove(st, &lines)
+    } else {
+        handler(st, &real)
+    }
+}
+
+/// The lock script: `CreateNew` semantics on the folder standing in for `C:\`.
+fn create_exclusive(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let path = lines
+        .get(1)
+        .and_then(|l| B64.decode(l).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let content = lines.get(2).and_then(|l| B64.decode(l).ok());
+    let (Some(path), Some(content)) = (path, content) else {
+        return (Vec::new(), b"bad lock request".to_vec(), 1);
+    };
+    let Some(local) = host_path(&st.root, &path) else {
+        return (Vec::new(), b"bad path".to_vec(), 1);
+    };
+    if let Some(dir) = local.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&local);
+    match created {
+        Ok(mut f) => {
+            use std::io::Write;
+            let _ = f.write_all(&content);
+            (b"created".to_vec(), Vec::new(), 0)
+        }
+        Err(_) => {
+            let held = std::fs::read(&local).unwrap_or_default();
+            (
+                format!("held {}", B64.encode(held)).into_bytes(),
+                Vec::new(),
+                0,
+            )
+        }
+    }
+}
+
+fn remove(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let path = lines
+        .get(1)
+        .and_then(|l| B64.decode(l).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match path.and_then(|p| host_path(&st.root, &p)) {
+        Some(local) => {
+            let _ = std::fs::remove_file(local);
+            (Vec::new(), Vec::new(), 0)
+        }
+        None => (Vec::new(), b"bad path".to_vec(), 1),
+    }
+}
+
+fn decode_utf16_b64(text: &str) -> Option<String> {
+    let bytes = B64.decode(text).ok()?;
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+/// `C:\x\y` -> `<root>/C/x/y`.
+fn host_path(root: &Path, path: &str) -> Option<PathBuf> {
+    let (drive, rest) = path.split_once(':')?;
+    let mut p = root.join(drive);
+    for part in rest.split(['\\', '/']).filter(|s| !s.is_empty()) {
+        if part == ".." {
+            return None;
+        }
+        p.push(part);
+    }
+    Some(p)
+}
+
+fn json_line(line: Option<&&str>) -> Option<serde_json::Value> {
+    let bytes = B64.decode(line?).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn read_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let Some(serde_json::Value::Array(paths)) = json_line(lines.get(1)) else {
+        return (Vec::new(), b"bad path list".to_vec(), 1);
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.as_str().unwrap_or_default().to_string();
+        let answer = match host_path(&st.root, &p) {
+            Some(local) if local.is_file() => match std::fs::read(&local) {
+                Ok(bytes) => serde_json::json!({
+                    "path": p, "state": "file", "sha256": sha256_hex(&bytes),
+                    "content": B64.encode(&bytes),
+                }),
+                Err(e) => {
+                    serde_json::json!({"path": p, "state": "other", "what": format!("unreadable: {e}")})
+                }
+            },
+            Some(local) if local.is_dir() => {
+                serde_json::json!({"path": p, "state": "other", "what": "a directory"})
+            }
+            _ => serde_json::json!({"path": p, "state": "missing"}),
+        };
+        out.push(answer);
+    }
+    (serde_json::to_vec(&out).unwrap_or_default(), Vec::new(), 0)
+}
+
+fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let Some(serde_json::Value::Array(files)) = json_line(lines.get(1)) else {
+        return (Vec::new(), b"bad file list".to_vec(), 1);
+    };
+    let mut temps = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let path = f["path"].as_str().unwrap_or_default();
+        let want = f["sha256"].as_str().unwrap_or_default();
+        let Some(dest) = host_path(&st.root, path) else {
+            return (Vec::new(), format!("bad path {path}").into_bytes(), 1);
+        };
+        let Some(bytes) = lines
+            .get(2 + i)
+            .and_then(|l| l.strip_prefix("b64:"))
+            .and_then(|l| B64.decode(l).ok())
+        else {
+            return (Vec::new(), format!("no content for {path}").into_bytes(), 1);
+        };
+        let dir = dest.parent().expect("parent").to_path_buf();
+        if std::fs::create_dir_all(&dir).is_err() {
+            return (Vec::new(), b"mkdir failed".to_vec(), 1);
+        }
+        let tmp = dir.join(format!(".{}.deploy-{}.tmp", i, wsman::uuid()));
+        if std::fs::write(&tmp, &bytes).is_err() {
+            return (Vec::new(), b"write failed".to_vec(), 1);
+        }
+        if sha256_hex(&std::fs::read(&tmp).unwrap_or_default()) != want {
+            let _ = std::fs::remove_file(&tmp);
+            return (
+                Vec::new(),
+                format!("{path}: SHA-256 mismatch").into_bytes(),
+                1,
+            );
+        }
+        temps.push((tmp, dest));
+    }
+    for (tmp, dest) in &temps {
+        if std::fs::rename(tmp, dest).is_err() {
+            return (Vec::new(), b"rename failed".to_vec(), 1);
+        }
+    }
+    (
+        format!("replaced {}", temps.len()).into_bytes(),
+        Vec::new(),
+        0,
+    )
+}
+
+const PROGRESS: &str = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><Obj S=\"progress\" RefId=\"0\"><TN RefId=\"0\"><T>System.Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS><I64 N=\"SourceId\">1</I64><PR N=\"Record\"><AV>Preparing modules for first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj></Objs>";
+
+fn handler(st: &mut State, script: &str) -> (Vec<u8>, Vec<u8>, i32) {
+    st.record.handler_scripts.push(script.to_string());
+    let lines: Vec<&str> = script.lines().collect();
+    if lines.first() != Some(&"$ErrorActionPreference = 'Stop'")
+        || lines.last() != Some(&"exit $LASTEXITCODE")
+    {
+        st.record
+            .problems
+            .push(format!("handler script without Stop/exit: {script}"));
+    }
+    let command = lines
+        .get(2..lines.len().saturating_sub(1))
+        .unwrap_or_default()
+        .join("\n");
+    if command.contains("Restart-Stub fail") {
+        let err = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><S S=\"Error\">vLLM did not start: port 8000 is in use_x000D__x000A_</S></Objs>";
+        return (Vec::new(), err.as_bytes().to_vec(), 1);
+    }
+    let log = st.root.join("handlers.log");
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    text.push_str(&command);
+    text.push('\n');
+    let _ = std::fs::write(&log, text);
+    (b"restarted\r\n".to_vec(), PROGRESS.as_bytes().to_vec(), 0)
+}

@@ -1,0 +1,293 @@
+//! plan -> apply -> handler for a Windows host (`ansible_connection: winrm`) through the real
+//! `deploy` binary, against the WS-Man stand-in of `support/winrm_standin.rs` on 127.0.0.1.
+//!
+//! What is real: deploy end to end (inventory, CRLF rendering, plan, apply, handlers), its
+//! WinRM transport and WS-Man client, the HTTP exchange with Basic auth, the envelope size
+//! limit, the TimedOut retry. What the stand-in replaces: Windows and PowerShell — the
+//! server performs in Rust what deploy's read and write scripts would do, on a temp folder
+//! standing in for `C:\`, and judges handler commands by their words (see that module).
+//! No PowerShell script of deploy's is executed here.
+
+use std::path::PathBuf;
+
+use crate::support::project::Project;
+use crate::support::winrm_replay::test_ca;
+use crate::support::winrm_standin::StandIn;
+
+const USER: &str = "deployer";
+const PASSWORD: &str = "Winrm-Pa55";
+
+/// A project with one Windows host `wintermute` served by a fresh stand-in. The stand-in
+/// announces an 8 KiB envelope limit, so a 30 KB file travels in several Sends.
+fn windows_project(handler: &str, password: &str) -> (Project, StandIn, PathBuf) {
+    build(handler, password, Scheme::Http)
+}
+
+/// How the host is reached.
+enum Scheme {
+    Http,
+    /// https, `ansible_winrm_server_cert_validation: ignore`.
+    HttpsIgnore,
+    /// https, certificate checked against Mozilla's roots (the test one is not among them).
+    HttpsValidate,
+    /// https, `ansible_winrm_ca_trust_path` naming the test certificate.
+    HttpsCaFile,
+}
+
+fn build(handler: &str, password: &str, scheme: Scheme) -> (Project, StandIn, PathBuf) {
+    let p = Project::new();
+    let c_drive = p.path().join("wintermute-fs");
+    std::fs::create_dir_all(&c_drive).expect("root");
+    let (server, scheme_vars) = match scheme {
+        Scheme::Http => (
+            StandIn::start(&c_drive, USER, PASSWORD, 8),
+            "ansible_winrm_scheme: http".to_string(),
+        ),
+        Scheme::HttpsIgnore => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            "ansible_winrm_scheme: https\n        ansible_winrm_server_cert_validation: ignore"
+                .to_string(),
+        ),
+        Scheme::HttpsValidate => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            "ansible_winrm_scheme: https".to_string(),
+        ),
+        Scheme::HttpsCaFile => (
+            StandIn::start_tls(&c_drive, USER, PASSWORD),
+            format!(
+                "ansible_winrm_scheme: https\n        ansible_winrm_ca_trust_path: {}",
+                test_ca().display()
+            ),
+        ),
+    };
+    p.inventory(&format!(
+        r#"all:
+  children:
+    windows:
+      vars:
+        ansible_connection: winrm
+        {scheme_vars}
+        ansible_winrm_transport: basic
+        ansible_host: 127.0.0.1
+        ansible_port: {port}
+        ansible_user: {USER}
+        ansible_password: "{password}"
+        deploy_newline: "\r\n"
+      hosts:
+        wintermute:
+          served_name: llama31-8b
+          handler_mode: {handler}
+"#,
+        port = server.port()
+    ))
+    .manifest(
+        r#"
+groups:
+  windows:
+    files:
+      - template: vllm.config.yml.j2
+        dest: 'C:\vllm\config.yml'
+        # Ignored on Windows: no spurious mode change in plans.
+        mode: "0640"
+        notify: restart vllm
+      - template: big.txt.j2
+        dest: 'C:\vllm\data\big.txt'
+    handlers:
+      - name: restart vllm
+        run: "Restart-Stub {{ handler_mode }}"
+"#,
+    )
+    .template(
+        "vllm.config.yml.j2",
+        "vllm:\n  served_model_name: {{ served_name }}\n  port: 8000\n",
+    )
+    .template(
+        "big.txt.j2",
+        "{% for i in range(1500) %}line {{ i }} of a file larger than one envelope\n{% endfor %}",
+    );
+    (p, server, c_drive)
+}
+
+#[test]
+fn windows_host_plan_apply_handler_then_nothing_to_do() {
+    let (p, server, c) = windows_project("ok", PASSWORD);
+
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(r"C:\vllm\config.yml"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("Plan: 2 to create, 0 to change"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("0640"),
+        "mode is ignored on Windows: {}",
+        plan.stdout
+    );
+    assert!(!c.join("C").exists(), "plan wrote nothing");
+
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains("restart vllm"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    // CRLF content arrives byte-exact (UTF-8, no BOM).
+    let config = std::fs::read(c.join("C/vllm/config.yml")).expect("config written");
+    assert_eq!(
+        config,
+        b"vllm:\r\n  served_model_name: llama31-8b\r\n  port: 8000\r\n".to_vec()
+    );
+    let big = std::fs::read_to_string(c.join("C/vllm/data/big.txt")).expect("big written");
+    assert_eq!(big.lines().count(), 1500);
+    assert!(big.starts_with("line 0 of a file larger than one envelope\r\nline 1 "));
+    assert!(big.len() > 30_000);
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(c.join("C/vllm"))
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    server.record(|r| {
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        // Content travels on stdin in chunks, never on the command line.
+        assert!(r.longest_command_line < 8000, "{}", r.longest_command_line);
+        assert!(r.actions.iter().filter(|a| *a == "Send").count() > 4);
+        assert!(r.largest_envelope <= 8 * 1024);
+        // A handler runs as one encoded script that stops on errors and exits with the
+        // last status.
+        assert_eq!(r.handler_scripts.len(), 1);
+        assert!(
+            r.handler_scripts[0].starts_with("$ErrorActionPreference = 'Stop'\n"),
+            "{}",
+            r.handler_scripts[0]
+        );
+        assert!(r.handler_scripts[0].ends_with("Restart-Stub ok\nexit $LASTEXITCODE\n"));
+        // The shell of each run is deleted when the run ends.
+        assert_eq!(r.open_shells, 0);
+    });
+    // The CLIXML progress record the handler wrote on stderr is not shown as an error.
+    assert!(!run.stdout.contains("CLIXML"), "{}", run.stdout);
+
+    let again = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        again.stdout.contains("wintermute: no changes (2 files)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("log"),
+        "Restart-Stub ok\n",
+        "no handler on a run without changes"
+    );
+}
+
+#[test]
+fn a_failing_windows_handler_fails_the_host_with_its_error_as_text() {
+    let (p, _server, c) = windows_project("fail", PASSWORD);
+    let run = p.run(&["apply", "--yes"]).expect(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("wintermute"), "{all}");
+    assert!(
+        all.contains(
+            "handler `restart vllm` failed with status 1: vLLM did not start: port 8000 is in use"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("CLIXML"), "{all}");
+    // The files were written before the handler ran.
+    assert!(c.join("C/vllm/config.yml").exists());
+}
+
+#[test]
+fn a_wrong_windows_password_is_an_authentication_error_naming_the_host() {
+    let (p, server, _c) = windows_project("ok", "not-the-password");
+    let run = p.run(&["plan"]).expect(1);
+    assert!(
+        run.stdout
+            .contains("wintermute: error: authentication failed: deployer@127.0.0.1:"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("HTTP 401"), "{}", run.stdout);
+    assert!(
+        !format!("{}{}", run.stdout, run.stderr).contains("not-the-password"),
+        "the password is never printed"
+    );
+    server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
+}
+
+#[test]
+fn an_existing_windows_file_with_a_bom_shows_in_the_diff_and_is_replaced_without_it() {
+    let (p, _server, c) = windows_project("ok", PASSWORD);
+    std::fs::create_dir_all(c.join("C/vllm")).expect("dir");
+    let mut old = b"\xEF\xBB\xBF".to_vec();
+    old.extend_from_slice(b"vllm:\r\n  served_model_name: old\r\n  port: 8000\r\n");
+    std::fs::write(c.join("C/vllm/config.yml"), &old).expect("old");
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(
+            "(the current file is UTF-8 with a BOM; it is written as UTF-8 without a BOM)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("-  served_model_name: old"),
+        "{}",
+        plan.stdout
+    );
+    p.run(&["apply", "--yes"]).expect(0);
+    let now = std::fs::read(c.join("C/vllm/config.yml")).expect("config");
+    assert!(now.starts_with(b"vllm:\r\n"), "no BOM is written");
+}
+
+#[test]
+fn https_with_certificate_validation_ignored() {
+    let (p, _server, c) = build("ok", PASSWORD, Scheme::HttpsIgnore);
+    p.run(&["apply", "--yes"]).expect(0);
+    assert!(c.join("C/vllm/config.yml").exists());
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+}
+
+#[test]
+fn https_with_a_trusted_ca_file() {
+    let (p, _server, _c) = build("ok", PASSWORD, Scheme::HttpsCaFile);
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(plan.stdout.contains("Plan: 2 to create"), "{}", plan.stdout);
+}
+
+#[test]
+fn https_refuses_an_unknown_certificate_naming_the_host() {
+    let (p, server, _c) = build("ok", PASSWORD, Scheme::HttpsValidate);
+    let run = p.run(&["plan"]).expect(1);
+    assert!(
+        run.stdout
+            .contains("wintermute: error: cannot connect: deployer@127.0.0.1:"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.to_lowercase().contains("certificate"),
+        "{}",
+        run.stdout
+    );
+    server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
+}
