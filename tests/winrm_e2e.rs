@@ -159,6 +159,10 @@ fn windows_host_plan_apply_handler_then_nothing_to_do() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The host records the deploy and its lock is released.
+    let record = c.join("C/ProgramData/deploy");
+    assert!(record.join("state.json").is_file(), "state record written");
+    assert!(!record.join("lock.json").exists(), "lock released");
 
     server.record(|r| {
         assert!(r.problems.is_empty(), "{:?}", r.problems);
