@@ -163,3 +163,31 @@ fn rekey_after_removing_a_recipient_locks_the_old_key_out() {
         "k: shared\n"
     );
 }
+
+#[test]
+fn ctrl_c_in_the_editor_leaves_no_plaintext_copy() {
+    let p = initialised();
+    p.run_full(&["secrets", "set", "all", "token"], &[], Some("v1"))
+        .expect(0);
+    let before = std::fs::read(p.path().join("secrets/all.yml.age")).unwrap();
+    let runtime = p.path().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    // The "editor" sends SIGINT to deploy (its parent shell's parent) as a terminal's Ctrl-C
+    // would, then fails.
+    let editor = "sh -c 'kill -INT $(ps -o ppid= -p $PPID); exit 130' sh";
+    let run = p.run_full(
+        &["secrets", "edit", "all"],
+        &[
+            ("EDITOR", editor),
+            ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
+        ],
+        None,
+    );
+    assert_ne!(run.code, 0);
+    assert_eq!(
+        std::fs::read(p.path().join("secrets/all.yml.age")).unwrap(),
+        before
+    );
+    let left: Vec<_> = std::fs::read_dir(&runtime).unwrap().collect();
+    assert!(left.is_empty(), "plaintext copies left behind: {left:?}");
+}
