@@ -108,7 +108,9 @@ pub fn run(
         hosts: selected.len(),
         ..Report::default()
     };
-    let hostfiles = hostfiles_value(&parsed);
+    // `hostfiles` (every host's parsed files as template values) is only built when an
+    // operator's check runs: it is a copy of every rendered file of the inventory.
+    let mut hostfiles: Option<Value> = None;
     for p in &parsed[..selected.len()] {
         for (dest, value) in &p.files {
             if let Some(list) = value.get("model_list").and_then(Json::as_array) {
@@ -118,7 +120,8 @@ pub fn run(
         }
         for spec in specs {
             if applies(spec.hosts.as_deref(), p.host) {
-                run_spec(spec, p, &hostfiles, renderer, &mut report);
+                let hostfiles = hostfiles.get_or_insert_with(|| hostfiles_value(&parsed));
+                run_spec(spec, p, hostfiles, renderer, &mut report);
             }
         }
     }

@@ -211,21 +211,46 @@ pub fn render_hosts(
     hosts: &[&Host],
     secrets: &SecretRendering,
 ) -> Result<Vec<HostDesired>, Error> {
+    render_each(inventory, manifest, renderer, hosts, secrets)?
+        .into_iter()
+        .collect()
+}
+
+/// Renders every host in `hosts`, each on its own: one host's error does not stop the others.
+/// The inventory's variables and `hostvars` are built once and shared by every host (a host's
+/// `hostvars` is the same value for all), so rendering N hosts costs O(N), not O(N²).
+pub fn render_each(
+    inventory: &Inventory,
+    manifest: &Manifest,
+    renderer: &Renderer,
+    hosts: &[&Host],
+    secrets: &SecretRendering,
+) -> Result<Vec<Result<HostDesired, Error>>, Error> {
     let groups = to_value(inventory.groups_var());
-    let real_vars = |h: &Host| h.vars.clone();
-    let real_hostvars = hostvars(inventory, renderer, &groups, &real_vars)?;
-    let canary_hostvars = if secrets.is_empty() {
+    let real_own = own_vars_all(inventory, &groups, None);
+    let real_hostvars = hostvars(inventory, renderer, &real_own)?;
+    let canary = if secrets.is_empty() {
         None
     } else {
-        let canary_vars = |h: &Host| secrets.vars_of(h).clone();
-        Some(hostvars(inventory, renderer, &groups, &canary_vars)?)
+        let own = own_vars_all(inventory, &groups, Some(secrets));
+        let hv = hostvars(inventory, renderer, &own)?;
+        Some((own, hv))
     };
-    hosts
+    Ok(hosts
         .iter()
         .map(|host| {
-            let ctx = context(renderer, host, &host.vars, &groups, &real_hostvars)?;
-            let canary_ctx = match &canary_hostvars {
-                Some(hv) => Some(context(renderer, host, secrets.vars_of(host), &groups, hv)?),
+            let own = |all: &OwnVars, vars: &Vars| match all.get(host.name.as_str()) {
+                Some(own) => own.clone(),
+                None => own_vars(host, vars, &groups),
+            };
+            let ctx = context(renderer, host, own(&real_own, &host.vars), &real_hostvars)?;
+            let canary_ctx = match &canary {
+                Some((all, hv)) => Some(context(
+                    renderer,
+                    host,
+                    own(all, secrets.vars_of(host)),
+                    hv,
+                )?),
                 None => None,
             };
             let ctxs = Contexts {
@@ -235,7 +260,7 @@ pub fn render_hosts(
             };
             render_host(manifest, renderer, host, &ctxs)
         })
-        .collect()
+        .collect())
 }
 
 /// The variables a host's templates see, real and (with secrets) canary.
@@ -245,14 +270,33 @@ struct Contexts<'a> {
     secrets: &'a SecretRendering,
 }
 
+/// Every host of the inventory -> its variables with the magic ones (all but `hostvars`),
+/// converted once: both `hostvars` and the host's own context are made from these (cloning
+/// a map of `Value`s only clones reference counts).
+type OwnVars<'a> = IndexMap<&'a str, IndexMap<String, Value>>;
+
+/// With `canary`, each host's secrets are replaced by their tokens.
+fn own_vars_all<'a>(
+    inventory: &'a Inventory,
+    groups: &Value,
+    canary: Option<&SecretRendering>,
+) -> OwnVars<'a> {
+    inventory
+        .hosts
+        .values()
+        .map(|h| {
+            let vars = canary.map_or(&h.vars, |s| s.vars_of(h));
+            (h.name.as_str(), own_vars(h, vars, groups))
+        })
+        .collect()
+}
+
 fn context(
     renderer: &Renderer,
     host: &Host,
-    vars: &Vars,
-    groups: &Value,
+    mut ctx: IndexMap<String, Value>,
     hostvars: &Value,
 ) -> Result<Value, Error> {
-    let mut ctx = own_vars(host, vars, groups);
     ctx.insert("hostvars".into(), hostvars.clone());
     renderer
         .resolve_vars(&Value::from_pairs(ctx))
@@ -261,16 +305,14 @@ fn context(
 
 /// Ansible's `hostvars`: every host of the inventory (selected or not) -> its variables,
 /// templated lazily like the host's own.
-fn hostvars(
-    inventory: &Inventory,
-    renderer: &Renderer,
-    groups: &Value,
-    vars_of: &dyn Fn(&Host) -> Vars,
-) -> Result<Value, Error> {
+fn hostvars(inventory: &Inventory, renderer: &Renderer, own: &OwnVars) -> Result<Value, Error> {
     let mut map: IndexMap<&str, Value> = IndexMap::new();
     for h in inventory.hosts.values() {
+        let Some(vars) = own.get(h.name.as_str()) else {
+            continue;
+        };
         let vars = renderer
-            .resolve_vars(&Value::from_pairs(own_vars(h, &vars_of(h), groups)))
+            .resolve_vars(&Value::from_pairs(vars.clone()))
             .map_err(|e| render_error(h, e))?;
         map.insert(h.name.as_str(), vars);
     }

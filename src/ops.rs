@@ -155,13 +155,11 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         .values()
         .filter(|h| !selected.iter().any(|s| s.name == h.name))
         .collect();
-    let others: Vec<HostDesired> = others
-        .into_iter()
-        .filter_map(|h| {
-            desired::render_hosts(&inventory, &manifest, &renderer, &[h], &secret_rendering).ok()
-        })
-        .flatten()
-        .collect();
+    // All in one call, so the inventory's hostvars are built once, not once per other host.
+    let others: Vec<HostDesired> =
+        desired::render_each(&inventory, &manifest, &renderer, &others, &secret_rendering)
+            .map(|each| each.into_iter().filter_map(Result::ok).collect())
+            .unwrap_or_default();
     let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
     Ok(Checked { rendered, report })
 }

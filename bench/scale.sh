@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# deploy alone at scale (issue 7's 300-host target): plan wall time and peak memory.
+#
+#   bench/scale.sh [FILES]     (default 5)
+#
+# The harness can run at most 254 sshd hosts (one loopback address each), so this measures
+# 254 real sshd hosts, and 300 hosts with ansible_connection=local (same inventory, vars,
+# templates and deploy.yml; deploy renders and plans for all 300, writing into each host's
+# root folder on this machine). Results: results/scale-{sshd-254,local-300}-FILES.jsonl.
+# Env: REPS (default 3), SCALE_SSHD (default 254), SCALE_LOCAL (default 300); the same
+# BENCH_* variables as run.sh.
+set -euo pipefail
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$BENCH")"
+export BENCH_HARNESS="${BENCH_HARNESS:-$(cd "$REPO/../shared/bench" && pwd)}"
+export BENCH_STATE="${BENCH_STATE:-$BENCH/.state}"
+export BENCH_RESULTS="${BENCH_RESULTS:-$BENCH/results}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+export DEPLOY_BIN="$CARGO_TARGET_DIR/release/deploy"
+export DEPLOY_REPO="$BENCH_STATE/deploy-repo"
+export DEPLOY_HOME="$BENCH_STATE/deploy-home"
+files=${1:-5}
+n_sshd=${SCALE_SSHD:-254}
+n_local=${SCALE_LOCAL:-300}
+
+"$BENCH_HARNESS/setup.sh" >/dev/null
+PY="$BENCH_STATE/venv/bin/python"
+(cd "$REPO" && cargo build --release --quiet --bin deploy)
+mkdir -p "$DEPLOY_HOME/.ssh"
+ln -sfn "$BENCH_STATE/known_hosts" "$DEPLOY_HOME/.ssh/known_hosts"
+
+status=0
+trap '"$BENCH_HARNESS/fleet.sh" down' EXIT
+"$BENCH_HARNESS/fleet.sh" up "$n_sshd"
+"$PY" "$BENCH_HARNESS/gen.py" "$n_sshd" "$files"
+"$PY" "$BENCH/gen_deploy.py" "$BENCH_STATE/fleet" "$DEPLOY_REPO"
+nice -n "${BENCH_NICE:--10}" "$PY" "$BENCH/scale.py" sshd "$n_sshd" "$files" || status=1
+"$BENCH_HARNESS/fleet.sh" down
+trap - EXIT
+nice -n "${BENCH_NICE:--10}" "$PY" "$BENCH/scale.py" local "$n_local" "$files" || status=1
+exit $status
