@@ -222,11 +222,35 @@ def cmd_floor(args):
 
 # --- report ------------------------------------------------------------------------------------
 
-def load_rows(pattern):
+def load_rows(pattern, scale=False):
+    """Rows of results/PATTERN; scale.py's files (scale-*) only when `scale`."""
     rows = []
     for path in sorted(RESULTS.glob(pattern)):
+        if path.name.startswith("scale-") != scale:
+            continue
         rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return rows
+
+
+def scale_lines():
+    """deploy alone at scale (scale.py): median wall and peak memory per scenario."""
+    rows = load_rows("scale-*.jsonl", scale=True)
+    if not rows:
+        return []
+    lines = ["## deploy alone at scale (bench/scale.sh)", "",
+             "Median wall seconds, and the peak memory (max RSS) over the repetitions.", "",
+             "| fleet | " + " | ".join(hb.LABELS[s] for s in hb.SCENARIOS) + " | runs ok |",
+             "|---|" + "---:|" * len(hb.SCENARIOS) + "---|"]
+    for kind, n, n_files in sorted({(r["kind"], r["n"], r["files"]) for r in rows}):
+        sel = [r for r in rows if (r["kind"], r["n"], r["files"]) == (kind, n, n_files)]
+        cells = []
+        for s in hb.SCENARIOS:
+            runs = [r for r in sel if r["scenario"] == s]
+            cells.append(f"{median(r['wall_s'] for r in runs):.2f} s, "
+                         f"{max(r['max_rss_mb'] for r in runs):.0f} MB" if runs else "-")
+        lines.append(f"| {n} {kind} hosts × {n_files} files | " + " | ".join(cells)
+                     + f" | {sum(r['ok'] for r in sel)}/{len(sel)} |")
+    return lines + [""]
 
 
 def median(values):
@@ -290,6 +314,7 @@ def cmd_report(_args):
                                            for t, (ok, total, reps) in runs.items() if total)
                   + (f". Other load during runs: median {statistics.median(loads):.2f} cores."
                      if loads else "."), ""]
+    lines += scale_lines()
     lines += ["## Harness tables (all tools)", "", hb.format_table(rows), ""]
     text = "\n".join(lines)
     (RESULTS / "summary.md").write_text(text)
