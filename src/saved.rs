@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::desired::HostDesired;
 use crate::diff::octal;
@@ -15,6 +14,7 @@ use crate::error::Error;
 use crate::inventory::Vars;
 use crate::plan::Plan;
 use crate::remote::Connected;
+use crate::state::sha256_hex as sha256;
 use crate::transport::RemoteFile;
 
 pub const FORMAT: &str = "deploy-plan/1";
@@ -46,13 +46,6 @@ pub struct SavedFile {
     /// SHA-256 of what apply writes (or keeps).
     pub after: String,
     pub mode: String,
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The fingerprint of a computed plan: per host, every file before and after, and the
