@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 use crate::error::Error;
 use crate::inventory::{Host, Inventory, Vars};
 use crate::manifest::{Manifest, parse_mode, parse_newline};
-use crate::mask::{Canary, MaskedView, Masker, Secret};
+use crate::mask::{Canary, MaskedView, Masker, Secret, ShownLine, shown_secret_line};
 use crate::render::Renderer;
 use crate::transport::Connection;
 
@@ -136,15 +136,19 @@ impl SecretRendering {
         self.canary_vars.get(&host.name).unwrap_or(&host.vars)
     }
 
-    /// Replaces each token in `text` by `<secret:KEY>`, then masks what is left.
-    fn show(&self, text: &str) -> String {
-        let mut shown = text.to_string();
-        for c in &self.canaries {
-            if shown.contains(&c.token) {
-                shown = shown.replace(&c.token, &format!("<secret:{}>", c.secret.key));
-            }
+    /// How to print a rendered command: as a line derived from secrets would be shown
+    /// (see `mask::shown_secret_line`), or not at all.
+    fn show_command(&self, real: &str, canary: &str) -> String {
+        match shown_secret_line(
+            real,
+            canary,
+            &self.canaries,
+            &self.masker,
+            &self.canary_masker,
+        ) {
+            ShownLine::Text(text) => text,
+            ShownLine::Opaque => "<command with secret>".to_string(),
         }
-        self.masker.mask(&shown)
     }
 }
 
@@ -379,7 +383,7 @@ fn render_host(
                 None => command.clone(),
                 Some(canary) => match renderer.render_str(&origin, &h.run.value, canary) {
                     Ok(c) if c == command => ctxs.secrets.masker.mask(&command),
-                    Ok(c) => ctxs.secrets.show(&c),
+                    Ok(c) => ctxs.secrets.show_command(&command, &c),
                     Err(_) => "<command with secret>".to_string(),
                 },
             };

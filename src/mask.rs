@@ -223,7 +223,7 @@ impl MaskedView {
 /// How to show a line that came from a secret: with each token back as `<secret:KEY>` when the
 /// secret went in as is; else masked by known forms when that explains every difference
 /// between the two renderings (e.g. `b64encode`); else not at all.
-fn shown_secret_line(
+pub fn shown_secret_line(
     real: &str,
     canary: &str,
     canaries: &[Canary],

@@ -318,3 +318,26 @@ checks:
         .expect(1);
     assert!(!run.stdout.contains("pk-not-openai"), "{}", run.stdout);
 }
+
+#[test]
+fn a_handler_command_with_a_transformed_secret_is_hidden_not_garbled() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: env.j2\n        dest: /opt/app/.env\n        notify: restart\n    handlers:\n      - name: restart\n        run: echo {{ api_key | upper }} > /dev/null\n",
+    );
+    let run = p
+        .run(&["plan", "--identity", identity.to_str().unwrap()])
+        .expect(0);
+    assert!(
+        run.stdout
+            .contains("handler restart: <command with secret>"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("DEPLOYSECRET"),
+        "canary tokens leak into output: {}",
+        run.stdout
+    );
+    assert_no_secret(&run.stdout);
+}
