@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use crate::support::ntlm_gateway::Gateway;
 use crate::support::project::Project;
 use crate::support::winrm_replay::test_ca;
 use crate::support::winrm_standin::StandIn;
@@ -20,7 +21,8 @@ const PASSWORD: &str = "Winrm-Pa55";
 /// A project with one Windows host `wintermute` served by a fresh stand-in. The stand-in
 /// announces an 8 KiB envelope limit, so a 30 KB file travels in several Sends.
 fn windows_project(handler: &str, password: &str) -> (Project, StandIn, PathBuf) {
-    build(handler, password, Scheme::Http)
+    let (p, server, c, _) = build(handler, password, Scheme::Http);
+    (p, server, c)
 }
 
 /// How the host is reached.
@@ -32,12 +34,26 @@ enum Scheme {
     HttpsValidate,
     /// https, `ansible_winrm_ca_trust_path` naming the test certificate.
     HttpsCaFile,
+    /// `ansible_winrm_transport: ntlm` as `user`, through pyspnego's NTLM acceptor in front
+    /// of the stand-in (`support/ntlm_gateway.py`): over http every message is sealed; over
+    /// https (certificate check ignored) TLS protects them.
+    Ntlm {
+        https: bool,
+        user: &'static str,
+    },
 }
 
-fn build(handler: &str, password: &str, scheme: Scheme) -> (Project, StandIn, PathBuf) {
+fn build(
+    handler: &str,
+    password: &str,
+    scheme: Scheme,
+) -> (Project, StandIn, PathBuf, Option<Gateway>) {
     let p = Project::new();
     let c_drive = p.path().join("wintermute-fs");
     std::fs::create_dir_all(&c_drive).expect("root");
+    let mut transport = "basic";
+    let mut user = USER;
+    let mut gateway = None;
     let (server, scheme_vars) = match scheme {
         Scheme::Http => (
             StandIn::start(&c_drive, USER, PASSWORD, 8),
@@ -59,7 +75,28 @@ fn build(handler: &str, password: &str, scheme: Scheme) -> (Project, StandIn, Pa
                 test_ca().display()
             ),
         ),
+        Scheme::Ntlm { https, user: u } => {
+            let server = StandIn::start(&c_drive, USER, PASSWORD, 8);
+            let g = Gateway::start(
+                p.path(),
+                server.port(),
+                USER,
+                PASSWORD,
+                &[("", USER, PASSWORD), ("WINTERMUTE", USER, PASSWORD)],
+                https,
+            );
+            transport = "ntlm";
+            user = u;
+            let vars = if https {
+                "ansible_winrm_scheme: https\n        ansible_winrm_server_cert_validation: ignore"
+            } else {
+                "ansible_winrm_scheme: http"
+            };
+            gateway = Some(g);
+            (server, vars.to_string())
+        }
     };
+    let port = gateway.as_ref().map_or(server.port(), Gateway::port);
     p.inventory(&format!(
         r#"all:
   children:
@@ -67,18 +104,17 @@ fn build(handler: &str, password: &str, scheme: Scheme) -> (Project, StandIn, Pa
       vars:
         ansible_connection: winrm
         {scheme_vars}
-        ansible_winrm_transport: basic
+        ansible_winrm_transport: {transport}
         ansible_host: 127.0.0.1
         ansible_port: {port}
-        ansible_user: {USER}
+        ansible_user: '{user}'
         ansible_password: "{password}"
         deploy_newline: "\r\n"
       hosts:
         wintermute:
           served_name: llama31-8b
           handler_mode: {handler}
-"#,
-        port = server.port()
+"#
     ))
     .manifest(
         r#"
@@ -105,7 +141,7 @@ groups:
         "big.txt.j2",
         "{% for i in range(1500) %}line {{ i }} of a file larger than one envelope\n{% endfor %}",
     );
-    (p, server, c_drive)
+    (p, server, c_drive, gateway)
 }
 
 #[test]
@@ -261,7 +297,7 @@ fn an_existing_windows_file_with_a_bom_shows_in_the_diff_and_is_replaced_without
 
 #[test]
 fn https_with_certificate_validation_ignored() {
-    let (p, _server, c) = build("ok", PASSWORD, Scheme::HttpsIgnore);
+    let (p, _server, c, _) = build("ok", PASSWORD, Scheme::HttpsIgnore);
     p.run(&["apply", "--yes"]).expect(0);
     assert!(c.join("C/vllm/config.yml").exists());
     assert_eq!(
@@ -272,14 +308,14 @@ fn https_with_certificate_validation_ignored() {
 
 #[test]
 fn https_with_a_trusted_ca_file() {
-    let (p, _server, _c) = build("ok", PASSWORD, Scheme::HttpsCaFile);
+    let (p, _server, _c, _) = build("ok", PASSWORD, Scheme::HttpsCaFile);
     let plan = p.run(&["plan"]).expect(0);
     assert!(plan.stdout.contains("Plan: 2 to create"), "{}", plan.stdout);
 }
 
 #[test]
 fn https_refuses_an_unknown_certificate_naming_the_host() {
-    let (p, server, _c) = build("ok", PASSWORD, Scheme::HttpsValidate);
+    let (p, server, _c, _) = build("ok", PASSWORD, Scheme::HttpsValidate);
     let run = p.run(&["plan"]).expect(1);
     assert!(
         run.stdout
@@ -293,5 +329,125 @@ fn https_refuses_an_unknown_certificate_naming_the_host() {
         "{}",
         run.stdout
     );
+    server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
+}
+
+/// The default Windows listener: http with `AllowUnencrypted=false`. deploy authenticates
+/// with NTLM against pyspnego's acceptor (an independent implementation, the one pywinrm
+/// uses), on one TCP connection per run, and every envelope travels sealed both ways.
+#[test]
+fn ntlm_over_http_seals_every_message_on_one_connection() {
+    let (p, server, c, gateway) = build(
+        "ok",
+        PASSWORD,
+        Scheme::Ntlm {
+            https: false,
+            user: USER,
+        },
+    );
+    let gateway = gateway.expect("gateway");
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(plan.stdout.contains("Plan: 2 to create"), "{}", plan.stdout);
+    // One run: one connection, one handshake, every message sealed.
+    assert_eq!(gateway.count("connection"), 1, "{:?}", gateway.events());
+    assert_eq!(gateway.count("authenticated"), 1, "{:?}", gateway.events());
+    let messages: Vec<_> = gateway
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "message")
+        .collect();
+    assert!(messages.len() >= 4, "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m["encrypted"] == true),
+        "{messages:?}"
+    );
+    assert_eq!(gateway.count("refused"), 0, "{:?}", gateway.events());
+
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(run.stdout.contains("restart vllm"), "{}", run.stdout);
+    assert_eq!(
+        std::fs::read(c.join("C/vllm/config.yml")).expect("config written"),
+        b"vllm:\r\n  served_model_name: llama31-8b\r\n  port: 8000\r\n".to_vec()
+    );
+    let big = std::fs::read_to_string(c.join("C/vllm/data/big.txt")).expect("big written");
+    assert_eq!(big.lines().count(), 1500);
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+    server.record(|r| {
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert!(r.actions.iter().filter(|a| *a == "Send").count() > 4);
+        assert_eq!(r.open_shells, 0);
+    });
+    assert_eq!(
+        gateway.count("connection"),
+        2,
+        "one more run, one more connection"
+    );
+    assert_eq!(gateway.count("auth_failed"), 0, "{:?}", gateway.events());
+    let again = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        again.stdout.contains("wintermute: no changes (2 files)"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn ntlm_over_https_and_a_domain_qualified_user() {
+    let (p, _server, c, gateway) = build(
+        "ok",
+        PASSWORD,
+        Scheme::Ntlm {
+            https: true,
+            user: "WINTERMUTE\\deployer",
+        },
+    );
+    let gateway = gateway.expect("gateway");
+    p.run(&["apply", "--yes"]).expect(0);
+    assert!(c.join("C/vllm/config.yml").exists());
+    let events = gateway.events();
+    assert_eq!(gateway.count("authenticated"), 1, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "authenticated" && e["user"] == "WINTERMUTE\\deployer"),
+        "{events:?}"
+    );
+    // TLS protects the messages: they are not sealed a second time.
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "message")
+            .all(|e| e["encrypted"] == false),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_wrong_ntlm_password_is_an_authentication_error_naming_the_host() {
+    let (p, server, _c, gateway) = build(
+        "ok",
+        "not-the-password",
+        Scheme::Ntlm {
+            https: false,
+            user: USER,
+        },
+    );
+    let gateway = gateway.expect("gateway");
+    let run = p.run(&["plan"]).expect(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("wintermute: error: authentication failed: deployer@127.0.0.1:"),
+        "{all}"
+    );
+    assert!(run.stdout.contains("NTLM, HTTP 401"), "{all}");
+    assert!(
+        !all.contains("not-the-password"),
+        "the password is never printed"
+    );
+    assert_eq!(gateway.count("auth_failed"), 1, "{:?}", gateway.events());
     server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
 }

@@ -24,6 +24,7 @@ fn client(replay: &Replay) -> Client {
         connect_timeout: Duration::from_secs(5),
         tls_ignore_cert: false,
         tls_ca_file: None,
+        auth: deploy::transport::winrm::AuthKind::Basic,
     })
     .expect("client")
 }

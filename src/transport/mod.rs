@@ -343,23 +343,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn winrm_ntlm_is_refused_before_any_connection() {
-        // Port 9 on 127.0.0.1: nothing is sent anyway, the refusal comes first.
+    async fn winrm_ntlm_connects_and_a_missing_password_is_refused_first() {
+        // Port 9 on 127.0.0.1: nothing listens, so the NTLM attempt is a connect error
+        // naming the host (no longer a refusal before connecting).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
         let mut t = winrm(serde_json::json!({
             "ansible_winrm_transport": "ntlm",
             "ansible_host": "127.0.0.1",
-            "ansible_port": 9,
+            "ansible_port": port,
             "ansible_password": "pw",
         }))
         .expect("ntlm");
         let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
             .await
-            .expect_err("ntlm refused");
-        assert!(
-            err.to_string()
-                .contains("ntlm is not built into deploy yet"),
-            "{err}"
-        );
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(err.starts_with("cannot connect: "), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
         t.auth = AuthKind::Basic;
         t.password = None;
         let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 
 pub mod age;
+pub mod ntlm_gateway;
 pub mod project;
 pub mod sshd;
 pub mod winrm_replay;

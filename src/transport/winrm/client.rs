@@ -5,15 +5,29 @@
 //! output until the command is done, signal, delete — each one POST of one envelope (see
 //! [`super::wsman`]). Errors are [`ClientError`]s whose text names the host.
 //!
-//! ureq is blocking, so callers run these methods on tokio's blocking pool. The agent keeps
-//! its HTTP connection alive between requests (one TCP connection for a whole run), and does
-//! not take a proxy from the environment (hosts are on the operator's network).
+//! Two channels carry the envelopes. Basic: a ureq agent, which keeps its HTTP connection
+//! alive between requests and takes no proxy from the environment (hosts are on the
+//! operator's network). NTLM: one [`Conn`] held for the run, because NTLM
+//! authenticates the connection; the handshake is an empty POST answered 401 with the
+//! server's challenge, then an empty POST with the AUTHENTICATE message, as pywinrm does.
+//! Over http every envelope after it is sealed ([`ntlm::wrap_winrm`]) and every answer
+//! unsealed and its signature checked, which is what a listener with
+//! `AllowUnencrypted=false` (the Windows default) demands; over https TLS protects them.
+//! If the server closes a connection that sat idle, a new one is authenticated and the
+//! envelope sent again, once.
+//!
+//! The methods are blocking, so callers run them on tokio's blocking pool.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
 use base64::Engine;
 
+use super::AuthKind;
+use super::conn::{Conn, Endpoint, TlsSettings};
+use super::ntlm;
 use super::wsman::{self, AnswerError, Element, Fault, Header, Received, ShellOptions};
 
 /// How to reach one WinRM endpoint.
@@ -33,6 +47,8 @@ pub struct ClientConfig {
     pub tls_ignore_cert: bool,
     /// Trust only the certificates in this PEM file (`ansible_winrm_ca_trust_path`).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// `ansible_winrm_transport`.
+    pub auth: AuthKind,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -41,6 +57,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("label", &self.label)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -90,10 +107,25 @@ impl std::fmt::Display for ClientError {
 /// servers allow up to a few MiB of envelope.
 const MAX_ANSWER: u64 = 64 << 20;
 
+/// How envelopes travel; see the module's text.
+enum Channel {
+    Basic {
+        agent: ureq::Agent,
+        authorization: String,
+    },
+    Ntlm(Box<Mutex<NtlmChannel>>),
+}
+
+/// The NTLM connection and its session (none over https: TLS protects the messages).
+struct NtlmChannel {
+    endpoint: Endpoint,
+    tls: TlsSettings,
+    open: Option<(Conn, Option<ntlm::Session>)>,
+}
+
 pub struct Client {
-    agent: ureq::Agent,
+    channel: Channel,
     config: ClientConfig,
-    authorization: String,
     session_id: String,
     /// The server's `MaxEnvelopeSizekb` in bytes (default until [`Client::read_config`]).
     max_envelope: AtomicUsize,
@@ -101,26 +133,21 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_connect(Some(config.connect_timeout))
-            // A Receive may legitimately wait the whole OperationTimeout before answering.
-            .timeout_recv_response(Some(config.operation_timeout + Duration::from_secs(30)))
-            .timeout_send_body(Some(Duration::from_secs(120)))
-            .timeout_recv_body(Some(Duration::from_secs(120)));
-        if config.url.starts_with("https://") {
-            builder = tls(builder, &config)?;
-        }
-        let credentials = format!("{}:{}", config.user, config.password);
-        let authorization = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes())
-        );
+        let channel = match config.auth {
+            AuthKind::Basic => basic_channel(&config)?,
+            AuthKind::Ntlm => Channel::Ntlm(Box::new(Mutex::new(NtlmChannel {
+                endpoint: Endpoint::parse(&config.url)
+                    .map_err(|e| ClientError::Connect(format!("{}: {e}", config.label)))?,
+                tls: TlsSettings {
+                    ignore_cert: config.tls_ignore_cert,
+                    ca_file: config.tls_ca_file.clone(),
+                },
+                open: None,
+            }))),
+        };
         Ok(Client {
-            agent: builder.build().into(),
+            channel,
             config,
-            authorization,
             session_id: wsman::uuid(),
             max_envelope: AtomicUsize::new(wsman::DEFAULT_MAX_ENVELOPE),
         })
@@ -156,28 +183,18 @@ impl Client {
         };
         let envelope = wsman::envelope(action, &header, options, selectors, body);
         let label = &self.config.label;
-        let mut response = self
-            .agent
-            .post(&self.config.url)
-            .header("Content-Type", "application/soap+xml;charset=UTF-8")
-            .header("Authorization", &self.authorization)
-            .send(envelope.as_str())
-            .map_err(|e| ClientError::Connect(format!("{label}: {operation}: {e}")))?;
-        let status = response.status().as_u16();
-        if status == 401 {
-            return Err(ClientError::Auth(format!(
-                "{label}: the server refused the credentials of `{}` (HTTP 401; deploy speaks Basic auth: the listener needs Auth/Basic=true, and AllowUnencrypted=true for plain http)",
-                self.config.user
-            )));
-        }
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_string()
-            .map_err(|e| {
-                ClientError::Connect(format!("{label}: {operation}: reading the answer: {e}"))
-            })?;
+        let (status, text) = match &self.channel {
+            Channel::Basic {
+                agent,
+                authorization,
+            } => self.post_basic(agent, authorization, operation, &envelope)?,
+            Channel::Ntlm(ch) => {
+                let mut ch = ch
+                    .lock()
+                    .map_err(|_| ClientError::Other(format!("{label}: WinRM channel poisoned")))?;
+                self.post_ntlm(&mut ch, operation, &envelope)?
+            }
+        };
         if text.trim().is_empty() {
             return Err(ClientError::Other(format!(
                 "{label}: WinRM {operation}: HTTP {status} with an empty body"
@@ -195,6 +212,178 @@ impl Client {
             }),
             Err(AnswerError::Malformed(m)) => Err(ClientError::Other(format!(
                 "{label}: WinRM {operation}: HTTP {status}, {m}"
+            ))),
+        }
+    }
+
+    fn post_basic(
+        &self,
+        agent: &ureq::Agent,
+        authorization: &str,
+        operation: &'static str,
+        envelope: &str,
+    ) -> Result<(u16, String), ClientError> {
+        let label = &self.config.label;
+        let mut response = agent
+            .post(&self.config.url)
+            .header("Content-Type", "application/soap+xml;charset=UTF-8")
+            .header("Authorization", authorization)
+            .send(envelope)
+            .map_err(|e| ClientError::Connect(format!("{label}: {operation}: {e}")))?;
+        let status = response.status().as_u16();
+        if status == 401 {
+            return Err(ClientError::Auth(format!(
+                "{label}: the server refused the credentials of `{}` (HTTP 401; with ansible_winrm_transport basic the listener needs Auth/Basic=true, and AllowUnencrypted=true for plain http; ntlm needs neither)",
+                self.config.user
+            )));
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_string()
+            .map_err(|e| {
+                ClientError::Connect(format!("{label}: {operation}: reading the answer: {e}"))
+            })?;
+        Ok((status, text))
+    }
+
+    /// Sends one envelope over the NTLM connection, authenticating one first if there is
+    /// none; when a connection that was already in use turns out closed, authenticates a new
+    /// one and sends again, once.
+    fn post_ntlm(
+        &self,
+        ch: &mut NtlmChannel,
+        operation: &'static str,
+        envelope: &str,
+    ) -> Result<(u16, String), ClientError> {
+        let label = &self.config.label;
+        for attempt in 0..2 {
+            let reused = ch.open.as_ref().is_some_and(|(c, _)| c.is_open());
+            if !reused {
+                ch.open = Some(self.ntlm_connect(&ch.endpoint, &ch.tls)?);
+            }
+            let Some((conn, session)) = ch.open.as_mut() else {
+                continue;
+            };
+            let sent = match session {
+                Some(s) => conn.post(
+                    &[("Content-Type", ntlm::ENCRYPTED_CONTENT_TYPE)],
+                    &ntlm::wrap_winrm(&mut s.send, envelope.as_bytes()),
+                ),
+                None => conn.post(
+                    &[("Content-Type", "application/soap+xml;charset=UTF-8")],
+                    envelope.as_bytes(),
+                ),
+            };
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if reused && attempt == 0 && e.nothing_answered => {
+                    ch.open = None;
+                    continue;
+                }
+                Err(e) => {
+                    ch.open = None;
+                    return Err(ClientError::Connect(format!("{label}: {operation}: {e}")));
+                }
+            };
+            if response.status == 401 {
+                ch.open = None;
+                return Err(ClientError::Auth(format!(
+                    "{label}: {operation}: the server refused the NTLM session of `{}` (HTTP 401)",
+                    self.config.user
+                )));
+            }
+            let encrypted = response
+                .header("Content-Type")
+                .is_some_and(|t| t.starts_with("multipart/encrypted"));
+            let body = match session {
+                Some(s) if encrypted => ntlm::unwrap_winrm(&mut s.receive, &response.body)
+                    .map_err(|e| {
+                        ch.open = None;
+                        ClientError::Other(format!("{label}: WinRM {operation}: {e}"))
+                    })?,
+                Some(_) if !response.body.is_empty() => {
+                    return Err(ClientError::Other(format!(
+                        "{label}: WinRM {operation}: HTTP {} answered in clear text on an encrypted session",
+                        response.status
+                    )));
+                }
+                _ => response.body,
+            };
+            return Ok((response.status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        Err(ClientError::Connect(format!(
+            "{label}: {operation}: the server closed the connection twice"
+        )))
+    }
+
+    /// Opens a connection and authenticates it: NEGOTIATE, the server's CHALLENGE (with
+    /// HTTP 401), AUTHENTICATE (answered 200). The session seals messages over http only.
+    fn ntlm_connect(
+        &self,
+        endpoint: &Endpoint,
+        tls: &TlsSettings,
+    ) -> Result<(Conn, Option<ntlm::Session>), ClientError> {
+        let label = &self.config.label;
+        let connect_err = |e: String| ClientError::Connect(format!("{label}: {e}"));
+        let mut conn = Conn::connect(
+            endpoint,
+            self.config.connect_timeout,
+            self.config.operation_timeout + Duration::from_secs(30),
+            tls,
+        )
+        .map_err(connect_err)?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let negotiate = ntlm::negotiate_message();
+        let header = format!("Negotiate {}", b64.encode(&negotiate));
+        let r = conn
+            .post(&[("Authorization", &header)], b"")
+            .map_err(|e| connect_err(format!("NTLM negotiate: {e}")))?;
+        let offered: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let token = offered.iter().find_map(|v| {
+            v.strip_prefix("Negotiate ")
+                .or_else(|| v.strip_prefix("NTLM "))
+        });
+        let Some(token) = token.filter(|_| r.status == 401) else {
+            return Err(ClientError::Auth(format!(
+                "{label}: the server did not answer the NTLM negotiation with a challenge (HTTP {}, offers: {}); is Auth/Negotiate enabled on the listener?",
+                r.status,
+                if offered.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        };
+        let challenge = b64.decode(token.trim()).map_err(|e| {
+            ClientError::Auth(format!("{label}: the NTLM challenge is not base64: {e}"))
+        })?;
+        let (authenticate, session) = ntlm::authenticate(
+            &negotiate,
+            &challenge,
+            &self.config.user,
+            &self.config.password,
+            &ntlm::Randomness::new(),
+        )
+        .map_err(|e| ClientError::Auth(format!("{label}: {e}")))?;
+        let header = format!("Negotiate {}", b64.encode(&authenticate));
+        let r = conn
+            .post(&[("Authorization", &header)], b"")
+            .map_err(|e| connect_err(format!("NTLM authenticate: {e}")))?;
+        match r.status {
+            200..300 => Ok((conn, (!endpoint.https).then_some(session))),
+            401 => Err(ClientError::Auth(format!(
+                "{label}: the server refused the credentials of `{}` (NTLM, HTTP 401)",
+                self.config.user
+            ))),
+            s => Err(ClientError::Other(format!(
+                "{label}: NTLM authentication ended with HTTP {s}"
             ))),
         }
     }
@@ -427,6 +616,29 @@ impl Client {
             }
         }
     }
+}
+
+/// Basic auth through a ureq agent.
+fn basic_channel(config: &ClientConfig) -> Result<Channel, ClientError> {
+    let mut builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_connect(Some(config.connect_timeout))
+        // A Receive may legitimately wait the whole OperationTimeout before answering.
+        .timeout_recv_response(Some(config.operation_timeout + Duration::from_secs(30)))
+        .timeout_send_body(Some(Duration::from_secs(120)))
+        .timeout_recv_body(Some(Duration::from_secs(120)));
+    if config.url.starts_with("https://") {
+        builder = tls(builder, config)?;
+    }
+    let credentials = format!("{}:{}", config.user, config.password);
+    Ok(Channel::Basic {
+        agent: builder.build().into(),
+        authorization: format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes())
+        ),
+    })
 }
 
 /// https through rustls: Mozilla's roots, or only the certificates of `tls_ca_file`

@@ -1,5 +1,6 @@
-//! WinRM transport: Windows hosts over WS-Management (WinRS shells), Basic auth over http or
-//! https (rustls).
+//! WinRM transport: Windows hosts over WS-Management (WinRS shells): Basic auth over http or
+//! https (rustls); NTLM over https, or over http with every message sealed (the default
+//! Windows listener's `AllowUnencrypted=false`), on one connection held for the run.
 //!
 //! In: a [`WinRmTarget`] (address, port, scheme, user, password, auth kind, certificate
 //! check). Out: a [`WinRmTransport`] that implements [`Transport`] over one WinRS shell kept
@@ -22,11 +23,11 @@
 //! `-EncodedCommand` and reads the real script from the first line of stdin (Ansible's
 //! winrm plugin does the same). Windows has no Unix mode or owner: files are reported as
 //! mode 0644 owned by uid 0, and `mode:`/`owner:`/`group:` are not applied (see
-//! `desired.rs`). NTLM is not built in; `ansible_winrm_transport: ntlm` is refused at
-//! connect with a message saying so.
+//! `desired.rs`).
 
 pub mod client;
 pub mod clixml;
+pub mod conn;
 pub mod ntlm;
 pub mod wsman;
 
@@ -291,11 +292,6 @@ impl WinRmTransport {
         connect_timeout: Duration,
     ) -> Result<WinRmTransport, TransportError> {
         let label = target.label();
-        if target.auth == AuthKind::Ntlm {
-            return Err(TransportError::Unsupported(format!(
-                "{label}: ansible_winrm_transport ntlm is not built into deploy yet; use basic (over https, or over http with AllowUnencrypted=true)"
-            )));
-        }
         let Some(password) = target.password.clone() else {
             return Err(TransportError::Auth(format!(
                 "{label}: no ansible_password (put it in secrets/{}.yml.age)",
@@ -311,6 +307,7 @@ impl WinRmTransport {
             connect_timeout,
             tls_ignore_cert: target.ignore_cert,
             tls_ca_file: target.ca_trust_path.clone(),
+            auth: target.auth,
         };
         let client = Arc::new(Client::new(config).map_err(transport_error)?);
         let c = client.clone();

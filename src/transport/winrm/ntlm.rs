@@ -430,6 +430,71 @@ impl Session {
     }
 }
 
+/// WinRM message encryption over http (MS-WSMV 2.2.9.1): the Content-Type of a sealed
+/// request or answer.
+pub const ENCRYPTED_CONTENT_TYPE: &str = "multipart/encrypted;protocol=\"application/HTTP-SPNEGO-session-encrypted\";boundary=\"Encrypted Boundary\"";
+
+const BOUNDARY: &[u8] = b"--Encrypted Boundary";
+const OCTET_STREAM: &[u8] = b"\tContent-Type: application/octet-stream\r\n";
+
+/// Seals a SOAP envelope into the multipart body WinRM expects: the original length, then
+/// the signature's length (4 bytes, little-endian), the signature and the sealed bytes.
+pub fn wrap_winrm(sealer: &mut Sealer, soap: &[u8]) -> Vec<u8> {
+    let mut sealed = soap.to_vec();
+    let sig = sealer.seal(&mut sealed);
+    let mut out = Vec::with_capacity(soap.len() + 256);
+    out.extend_from_slice(BOUNDARY);
+    out.extend_from_slice(b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n");
+    out.extend_from_slice(
+        format!(
+            "\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={}\r\n",
+            soap.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(BOUNDARY);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(OCTET_STREAM);
+    out.extend_from_slice(&(sig.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sig);
+    out.extend_from_slice(&sealed);
+    out.extend_from_slice(BOUNDARY);
+    out.extend_from_slice(b"--\r\n");
+    out
+}
+
+/// Unseals a multipart body made as [`wrap_winrm`] makes it, checking its signature.
+pub fn unwrap_winrm(sealer: &mut Sealer, body: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = |what: &str| format!("the encrypted answer is malformed ({what})");
+    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let at = find(body, b"Length=", 0).ok_or_else(|| bad("no OriginalContent length"))? + 7;
+    let end = find(body, b"\r\n", at).ok_or_else(|| bad("no OriginalContent length"))?;
+    let length: usize = std::str::from_utf8(&body[at..end])
+        .ok()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| bad("bad OriginalContent length"))?;
+    let data = find(body, OCTET_STREAM, end).ok_or_else(|| bad("no octet-stream part"))?
+        + OCTET_STREAM.len();
+    let sig_len = le32(body, data).ok_or_else(|| bad("ends early"))? as usize;
+    if sig_len != 16 {
+        return Err(bad("the signature is not 16 bytes"));
+    }
+    let sig = body
+        .get(data + 4..data + 20)
+        .ok_or_else(|| bad("ends early"))?;
+    let mut message = body
+        .get(data + 20..data + 20 + length)
+        .ok_or_else(|| bad("shorter than its OriginalContent length"))?
+        .to_vec();
+    sealer.unseal(&mut message, sig)?;
+    Ok(message)
+}
+
 #[cfg(test)]
 mod tests {
     //! MS-NLMP 4.2.1 common values and 4.2.4 NTLMv2 authentication.
@@ -613,6 +678,25 @@ mod tests {
         let sig = server.seal(&mut m);
         m[0] ^= 1;
         assert!(client.receive.unseal(&mut m, &sig).is_err());
+    }
+
+    #[test]
+    fn winrm_framing_round_trips_and_checks_the_signature() {
+        let key = [7u8; 16];
+        let soap = "<s:Envelope>--Encrypted Boundary inside</s:Envelope>".as_bytes();
+        let body = wrap_winrm(&mut Sealer::client(&key), soap);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("--Encrypted Boundary\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=52\r\n"), "{text}");
+        assert!(text.ends_with("--Encrypted Boundary--\r\n"), "{text}");
+        assert!(!text.contains("inside"), "the envelope is sealed: {text}");
+        assert_eq!(
+            unwrap_winrm(&mut Sealer::client(&key), &body).unwrap(),
+            soap
+        );
+        let err = unwrap_winrm(&mut Sealer::server(&key), &body).unwrap_err();
+        assert!(err.contains("signature"), "{err}");
+        let err = unwrap_winrm(&mut Sealer::client(&key), &body[..100]).unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! Starts `ntlm_gateway.py` (pyspnego's NTLM acceptor in front of the WS-Man stand-in; see
+//! that file) on 127.0.0.1 and reads what it logged. The interpreter is `python3`, or
+//! `$DEPLOY_TEST_PYTHON`; it needs pyspnego, which `.ci/run` installs. A missing pyspnego is
+//! a test failure that says so, never a skip.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Gateway {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// A gateway forwarding to the stand-in on `upstream_port` with Basic
+    /// `upstream_user`/`upstream_password`, accepting NTLM logons of `accounts`
+    /// (domain, user, password); over https with the test certificate when `tls`.
+    pub fn start(
+        dir: &Path,
+        upstream_port: u16,
+        upstream_user: &str,
+        upstream_password: &str,
+        accounts: &[(&str, &str, &str)],
+        tls: bool,
+    ) -> Gateway {
+        use base64::Engine;
+        let users = dir.join("ntlm-users");
+        let mut text = String::new();
+        for (domain, user, password) in accounts {
+            text.push_str(&format!("{domain}:{user}:{password}\n"));
+        }
+        std::fs::write(&users, text).expect("users file");
+        let log = dir.join("ntlm-gateway.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ntlm_gateway.py");
+        let python = std::env::var("DEPLOY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{upstream_user}:{upstream_password}"));
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg("--upstream-port")
+            .arg(upstream_port.to_string())
+            .arg("--upstream-authorization")
+            .arg(format!("Basic {basic}"))
+            .arg("--users")
+            .arg(&users)
+            .arg("--log")
+            .arg(&log);
+        if tls {
+            let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/winrm-tls");
+            cmd.arg("--tls-cert")
+                .arg(fixtures.join("cert.pem"))
+                .arg("--tls-key")
+                .arg(fixtures.join("key.pem"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {python}: {e} (.ci/run installs what the tests need)")
+            });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let Ok(port) = line.trim().parse::<u16>() else {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("gateway output");
+            panic!(
+                "the NTLM gateway did not start (it needs pyspnego: `{python} -m pip install pyspnego==0.12.4`, which .ci/run does):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        Gateway { child, port, log }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every event logged so far, as (event name, the whole JSON object).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("gateway log line"))
+            .collect()
+    }
+
+    /// How many events called `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == name).count()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Closing stdin ends it; kill in case it is stuck.
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"");
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
