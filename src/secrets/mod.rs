@@ -188,22 +188,30 @@ impl Identities {
     }
 }
 
+/// "no age identity found", saying where deploy looked, after `prefix`.
+fn no_identity(prefix: &str) -> Error {
+    let looked: Vec<String> =
+        default_identity_paths(std::env::var_os("HOME").map(PathBuf::from).as_deref())
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+    let message = if looked.is_empty() {
+        format!("{prefix}no age identity found (HOME is not set)")
+    } else {
+        format!(
+            "{prefix}no age identity found; looked at {}",
+            looked.join(", ")
+        )
+    };
+    Error::usage(message, Some(HINT_NO_IDENTITY.to_string()))
+}
+
 /// Reads identity files: age identity files (`AGE-SECRET-KEY-1...` lines, `#` comments) and
 /// unencrypted OpenSSH private keys (ed25519, RSA). Passphrase-protected keys are refused
 /// for now. No files at all is an error saying where deploy looked.
 pub fn load_identities(files: &[PathBuf]) -> Result<Identities, Error> {
     if files.is_empty() {
-        let looked: Vec<String> =
-            default_identity_paths(std::env::var_os("HOME").map(PathBuf::from).as_deref())
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-        let message = if looked.is_empty() {
-            "no age identity found (HOME is not set)".to_string()
-        } else {
-            format!("no age identity found; looked at {}", looked.join(", "))
-        };
-        return Err(Error::usage(message, Some(HINT_NO_IDENTITY.to_string())));
+        return Err(no_identity(""));
     }
     let mut keys = Vec::new();
     for file in files {
@@ -573,7 +581,19 @@ pub fn decrypt_for(
     if needed.is_empty() {
         return Ok(out);
     }
-    let identities = load_identities(&identity_files(identity_args))?;
+    let identity_paths = identity_files(identity_args);
+    if identity_paths.is_empty() {
+        // Say which files need a key before where none was found.
+        let wanted: Vec<String> = needed
+            .iter()
+            .map(|n| files.path_of(n).display().to_string())
+            .collect();
+        return Err(no_identity(&format!(
+            "{} need an age identity: ",
+            wanted.join(", ")
+        )));
+    }
+    let identities = load_identities(&identity_paths)?;
     // Files that only unselected hosts use stay closed; the selected hosts' templates see
     // other hosts' vars through `hostvars` with the files decrypted here.
     for name in needed {
