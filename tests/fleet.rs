@@ -222,3 +222,31 @@ fn windows_hosts_get_crlf_vllm_configs_with_seed_001_keys() {
         "{restart}"
     );
 }
+
+#[test]
+fn windows_hosts_connect_with_ntlm_over_https_and_their_secret_password() {
+    use deploy::transport::Connection;
+    use deploy::transport::winrm::AuthKind;
+    let hosts = render_fleet();
+    for name in ["wintermute", "armitage"] {
+        let h = hosts.iter().find(|h| h.host == name).expect("host");
+        let Connection::WinRm(t) = &h.connection else {
+            panic!("{name}: {:?}", h.connection);
+        };
+        assert_eq!(
+            (
+                t.address.as_str(),
+                t.port,
+                t.scheme.as_str(),
+                t.user.as_str()
+            ),
+            (name, 5986, "https", "mdt")
+        );
+        assert_eq!(t.auth, AuthKind::Ntlm);
+        // The stand-in value from secrets/<host>.yml.age (encrypted to the demo key).
+        assert_eq!(
+            t.password.as_deref(),
+            Some(format!("stand-in-{name}-winrm-password").as_str())
+        );
+    }
+}
