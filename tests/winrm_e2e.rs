@@ -40,6 +40,8 @@ enum Scheme {
     Ntlm {
         https: bool,
         user: &'static str,
+        /// Close each connection after this many messages (0: never).
+        close_every: usize,
     },
 }
 
@@ -75,7 +77,11 @@ fn build(
                 test_ca().display()
             ),
         ),
-        Scheme::Ntlm { https, user: u } => {
+        Scheme::Ntlm {
+            https,
+            user: u,
+            close_every,
+        } => {
             let server = StandIn::start(&c_drive, USER, PASSWORD, 8);
             let g = Gateway::start(
                 p.path(),
@@ -84,6 +90,7 @@ fn build(
                 PASSWORD,
                 &[("", USER, PASSWORD), ("WINTERMUTE", USER, PASSWORD)],
                 https,
+                close_every,
             );
             transport = "ntlm";
             user = u;
@@ -343,6 +350,7 @@ fn ntlm_over_http_seals_every_message_on_one_connection() {
         Scheme::Ntlm {
             https: false,
             user: USER,
+            close_every: 0,
         },
     );
     let gateway = gateway.expect("gateway");
@@ -402,6 +410,7 @@ fn ntlm_over_https_and_a_domain_qualified_user() {
         Scheme::Ntlm {
             https: true,
             user: "WINTERMUTE\\deployer",
+            close_every: 0,
         },
     );
     let gateway = gateway.expect("gateway");
@@ -433,6 +442,7 @@ fn a_wrong_ntlm_password_is_an_authentication_error_naming_the_host() {
         Scheme::Ntlm {
             https: false,
             user: USER,
+            close_every: 0,
         },
     );
     let gateway = gateway.expect("gateway");
@@ -450,4 +460,30 @@ fn a_wrong_ntlm_password_is_an_authentication_error_naming_the_host() {
     );
     assert_eq!(gateway.count("auth_failed"), 1, "{:?}", gateway.events());
     server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
+}
+
+/// A server may close a connection between messages (an idle timeout): deploy notices,
+/// authenticates a new connection and sends the envelope again, and the run completes.
+#[test]
+fn ntlm_reauthenticates_when_the_server_closes_the_connection() {
+    let (p, server, c, gateway) = build(
+        "ok",
+        PASSWORD,
+        Scheme::Ntlm {
+            https: false,
+            user: USER,
+            close_every: 3,
+        },
+    );
+    let gateway = gateway.expect("gateway");
+    p.run(&["apply", "--yes"]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+    let connections = gateway.count("connection");
+    assert!(connections > 2, "{:?}", gateway.events());
+    assert_eq!(gateway.count("authenticated"), connections);
+    assert_eq!(gateway.count("auth_failed"), 0);
+    server.record(|r| assert!(r.problems.is_empty(), "{:?}", r.problems));
 }

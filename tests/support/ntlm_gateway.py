@@ -10,12 +10,13 @@ deploy must unseal what pyspnego seals. Each unsealed envelope is passed on, wit
 to the WS-Man stand-in (tests/support/winrm_standin.rs), and its answer sealed back.
 
   ntlm_gateway.py --upstream-port P --upstream-authorization "Basic ..." --users FILE
-                  --log FILE [--tls-cert PEM --tls-key PEM]
+                  --log FILE [--tls-cert PEM --tls-key PEM] [--close-every N]
 
 FILE of --users holds DOMAIN:USER:PASSWORD lines (pyspnego's NTLM_USER_FILE). The port
 listened on is printed as the first line of stdout; the gateway runs until its stdin closes.
 --log gets one JSON line per event: connection, challenge, authenticated, auth_failed,
-message (encrypted or not), refused.
+message (encrypted or not), refused. With --close-every N the gateway closes each connection,
+without a word, after its Nth message, as a server does to a connection that sat idle.
 """
 
 import argparse
@@ -64,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         self.ctx = None
         self.authenticated = False
         self.upstream = None
+        self.messages = 0
         self.server.log({"event": "connection", "peer": self.client_address[1]})
 
     def log_message(self, *args):
@@ -123,6 +125,9 @@ class Handler(BaseHTTPRequestHandler):
         data = answer.read()
         self.server.log({"event": "message", "peer": peer, "encrypted": encrypted,
                          "status": answer.status})
+        self.messages += 1
+        if self.server.close_every and self.messages >= self.server.close_every:
+            self.close_connection = True
         if encrypted:
             return self.reply(answer.status, wrap(self.ctx, data), [("Content-Type", ENCRYPTED)])
         return self.reply(answer.status, data,
@@ -137,6 +142,7 @@ class Gateway(ThreadingHTTPServer):
         self.upstream_port = args.upstream_port
         self.upstream_authorization = args.upstream_authorization
         self.tls = bool(args.tls_cert)
+        self.close_every = args.close_every
         self.log_path = args.log
         self.lock = threading.Lock()
         if self.tls:
@@ -157,6 +163,7 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--close-every", type=int, default=0)
     args = ap.parse_args()
     os.environ["NTLM_USER_FILE"] = args.users
     server = Gateway(args)

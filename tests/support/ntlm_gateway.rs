@@ -18,7 +18,8 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway forwarding to the stand-in on `upstream_port` with Basic
     /// `upstream_user`/`upstream_password`, accepting NTLM logons of `accounts`
-    /// (domain, user, password); over https with the test certificate when `tls`.
+    /// (domain, user, password); over https with the test certificate when `tls`; closing
+    /// each connection after `close_every` messages when that is not 0.
     pub fn start(
         dir: &Path,
         upstream_port: u16,
@@ -26,6 +27,7 @@ impl Gateway {
         upstream_password: &str,
         accounts: &[(&str, &str, &str)],
         tls: bool,
+        close_every: usize,
     ) -> Gateway {
         use base64::Engine;
         let users = dir.join("ntlm-users");
@@ -48,7 +50,9 @@ impl Gateway {
             .arg("--users")
             .arg(&users)
             .arg("--log")
-            .arg(&log);
+            .arg(&log)
+            .arg("--close-every")
+            .arg(close_every.to_string());
         if tls {
             let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/winrm-tls");
             cmd.arg("--tls-cert")
