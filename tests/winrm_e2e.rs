@@ -36,7 +36,8 @@ enum Scheme {
     HttpsCaFile,
     /// `ansible_winrm_transport: ntlm` as `user`, through pyspnego's NTLM acceptor in front
     /// of the stand-in (`support/ntlm_gateway.py`): over http every message is sealed; over
-    /// https (certificate check ignored) TLS protects them.
+    /// https (certificate check ignored) TLS protects them, and the logon must carry the TLS
+    /// channel binding (the gateway is as strict as `CbtHardeningLevel=Strict`).
     Ntlm {
         https: bool,
         user: &'static str,

@@ -14,7 +14,9 @@ to the WS-Man stand-in (tests/support/winrm_standin.rs), and its answer sealed b
 
 FILE of --users holds DOMAIN:USER:PASSWORD lines (pyspnego's NTLM_USER_FILE). The port
 listened on is printed as the first line of stdout; the gateway runs until its stdin closes.
---log gets one JSON line per event: connection, challenge, authenticated, auth_failed,
+Over https the gateway is as strict as CbtHardeningLevel=Strict: a logon must carry the TLS
+channel binding of its connection (tls-server-end-point, the hash of the gateway's
+certificate), or it is refused. --log gets one JSON line per event: connection, challenge, authenticated, auth_failed,
 message (encrypted or not), refused. With --close-every N the gateway closes each connection,
 without a word, after its Nth message, as a server does to a connection that sat idle.
 """
@@ -31,6 +33,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import spnego
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from spnego.channel_bindings import GssChannelBindings
 
 ENCRYPTED = ('multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";'
              'boundary="Encrypted Boundary"')
@@ -85,7 +90,8 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Negotiate "):
             if self.ctx is None or self.authenticated:
-                self.ctx = spnego.server(protocol="ntlm")
+                self.ctx = spnego.server(protocol="ntlm",
+                                         channel_bindings=self.server.channel_bindings)
                 self.authenticated = False
             try:
                 out = self.ctx.step(base64.b64decode(auth[len("Negotiate "):]))
@@ -145,7 +151,17 @@ class Gateway(ThreadingHTTPServer):
         self.close_every = args.close_every
         self.log_path = args.log
         self.lock = threading.Lock()
+        self.channel_bindings = None
         if self.tls:
+            with open(args.tls_cert, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+            algorithm = cert.signature_hash_algorithm
+            if algorithm is None or isinstance(algorithm, (hashes.MD5, hashes.SHA1)):
+                algorithm = hashes.SHA256()
+            digest = hashes.Hash(algorithm)
+            digest.update(cert.public_bytes(serialization.Encoding.DER))
+            self.channel_bindings = GssChannelBindings(
+                application_data=b"tls-server-end-point:" + digest.finalize())
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(args.tls_cert, args.tls_key)
             self.socket = ctx.wrap_socket(self.socket, server_side=True)

@@ -369,6 +369,7 @@ impl Client {
             &challenge,
             &self.config.user,
             &self.config.password,
+            conn.channel_binding().as_deref(),
             &ntlm::Randomness::new(),
         )
         .map_err(|e| ClientError::Auth(format!("{label}: {e}")))?;

@@ -122,6 +122,8 @@ pub struct Conn {
     stream: BufReader<Box<dyn Stream>>,
     endpoint: Endpoint,
     open: bool,
+    /// The server's certificate (DER), over https.
+    server_cert: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -153,6 +155,7 @@ impl Conn {
         set(tcp.set_read_timeout(Some(io_timeout)))?;
         set(tcp.set_write_timeout(Some(io_timeout)))?;
         set(tcp.set_nodelay(true))?;
+        let mut server_cert = None;
         let stream: Box<dyn Stream> = if endpoint.https {
             let config = tls_config(tls)?;
             let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
@@ -166,6 +169,11 @@ impl Conn {
                     .complete_io(&mut s.sock)
                     .map_err(|e| format!("{target}: TLS handshake: {e}"))?;
             }
+            server_cert = s
+                .conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
             Box::new(s)
         } else {
             Box::new(tcp)
@@ -174,7 +182,17 @@ impl Conn {
             stream: BufReader::new(stream),
             endpoint: endpoint.clone(),
             open: true,
+            server_cert,
         })
+    }
+
+    /// RFC 5929 `tls-server-end-point` channel binding data for this connection (https
+    /// only): the prefix and the hash of the server's certificate.
+    pub fn channel_binding(&self) -> Option<Vec<u8>> {
+        let cert = self.server_cert.as_deref()?;
+        let mut data = b"tls-server-end-point:".to_vec();
+        data.extend(certificate_hash(cert));
+        Some(data)
     }
 
     /// False once the server closed the connection or an exchange failed half-way.
@@ -347,6 +365,90 @@ impl Conn {
     }
 }
 
+/// The hash of a DER certificate for `tls-server-end-point` (RFC 5929 4.1): the hash of
+/// its signature algorithm, SHA-256 where that is MD5 or SHA-1 (or not recognised).
+pub fn certificate_hash(cert: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    match signature_hash(cert) {
+        SignatureHash::Sha384 => sha2::Sha384::digest(cert).to_vec(),
+        SignatureHash::Sha512 => sha2::Sha512::digest(cert).to_vec(),
+        SignatureHash::Sha256 => sha2::Sha256::digest(cert).to_vec(),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum SignatureHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// The hash named by a certificate's `signatureAlgorithm` (Certificate ::= SEQUENCE {
+/// tbsCertificate, signatureAlgorithm, signature }); for RSASSA-PSS, the hash in its
+/// parameters.
+fn signature_hash(cert: &[u8]) -> SignatureHash {
+    const SHA384: [&[u8]; 3] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02], // id-sha384 (PSS)
+    ];
+    const SHA512: [&[u8]; 3] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03], // id-sha512 (PSS)
+    ];
+    const PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+    let Some(algorithm) = der_signature_algorithm(cert) else {
+        return SignatureHash::Sha256;
+    };
+    let Some((oid, params)) = der_take(algorithm, 0x06) else {
+        return SignatureHash::Sha256;
+    };
+    // For PSS the hash OID sits inside the parameters; look for it there.
+    let named = |list: &[&[u8]]| {
+        list.iter()
+            .any(|o| *o == oid || (oid == PSS && params.windows(o.len()).any(|w| w == *o)))
+    };
+    if named(&SHA384) {
+        SignatureHash::Sha384
+    } else if named(&SHA512) {
+        SignatureHash::Sha512
+    } else {
+        SignatureHash::Sha256
+    }
+}
+
+/// The contents of the certificate's signatureAlgorithm SEQUENCE.
+fn der_signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    let (certificate, _) = der_take(cert, 0x30)?;
+    let (_, rest) = der_take(certificate, 0x30)?; // tbsCertificate
+    let (algorithm, _) = der_take(rest, 0x30)?;
+    Some(algorithm)
+}
+
+/// Splits one DER element with tag `tag` off `b`: (its contents, what follows it).
+fn der_take(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    if *b.first()? != tag {
+        return None;
+    }
+    let first = *b.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = b
+            .get(2..2 + n)?
+            .iter()
+            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((b.get(header..end)?, b.get(end..)?))
+}
+
 /// rustls with ring (the build ureq uses): Mozilla's roots, or only `ca_file`'s
 /// certificates, or no check at all.
 fn tls_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -457,5 +559,62 @@ mod tests {
         );
         assert!(Endpoint::parse("ftp://x/").is_err());
         assert!(Endpoint::parse("http://x:port/").is_err());
+    }
+
+    /// A certificate shaped as DER (SEQUENCE { tbs, SEQUENCE { OID, params }, BIT STRING })
+    /// with the given algorithm OID and parameters.
+    fn cert_with(oid: &[u8], params: &[u8]) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            if content.len() < 0x80 {
+                out.push(content.len() as u8);
+            } else {
+                out.extend([0x82, (content.len() >> 8) as u8, content.len() as u8]);
+            }
+            out.extend_from_slice(content);
+            out
+        }
+        let tbs = tlv(0x30, &[0x05; 200]);
+        let mut alg = tlv(0x06, oid);
+        alg.extend_from_slice(params);
+        let mut body = tbs;
+        body.extend(tlv(0x30, &alg));
+        body.extend(tlv(0x03, &[0, 1, 2, 3]));
+        tlv(0x30, &body)
+    }
+
+    #[test]
+    fn the_channel_binding_hash_follows_the_signature_algorithm() {
+        let sha256_rsa = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+        let sha1_rsa = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+        let sha384_rsa = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+        let ecdsa_512 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+        let pss = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+        let pss_sha384_params = [
+            0x30, 0x0f, 0xa0, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+            0x04, 0x02, 0x02,
+        ];
+        assert_eq!(
+            signature_hash(&cert_with(&sha256_rsa, &[5, 0])),
+            SignatureHash::Sha256
+        );
+        assert_eq!(
+            signature_hash(&cert_with(&sha1_rsa, &[5, 0])),
+            SignatureHash::Sha256
+        );
+        assert_eq!(
+            signature_hash(&cert_with(&sha384_rsa, &[5, 0])),
+            SignatureHash::Sha384
+        );
+        assert_eq!(
+            signature_hash(&cert_with(&ecdsa_512, &[])),
+            SignatureHash::Sha512
+        );
+        assert_eq!(
+            signature_hash(&cert_with(&pss, &pss_sha384_params)),
+            SignatureHash::Sha384
+        );
+        assert_eq!(signature_hash(b"not DER"), SignatureHash::Sha256);
+        assert_eq!(certificate_hash(&cert_with(&sha384_rsa, &[5, 0])).len(), 48);
     }
 }

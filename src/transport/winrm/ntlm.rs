@@ -190,6 +190,7 @@ const VERSION: [u8; 8] = [10, 0, 0x61, 0x4a, 0, 0, 0, 0x0f];
 const MSV_AV_EOL: u16 = 0;
 const MSV_AV_FLAGS: u16 = 6;
 const MSV_AV_TIMESTAMP: u16 = 7;
+const MSV_AV_CHANNEL_BINDINGS: u16 = 10;
 /// MsvAvFlags bit: the AUTHENTICATE message carries a MIC.
 const AV_FLAG_MIC: u32 = 0x2;
 
@@ -310,12 +311,16 @@ pub fn split_user(user: &str) -> (&str, &str) {
 
 /// The AUTHENTICATE message for `challenge` (which answered `negotiate`), and the session
 /// it sets up. Refuses a server that does not offer extended session security with 128-bit
-/// keys: sealing weaker than that is not worth having.
+/// keys: sealing weaker than that is not worth having. `channel_binding` is the TLS channel
+/// binding data (`tls-server-end-point:` and the certificate's hash) over https; its MD5 in
+/// the signed target info ties the logon to this TLS connection, which a listener with
+/// `CbtHardeningLevel=Strict` demands.
 pub fn authenticate(
     negotiate: &[u8],
     challenge_bytes: &[u8],
     user: &str,
     password: &str,
+    channel_binding: Option<&[u8]>,
     random: &Randomness,
 ) -> Result<(Vec<u8>, Session), String> {
     let challenge = Challenge::parse(challenge_bytes)?;
@@ -345,6 +350,13 @@ pub fn authenticate(
     }
     if server_time.is_some() && !has_flags {
         push_av(&mut info, MSV_AV_FLAGS, &AV_FLAG_MIC.to_le_bytes());
+    }
+    if let Some(data) = channel_binding {
+        push_av(
+            &mut info,
+            MSV_AV_CHANNEL_BINDINGS,
+            &channel_bindings_hash(data),
+        );
     }
     // MsvAvEOL: `ntlmv2_temp` appends the trailing four zero bytes.
     info.extend_from_slice(&[0; 4]);
@@ -407,6 +419,16 @@ pub fn authenticate(
     let mic = hmac_md5(&exported, &[negotiate, challenge_bytes, &m]);
     m[MIC_AT..MIC_AT + 16].copy_from_slice(&mic);
     Ok((m, Session::client(&exported)))
+}
+
+/// MD5 of a `gss_channel_bindings_struct` with no addresses and `application_data`
+/// (RFC 2744 3.11, as SSPI packs it).
+pub fn channel_bindings_hash(application_data: &[u8]) -> [u8; 16] {
+    let mut h = Md5::new();
+    h.update([0u8; 16]);
+    h.update((application_data.len() as u32).to_le_bytes());
+    h.update(application_data);
+    h.finalize().into()
 }
 
 fn push_av(out: &mut Vec<u8>, id: u16, value: &[u8]) {
@@ -576,8 +598,15 @@ mod tests {
             session_key: RANDOM_SESSION_KEY,
             filetime: 0,
         };
-        let (m, mut session) =
-            authenticate(&negotiate, &challenge, "Domain\\User", "Password", &random).unwrap();
+        let (m, mut session) = authenticate(
+            &negotiate,
+            &challenge,
+            "Domain\\User",
+            "Password",
+            None,
+            &random,
+        )
+        .unwrap();
         assert_eq!(&m[..12], b"NTLMSSP\0\x03\0\0\0");
         assert_eq!(
             hex(field(&m, 12).unwrap()),
@@ -628,6 +657,7 @@ mod tests {
             &challenge,
             "User",
             "Password",
+            Some(b"tls-server-end-point:abc"),
             &random,
         )
         .unwrap();
@@ -643,6 +673,14 @@ mod tests {
             "{}",
             hex(signed_info)
         );
+        // The channel bindings' MD5 follows.
+        let mut cbt = vec![10, 0, 16, 0];
+        cbt.extend(channel_bindings_hash(b"tls-server-end-point:abc"));
+        assert!(
+            signed_info.windows(20).any(|w| w == cbt),
+            "{}",
+            hex(signed_info)
+        );
     }
 
     #[test]
@@ -655,6 +693,7 @@ mod tests {
             &challenge,
             "User",
             "Password",
+            None,
             &Randomness::new(),
         )
         .err()
