@@ -340,21 +340,33 @@ fn https_refuses_an_unknown_certificate_naming_the_host() {
     server.record(|r| assert!(r.actions.is_empty(), "{:?}", r.actions));
 }
 
+/// A project whose host is reached with NTLM as `user` (see [`Scheme::Ntlm`]).
+fn ntlm(
+    password: &str,
+    https: bool,
+    user: &'static str,
+    close_every: usize,
+) -> (Project, StandIn, PathBuf, Gateway) {
+    let scheme = Scheme::Ntlm {
+        https,
+        user,
+        close_every,
+    };
+    let (p, server, c, gateway) = build("ok", password, scheme);
+    (
+        p,
+        server,
+        c,
+        gateway.expect("an NTLM project has a gateway"),
+    )
+}
+
 /// The default Windows listener: http with `AllowUnencrypted=false`. deploy authenticates
 /// with NTLM against pyspnego's acceptor (an independent implementation, the one pywinrm
 /// uses), on one TCP connection per run, and every envelope travels sealed both ways.
 #[test]
 fn ntlm_over_http_seals_every_message_on_one_connection() {
-    let (p, server, c, gateway) = build(
-        "ok",
-        PASSWORD,
-        Scheme::Ntlm {
-            https: false,
-            user: USER,
-            close_every: 0,
-        },
-    );
-    let gateway = gateway.expect("gateway");
+    let (p, server, c, gateway) = ntlm(PASSWORD, false, USER, 0);
     let plan = p.run(&["plan"]).expect(0);
     assert!(plan.stdout.contains("Plan: 2 to create"), "{}", plan.stdout);
     // One run: one connection, one handshake, every message sealed.
@@ -405,16 +417,7 @@ fn ntlm_over_http_seals_every_message_on_one_connection() {
 
 #[test]
 fn ntlm_over_https_and_a_domain_qualified_user() {
-    let (p, _server, c, gateway) = build(
-        "ok",
-        PASSWORD,
-        Scheme::Ntlm {
-            https: true,
-            user: "WINTERMUTE\\deployer",
-            close_every: 0,
-        },
-    );
-    let gateway = gateway.expect("gateway");
+    let (p, _server, c, gateway) = ntlm(PASSWORD, true, "WINTERMUTE\\deployer", 0);
     p.run(&["apply", "--yes"]).expect(0);
     assert!(c.join("C/vllm/config.yml").exists());
     let events = gateway.events();
@@ -437,16 +440,7 @@ fn ntlm_over_https_and_a_domain_qualified_user() {
 
 #[test]
 fn a_wrong_ntlm_password_is_an_authentication_error_naming_the_host() {
-    let (p, server, _c, gateway) = build(
-        "ok",
-        "not-the-password",
-        Scheme::Ntlm {
-            https: false,
-            user: USER,
-            close_every: 0,
-        },
-    );
-    let gateway = gateway.expect("gateway");
+    let (p, server, _c, gateway) = ntlm("not-the-password", false, USER, 0);
     let run = p.run(&["plan"]).expect(1);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(
@@ -467,16 +461,7 @@ fn a_wrong_ntlm_password_is_an_authentication_error_naming_the_host() {
 /// authenticates a new connection and sends the envelope again, and the run completes.
 #[test]
 fn ntlm_reauthenticates_when_the_server_closes_the_connection() {
-    let (p, server, c, gateway) = build(
-        "ok",
-        PASSWORD,
-        Scheme::Ntlm {
-            https: false,
-            user: USER,
-            close_every: 3,
-        },
-    );
-    let gateway = gateway.expect("gateway");
+    let (p, server, c, gateway) = ntlm(PASSWORD, false, USER, 3);
     p.run(&["apply", "--yes"]).expect(0);
     assert_eq!(
         std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
