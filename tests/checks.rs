@@ -12,29 +12,14 @@ use crate::support::project::Project;
 /// with what wintermute's vLLM config serves.
 fn seed_fleet(wintermute_vllm: &str, router_extra: &str) -> Project {
     let p = Project::new();
-    p.inventory(
-        r#"
-all:
-  vars:
-    ansible_connection: local
-  children:
-    litellm:
-      hosts:
-        motoko:
-          deploy_root: roots/motoko
-    vllm:
-      hosts:
-        wintermute:
-          deploy_root: roots/wintermute
-"#,
-    )
-    .file("hosts/host_vars/wintermute.yml", wintermute_vllm)
-    .file(
-        "hosts/group_vars/litellm.yml",
-        "wintermute_model_display: openai/llama31-8b-wintermute\n",
-    )
-    .manifest(
-        r#"
+    p.local_hosts(&[("litellm", &["motoko"]), ("vllm", &["wintermute"])])
+        .file("hosts/host_vars/wintermute.yml", wintermute_vllm)
+        .file(
+            "hosts/group_vars/litellm.yml",
+            "wintermute_model_display: openai/llama31-8b-wintermute\n",
+        )
+        .manifest(
+            r#"
 groups:
   litellm:
     files:
@@ -45,11 +30,11 @@ groups:
       - template: vllm.config.yml.j2
         dest: /Users/mdt/dev/wintermute/config.yml
 "#,
-    )
-    .template(
-        "litellm.config.yaml.j2",
-        &format!(
-            r#"model_list:
+        )
+        .template(
+            "litellm.config.yaml.j2",
+            &format!(
+                r#"model_list:
   - model_name: local/reasoner
     litellm_params:
       model: {{{{ wintermute_model_display }}}}
@@ -67,12 +52,12 @@ router_settings:
   fallbacks:
     - local/reasoner: ["openai/strong"]
 "#
-        ),
-    )
-    .template(
-        "vllm.config.yml.j2",
-        "vllm:\n{{ vllm | to_nice_yaml | indent(2, true) }}",
-    );
+            ),
+        )
+        .template(
+            "vllm.config.yml.j2",
+            "vllm:\n{{ vllm | to_nice_yaml | indent(2, true) }}",
+        );
     p
 }
 

@@ -67,32 +67,17 @@ fn project(restart: &str, vllm_timeout: f64) -> Project {
     let p = Project::new();
     let vllm_port = fake_vllm(p.host_root("wintermute").join("restarted"));
     let litellm_port = fake_litellm();
-    p.inventory(
-        r#"
-all:
-  vars:
-    ansible_connection: local
-  children:
-    litellm:
-      hosts:
-        motoko:
-          deploy_root: roots/motoko
-    vllm:
-      hosts:
-        wintermute:
-          deploy_root: roots/wintermute
-"#,
-    )
-    .file(
-        "hosts/host_vars/wintermute.yml",
-        &format!("vllm_port: {vllm_port}\nserved_model_name: llama31-8b-wintermute\n"),
-    )
-    .file(
-        "hosts/host_vars/motoko.yml",
-        &format!("litellm_port: {litellm_port}\n"),
-    )
-    .manifest(&format!(
-        r#"
+    p.local_hosts(&[("litellm", &["motoko"]), ("vllm", &["wintermute"])])
+        .file(
+            "hosts/host_vars/wintermute.yml",
+            &format!("vllm_port: {vllm_port}\nserved_model_name: llama31-8b-wintermute\n"),
+        )
+        .file(
+            "hosts/host_vars/motoko.yml",
+            &format!("litellm_port: {litellm_port}\n"),
+        )
+        .manifest(&format!(
+            r#"
 groups:
   litellm:
     files:
@@ -120,12 +105,12 @@ groups:
         contains: "{{{{ served_model_name }}}}"
         timeout: {vllm_timeout}
 "#
-    ))
-    .template("litellm.j2", "general_settings: {}\n")
-    .template(
-        "vllm.j2",
-        "vllm:\n  served_model_name: {{ served_model_name }}\n  port: {{ vllm_port }}\n",
-    );
+        ))
+        .template("litellm.j2", "general_settings: {}\n")
+        .template(
+            "vllm.j2",
+            "vllm:\n  served_model_name: {{ served_model_name }}\n  port: {{ vllm_port }}\n",
+        );
     p
 }
 

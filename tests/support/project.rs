@@ -59,6 +59,21 @@ impl Project {
         self.file("hosts/inventory.yml", yaml)
     }
 
+    /// An inventory of local stand-in hosts: each group's hosts get
+    /// `deploy_root: roots/<host>`.
+    pub fn local_hosts(&self, groups: &[(&str, &[&str])]) -> &Project {
+        let mut yaml = String::from("all:\n  vars:\n    ansible_connection: local\n  children:\n");
+        for (group, hosts) in groups {
+            yaml.push_str(&format!("    {group}:\n      hosts:\n"));
+            for host in *hosts {
+                yaml.push_str(&format!(
+                    "        {host}:\n          deploy_root: roots/{host}\n"
+                ));
+            }
+        }
+        self.inventory(&yaml)
+    }
+
     pub fn manifest(&self, yaml: &str) -> &Project {
         self.file("hosts/deploy.yml", yaml)
     }
