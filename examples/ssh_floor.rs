@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         accept_new_host_keys: false,
         home: None,
         connect_timeout: Duration::from_secs(10),
+        known_hosts: Default::default(),
     };
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
