@@ -29,15 +29,23 @@ where
         let mut chunks = items.chunks(chunk);
         // The calling thread takes the first chunk itself.
         let first = chunks.next().unwrap_or_default();
-        let handles: Vec<_> = chunks
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+        // A chunk whose thread cannot be started is done here instead.
+        let parts: Vec<_> = chunks
+            .map(|part| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || part.iter().map(f).collect::<Vec<R>>())
+                    .map_err(|_| part)
+            })
             .collect();
         let mut out: Vec<R> = first.iter().map(f).collect();
         out.reserve(items.len() - out.len());
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
+        for part in parts {
+            match part {
+                Ok(handle) => match handle.join() {
+                    Ok(done) => out.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(part) => out.extend(part.iter().map(f)),
             }
         }
         out
