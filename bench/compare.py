@@ -255,6 +255,17 @@ def scale_lines():
                          f"{max(r['max_rss_mb'] for r in runs):.0f} MB" if runs else "-")
         lines.append(f"| {n} {kind} hosts × {n_files} files | " + " | ".join(cells)
                      + f" | {sum(r['ok'] for r in sel)}/{len(sel)} |")
+    floors = load_rows("floor-*.jsonl")
+    for n in sorted({r["n"] for r in rows if r["kind"] == "sshd"}):
+        parts = []
+        for client in ("deploy (russh)", "OpenSSH ssh"):
+            m = median(r["wall_s"] for r in floors if r["n"] == n and r["client"] == client
+                       and r["ok"])
+            if m is not None:
+                parts.append(f"{client} {m:.3f} s")
+        if parts:
+            lines += ["", f"Floor (N={n} bare SSH connect+auth+`true`, all at once, "
+                      f"--forks {min(n, 50)}): " + "; ".join(parts) + "."]
     return lines + [""]
 
 
