@@ -45,6 +45,8 @@ DEPLOY_HOME = Path(os.environ.get("DEPLOY_HOME", STATE / "deploy-home"))
 SSH_FLOOR_BIN = Path(os.environ.get("SSH_FLOOR_BIN",
                                     HERE.parent / "target" / "release" / "examples" / "ssh_floor"))
 ORDER = ["deploy", "pyinfra", "ansible"]
+# -e for deploy: the state record (and lock beside it) under each host's root.
+STATE_PATH_VAR = '{"deploy_state_path": "{{ root }}/var/lib/deploy/state.json"}'
 
 
 class Deploy:
@@ -65,6 +67,9 @@ class Deploy:
     def command(self, plan, forks, run_dir):
         cmd = [str(DEPLOY_BIN), "--inventory", str(DEPLOY_REPO), "--forks", str(forks)]
         cmd += ["plan", "--json"] if plan else ["apply", "--yes"]
+        # Each host's state record and lock under its own root, as its files are: the
+        # default /var/lib/deploy is this one machine's, which every simulated host shares.
+        cmd += ["-e", STATE_PATH_VAR]
         # HOME: deploy checks host keys against $HOME/.ssh/known_hosts, here the fleet's.
         return cmd, {"HOME": str(DEPLOY_HOME), "NO_COLOR": "1"}
 
@@ -250,6 +255,17 @@ def scale_lines():
                          f"{max(r['max_rss_mb'] for r in runs):.0f} MB" if runs else "-")
         lines.append(f"| {n} {kind} hosts × {n_files} files | " + " | ".join(cells)
                      + f" | {sum(r['ok'] for r in sel)}/{len(sel)} |")
+    floors = load_rows("floor-*.jsonl")
+    for n in sorted({r["n"] for r in rows if r["kind"] == "sshd"}):
+        parts = []
+        for client in ("deploy (russh)", "OpenSSH ssh"):
+            m = median(r["wall_s"] for r in floors if r["n"] == n and r["client"] == client
+                       and r["ok"])
+            if m is not None:
+                parts.append(f"{client} {m:.3f} s")
+        if parts:
+            lines += ["", f"Floor (N={n} bare SSH connect+auth+`true`, all at once, "
+                      f"--forks {min(n, 50)}): " + "; ".join(parts) + "."]
     return lines + [""]
 
 

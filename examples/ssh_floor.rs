@@ -3,7 +3,10 @@
 //! transport (the same code `deploy plan` uses). Prints one JSON line with the wall time.
 //! Used by `bench/run.sh`; not part of the deploy binary.
 //!
-//!     cargo run --release --example ssh_floor -- FLEET_TSV KEY KNOWN_HOSTS [FORKS]
+//!     cargo run --release --example ssh_floor -- FLEET_TSV KEY KNOWN_HOSTS [FORKS [COMMAND]]
+//!
+//! COMMAND (default `true`) is what each session runs, to price what a command costs the
+//! hosts beside the bare session.
 //!
 //! FLEET_TSV has one host a line: name, address, port (tab-separated; more columns ignored).
 
@@ -17,8 +20,8 @@ use futures::StreamExt;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(3..=4).contains(&args.len()) {
-        eprintln!("usage: ssh_floor FLEET_TSV KEY KNOWN_HOSTS [FORKS]");
+    if !(3..=5).contains(&args.len()) {
+        eprintln!("usage: ssh_floor FLEET_TSV KEY KNOWN_HOSTS [FORKS [COMMAND]]");
         return ExitCode::from(2);
     }
     let Ok(list) = std::fs::read_to_string(&args[0]) else {
@@ -43,11 +46,13 @@ fn main() -> ExitCode {
         .and_then(|f| f.parse().ok())
         .unwrap_or(50usize)
         .max(1);
+    let command = args.get(4).map_or("true", String::as_str);
     let opts = SshOptions {
         known_hosts_files: vec![PathBuf::from(&args[2])],
         accept_new_host_keys: false,
         home: None,
         connect_timeout: Duration::from_secs(10),
+        known_hosts: Default::default(),
     };
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,13 +71,13 @@ fn main() -> ExitCode {
                         .await
                         .map_err(|e| format!("{}: {e}", t.name))?;
                     let out = ssh
-                        .run("true")
+                        .run(command)
                         .await
                         .map_err(|e| format!("{}: {e}", t.name));
                     ssh.close().await;
                     match out {
                         Ok(o) if o.success() => Ok(()),
-                        Ok(o) => Err(format!("{}: `true` exited {:?}", t.name, o.status)),
+                        Ok(o) => Err(format!("{}: `{command}` exited {:?}", t.name, o.status)),
                         Err(e) => Err(e),
                     }
                 }

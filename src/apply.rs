@@ -103,15 +103,18 @@ pub async fn apply(
     forks: usize,
     done: &(dyn Fn() + Sync),
 ) -> Vec<HostOutcome> {
-    futures::stream::iter(plan.hosts.iter().zip(desired).zip(connected).enumerate())
-        .map(|(index, ((host, want), conn))| async move {
-            let outcome = apply_host(index, host, want, conn, masker, settings).await;
-            done();
-            outcome
-        })
-        .buffered(forks.max(1))
-        .collect()
-        .await
+    remote::in_order(
+        futures::stream::iter(plan.hosts.iter().zip(desired).zip(connected).enumerate())
+            .map(|(index, ((host, want), conn))| async move {
+                let outcome = apply_host(index, host, want, conn, masker, settings).await;
+                done();
+                (index, outcome)
+            })
+            // As in `remote::read_all`: the next host starts when any one finishes.
+            .buffer_unordered(forks.max(1))
+            .collect()
+            .await,
+    )
 }
 
 /// Releases every lock `settings` still holds (after the apply was abandoned mid-way).

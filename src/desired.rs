@@ -240,31 +240,29 @@ pub fn render_each(
         let hv = hostvars(inventory, renderer, &own)?;
         Some((own, hv))
     };
-    Ok(hosts
-        .iter()
-        .map(|host| {
-            let own = |all: &OwnVars, vars: &Vars| match all.get(host.name.as_str()) {
-                Some(own) => own.clone(),
-                None => own_vars(host, vars, &groups),
-            };
-            let ctx = context(renderer, host, own(&real_own, &host.vars), &real_hostvars)?;
-            let canary_ctx = match &canary {
-                Some((all, hv)) => Some(context(
-                    renderer,
-                    host,
-                    own(all, secrets.vars_of(host)),
-                    hv,
-                )?),
-                None => None,
-            };
-            let ctxs = Contexts {
-                real: &ctx,
-                canary: canary_ctx.as_ref(),
-                secrets,
-            };
-            render_host(manifest, renderer, host, &ctxs)
-        })
-        .collect())
+    // Hosts render independently (the shared values above are read-only): on every core.
+    Ok(crate::par::map(hosts, |host| {
+        let own = |all: &OwnVars, vars: &Vars| match all.get(host.name.as_str()) {
+            Some(own) => own.clone(),
+            None => own_vars(host, vars, &groups),
+        };
+        let ctx = context(renderer, host, own(&real_own, &host.vars), &real_hostvars)?;
+        let canary_ctx = match &canary {
+            Some((all, hv)) => Some(context(
+                renderer,
+                host,
+                own(all, secrets.vars_of(host)),
+                hv,
+            )?),
+            None => None,
+        };
+        let ctxs = Contexts {
+            real: &ctx,
+            canary: canary_ctx.as_ref(),
+            secrets,
+        };
+        render_host(manifest, renderer, host, &ctxs)
+    }))
 }
 
 /// The variables a host's templates see, real and (with secrets) canary.

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod mask;
 pub mod ops;
 pub mod output;
+pub mod par;
 pub mod plan;
 pub mod remote;
 pub mod render;

@@ -58,6 +58,7 @@ impl Options {
                 accept_new_host_keys: sel.accept_new_host_keys,
                 home,
                 connect_timeout: Duration::from_secs(10),
+                known_hosts: Default::default(),
             },
         })
     }

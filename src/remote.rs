@@ -21,22 +21,33 @@ pub struct Connected {
 }
 
 /// Connects to and reads every host, `forks` at once; `done` is called as each finishes
-/// (for progress display).
+/// (for progress display). The answer is in `hosts` order.
 pub async fn read_all(
     hosts: &[HostDesired],
     ssh: &SshOptions,
     forks: usize,
     done: &(dyn Fn() + Sync),
 ) -> Vec<Connected> {
-    futures::stream::iter(hosts)
-        .map(|host| async move {
-            let connected = read_host(host, ssh).await;
-            done();
-            connected
-        })
-        .buffered(forks.max(1))
-        .collect()
-        .await
+    in_order(
+        futures::stream::iter(hosts.iter().enumerate())
+            .map(|(index, host)| async move {
+                let connected = read_host(host, ssh).await;
+                done();
+                (index, connected)
+            })
+            // Unordered: a new host starts as soon as any one finishes. (`buffered` starts
+            // none while the oldest host in flight is still slow, so a large fleet went in
+            // waves, the cores idle at the tail of each.)
+            .buffer_unordered(forks.max(1))
+            .collect()
+            .await,
+    )
+}
+
+/// `(index, item)` pairs, finished in any order -> the items by index.
+pub fn in_order<T>(mut done: Vec<(usize, T)>) -> Vec<T> {
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, item)| item).collect()
 }
 
 async fn read_host(host: &HostDesired, ssh: &SshOptions) -> Connected {

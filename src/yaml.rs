@@ -25,6 +25,12 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Error> {
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| yaml_error(path, text, &e))
 }
 
+/// Parses `text` as YAML into `T`, or `None`: for callers that drop the error, which is
+/// costly to build (it quotes an excerpt).
+pub fn try_parse<T: DeserializeOwned>(text: &str) -> Option<T> {
+    serde_saphyr::from_str_with_options(text, options()).ok()
+}
+
 /// Reads and parses the YAML file at `path`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -22,6 +22,7 @@ fn render_fleet() -> Vec<HostDesired> {
             accept_new_host_keys: false,
             home: None,
             connect_timeout: Duration::from_secs(1),
+            known_hosts: Default::default(),
         },
         // The stand-in secrets in secrets/motoko.yml.age are encrypted to this demo key.
         rev: None,

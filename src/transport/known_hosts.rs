@@ -20,6 +20,8 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -64,6 +66,45 @@ pub fn default_files(home: Option<&Path>) -> Vec<PathBuf> {
     }
     files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
     files
+}
+
+/// known_hosts as loaded for a run's connections, shared by all of them: each connection
+/// used to read and parse every file itself, so a fleet of N hosts parsed N × N lines and
+/// held N copies for as long as its connections stayed open (26 MB at 254 hosts). The files
+/// are read again when one's size or modification time changed since they were loaded.
+#[derive(Debug, Clone, Default)]
+pub struct SharedKnownHosts(Arc<Mutex<Option<Loaded>>>);
+
+#[derive(Debug)]
+struct Loaded {
+    files: Vec<PathBuf>,
+    stamps: Vec<Option<(u64, Option<SystemTime>)>>,
+    known: Arc<KnownHosts>,
+}
+
+impl SharedKnownHosts {
+    /// The parsed `files` (see [`KnownHosts::load`]), loaded again only when they changed.
+    pub fn get(&self, files: &[PathBuf]) -> Result<Arc<KnownHosts>, KnownHostsError> {
+        // Taken before reading: a change while reading makes the next call read again.
+        let stamps: Vec<_> = files
+            .iter()
+            .map(|f| fs::metadata(f).ok().map(|m| (m.len(), m.modified().ok())))
+            .collect();
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = slot.as_ref()
+            && loaded.files == files
+            && loaded.stamps == stamps
+        {
+            return Ok(loaded.known.clone());
+        }
+        let known = Arc::new(KnownHosts::load(files)?);
+        *slot = Some(Loaded {
+            files: files.to_vec(),
+            stamps,
+            known: known.clone(),
+        });
+        Ok(known)
+    }
 }
 
 /// The host string known_hosts stores for a host and port: `host` for 22, else `[host]:port`.

@@ -243,6 +243,8 @@ pub struct SshOptions {
     pub home: Option<PathBuf>,
     /// How long a TCP connect plus handshake may take.
     pub connect_timeout: Duration,
+    /// `known_hosts_files` parsed once for all the run's connections.
+    pub known_hosts: known_hosts::SharedKnownHosts,
 }
 
 /// A connection to one host. Implementations hold one connection for the whole run.

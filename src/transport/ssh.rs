@@ -76,7 +76,8 @@ impl std::fmt::Debug for SshTransport {
 struct ClientHandler {
     host: String,
     port: u16,
-    known: KnownHosts,
+    /// The run's shared copy (see `SshOptions::known_hosts`).
+    known: Arc<KnownHosts>,
     files: Vec<PathBuf>,
     accept_new: bool,
     /// The key accepted as new in this connection (a re-key shows it again).
@@ -112,7 +113,15 @@ impl client::Handler for ClientHandler {
         let fingerprint = key.fingerprint(HashAlg::Sha256);
         let alg = key.algorithm();
         let alg = alg.as_str();
-        match self.known.check(&self.host, self.port, key) {
+        let mut verdict = self.known.check(&self.host, self.port, key);
+        if !matches!(verdict, Verdict::Match { .. }) {
+            // The shared copy may predate an edit its time stamps did not show (within their
+            // granularity): anything but a match is decided on the files as they are now.
+            if let Ok(fresh) = KnownHosts::load(&self.files) {
+                verdict = fresh.check(&self.host, self.port, key);
+            }
+        }
+        match verdict {
             Verdict::Match { .. } => Ok(true),
             Verdict::Revoked { file, line } => self.refuse(format!(
                 "the {alg} host key {fingerprint} of {name} is marked @revoked in {}:{line}",
@@ -207,7 +216,9 @@ impl SshTransport {
         opts: &SshOptions,
         agent_socket: Option<&Path>,
     ) -> Result<SshTransport, TransportError> {
-        let known = KnownHosts::load(&opts.known_hosts_files)
+        let known = opts
+            .known_hosts
+            .get(&opts.known_hosts_files)
             .map_err(|e| TransportError::HostKey(format!("cannot read known_hosts: {e}")))?;
 
         // Ask first for the key types known_hosts holds for this host, so the server shows a

@@ -242,6 +242,7 @@ impl Sshd {
             accept_new_host_keys: false,
             home: Some(self.home()),
             connect_timeout: Duration::from_secs(10),
+            known_hosts: Default::default(),
         }
     }
 
