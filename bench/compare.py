@@ -257,16 +257,22 @@ def scale_lines():
                      + f" | {sum(r['ok'] for r in sel)}/{len(sel)} |")
     floors = load_rows("floor-*.jsonl")
     for n in sorted({r["n"] for r in rows if r["kind"] == "sshd"}):
-        parts = []
-        for client in ("deploy (russh)", "OpenSSH ssh"):
-            m = median(r["wall_s"] for r in floors if r["n"] == n and r["client"] == client
-                       and r["ok"])
-            if m is not None:
-                parts.append(f"{client} {m:.3f} s")
+        parts = floor_parts(floors, n)
         if parts:
             lines += ["", f"Floor (N={n} bare SSH connect+auth+`true`, all at once, "
                       f"--forks {min(n, 50)}): " + "; ".join(parts) + "."]
     return lines + [""]
+
+
+def floor_parts(floors, n):
+    """The floor's median per client at N=n, as "client 0.123 s" texts."""
+    parts = []
+    for client in ("deploy (russh)", "OpenSSH ssh"):
+        m = median(r["wall_s"] for r in floors if r["n"] == n and r["client"] == client
+                   and r["ok"])
+        if m is not None:
+            parts.append(f"{client} {m:.3f} s")
+    return parts
 
 
 def median(values):
@@ -314,12 +320,7 @@ def cmd_report(_args):
                          f"{ratio_cell(med['deploy'], med['pyinfra'])} |")
             history.append([commit, time.strftime("%Y-%m-%d"), n, n_files, s]
                            + [fmt(med[t], 3) for t in ORDER])
-        floor_line = []
-        for client in ("deploy (russh)", "OpenSSH ssh"):
-            m = median(r["wall_s"] for r in floors if r["n"] == n and r["client"] == client
-                       and r["ok"])
-            if m is not None:
-                floor_line.append(f"{client} {m:.3f} s")
+        floor_line = floor_parts(floors, n)
         if floor_line:
             lines += ["", f"Floor (N={n} bare SSH connect+auth+`true`, all at once): "
                       + "; ".join(floor_line) + "."]
