@@ -22,7 +22,7 @@
 //! `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -696,23 +696,72 @@ fn write_script(files: &[WriteFile]) -> String {
          printf 'FAIL %s %s\\n' \"$1\" \"${phase:-write}\"\n  cleanup\n  exit 1\n}\n",
     );
 
-    for (i, (f, (dir, tmp))) in files.iter().zip(&tmps).enumerate() {
-        let p = sh_quote(&f.path);
-        let d = sh_quote(dir);
-        let t = sh_quote(tmp);
+    // Processes are what a write costs the host (a fork and an exec each), so every step
+    // that can take all files at once does: one mkdir for the missing folders, one stat
+    // for the sizes, one sync, one chmod per mode. When a batched step fails, it is
+    // repeated file by file, so the failure names the file it concerns.
+    let quoted: Vec<String> = tmps.iter().map(|(_, t)| sh_quote(t)).collect();
+    let all_tmps = quoted.join(" ");
+    for (i, f) in files.iter().enumerate() {
+        s.push_str(&format!(
+            "if [ -d {} ]; then fail {i} 'the destination is a directory'; fi\n",
+            sh_quote(&f.path)
+        ));
+    }
+    let mut dirs: Vec<&String> = Vec::new();
+    for (dir, _) in &tmps {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let dir_list: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
+    s.push_str("missing=\n");
+    for d in &dir_list {
+        s.push_str(&format!("[ -d {d} ] || missing=1\n"));
+    }
+    s.push_str(&format!(
+        "if [ -n \"$missing\" ] && ! mkdir -p -- {} 2>/dev/null; then\n",
+        dir_list.join(" ")
+    ));
+    for (i, (dir, _)) in tmps.iter().enumerate() {
+        s.push_str(&format!("  mkdir -p -- {} || fail {i}\n", sh_quote(dir)));
+    }
+    s.push_str("fi\n");
+    for (i, (f, t)) in files.iter().zip(&quoted).enumerate() {
+        s.push_str(&format!(
+            ": > {t} || fail {i}\nc{i}=1\nhead -c {n} >> {t} || fail {i}\n",
+            n = f.content.len()
+        ));
+    }
+    // Every byte arrived (stdin ends early when the connection drops).
+    s.push_str(&format!(
+        "sizes=$(stat -c %s -- {all_tmps}) || fail 0\nset -- $sizes\n"
+    ));
+    for (i, f) in files.iter().enumerate() {
         let n = f.content.len();
         s.push_str(&format!(
-            "if [ -d {p} ]; then fail {i} 'the destination is a directory'; fi\n\
-             mkdir -p -- {d} || fail {i}\n\
-             : > {t} || fail {i}\n\
-             c{i}=1\n\
-             head -c {n} >> {t} || fail {i}\n\
-             n=$(wc -c < {t}) || fail {i}\n\
-             [ \"$((n))\" -eq {n} ] || fail {i} \"only $((n)) of {n} bytes arrived\"\n\
-             sync -- {t} 2>/dev/null || sync || fail {i}\n\
-             chmod -- {mode:o} {t} || fail {i}\n",
-            mode = f.mode & 0o7777,
+            "[ \"${{1:-0}}\" -eq {n} ] || fail {i} \"only ${{1:-0}} of {n} bytes arrived\"\nshift\n"
         ));
+    }
+    s.push_str(&format!(
+        "sync -- {all_tmps} 2>/dev/null || sync || fail 0\n"
+    ));
+    let mut modes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        modes.entry(f.mode & 0o7777).or_default().push(i);
+    }
+    for (mode, indexes) in &modes {
+        let names: Vec<&str> = indexes.iter().map(|&i| quoted[i].as_str()).collect();
+        s.push_str(&format!(
+            "if ! chmod -- {mode:o} {} 2>/dev/null; then\n",
+            names.join(" ")
+        ));
+        for &i in indexes {
+            s.push_str(&format!("  chmod -- {mode:o} {} || fail {i}\n", quoted[i]));
+        }
+        s.push_str("fi\n");
+    }
+    for (i, (f, t)) in files.iter().zip(&quoted).enumerate() {
         if let Some(owner) = &f.owner {
             s.push_str(&format!("chown -- {} {t} || fail {i}\n", sh_quote(owner)));
         }
@@ -734,10 +783,10 @@ fn write_script(files: &[WriteFile]) -> String {
         ));
     }
     // Make the renames themselves durable; best effort (not every sync can take a directory).
-    let dirs: BTreeSet<&String> = tmps.iter().map(|(d, _)| d).collect();
-    for d in dirs {
-        s.push_str(&format!("sync -- {} 2>/dev/null || :\n", sh_quote(d)));
-    }
+    s.push_str(&format!(
+        "sync -- {} 2>/dev/null || :\n",
+        dir_list.join(" ")
+    ));
     s.push_str("echo OK\n");
     s
 }
@@ -921,6 +970,87 @@ fn stderr_suffix(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the write script with this machine's `sh`, the way the host runs it (script,
+    /// then the bytes, on stdin), giving it `data` as the bytes.
+    fn run_write_script(files: &[WriteFile], data: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let script = write_script(files);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("LC_ALL=C; eval \"$(head -c {})\"", script.len()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("script");
+        stdin.write_all(data).expect("data");
+        drop(stdin);
+        child.wait_with_output().expect("wait")
+    }
+
+    fn file(path: &std::path::Path, content: &[u8], mode: u32) -> WriteFile {
+        WriteFile {
+            path: path.to_string_lossy().into_owned(),
+            content: content.to_vec(),
+            mode,
+            owner: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn write_script_batches_and_checks_every_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.conf");
+        let b = dir.path().join("new/sub/b.env");
+        let c = dir.path().join("c.conf");
+        std::fs::write(&a, b"old\n").expect("a");
+        let files = [
+            file(&a, b"alpha\n", 0o644),
+            file(&b, b"bravo\n", 0o600),
+            file(&c, b"charlie\n", 0o644),
+        ];
+        // The connection drops after 8 of the 20 bytes: nothing is replaced, the file
+        // whose bytes are missing is named, no temporary file is left.
+        let out = run_write_script(&files, b"alpha\nbr");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("FAIL 1 write"), "{stdout}{stderr}");
+        assert!(stderr.contains("only 2 of 6 bytes arrived"), "{stderr}");
+        assert_eq!(std::fs::read(&a).expect("a"), b"old\n");
+        assert!(!c.exists() && !b.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        // With every byte: all three written, each with its mode, the folder made.
+        let out = run_write_script(&files, b"alpha\nbravo\ncharlie\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        for (path, content, mode) in [
+            (&a, "alpha\n", 0o644),
+            (&b, "bravo\n", 0o600),
+            (&c, "charlie\n", 0o644),
+        ] {
+            assert_eq!(std::fs::read_to_string(path).expect("written"), content);
+            let m = std::fs::metadata(path).expect("meta").permissions().mode();
+            assert_eq!(m & 0o7777, mode, "{}", path.display());
+        }
+        // One stat and one sync for the batch, one chmod per mode, one mv per file.
+        let script = write_script(&files);
+        assert_eq!(script.matches("stat -c %s").count(), 1, "{script}");
+        assert_eq!(
+            script.matches("\nchmod").count() + script.matches("if ! chmod").count(),
+            2
+        );
+        assert_eq!(script.matches("mv -f").count(), 3);
+    }
 
     #[test]
     fn quoting() {
