@@ -1,7 +1,8 @@
 //! Starts `ntlm_gateway.py` (pyspnego's NTLM acceptor in front of the WS-Man stand-in; see
-//! that file) on 127.0.0.1 and reads what it logged. The interpreter is `python3`, or
-//! `$DEPLOY_TEST_PYTHON`; it needs pyspnego, which `.ci/run` installs. A missing pyspnego is
-//! a test failure that says so, never a skip.
+//! that file) on 127.0.0.1 and reads what it logged. The interpreter is
+//! `$DEPLOY_TEST_PYTHON`, else the venv `.ci/run` makes (`target/ci-python`), else
+//! `python3`; it needs pyspnego. A missing pyspnego is a test failure that says so, never a
+//! skip.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ impl Gateway {
         std::fs::write(&users, text).expect("users file");
         let log = dir.join("ntlm-gateway.log");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ntlm_gateway.py");
-        let python = std::env::var("DEPLOY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let python = python();
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("{upstream_user}:{upstream_password}"));
         let mut cmd = Command::new(&python);
@@ -80,7 +81,7 @@ impl Gateway {
             let _ = child.kill();
             let out = child.wait_with_output().expect("gateway output");
             panic!(
-                "the NTLM gateway did not start (it needs pyspnego: `{python} -m pip install pyspnego==0.12.4`, which .ci/run does):\n{}",
+                "the NTLM gateway did not start with {python} (it needs pyspnego 0.12.4; .ci/run installs it into target/ci-python):\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         };
@@ -104,6 +105,18 @@ impl Gateway {
     pub fn count(&self, name: &str) -> usize {
         self.events().iter().filter(|e| e["event"] == name).count()
     }
+}
+
+/// The interpreter to run the gateway with; see the module's text.
+fn python() -> String {
+    if let Ok(p) = std::env::var("DEPLOY_TEST_PYTHON") {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-python/bin/python");
+    if venv.exists() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".into()
 }
 
 impl Drop for Gateway {
