@@ -22,8 +22,7 @@ fn client(replay: &Replay) -> Client {
         label: "vagrant@win-replay".into(),
         operation_timeout: Duration::from_secs(20),
         connect_timeout: Duration::from_secs(5),
-        tls_ignore_cert: false,
-        tls_ca_file: None,
+        tls: Default::default(),
         auth: deploy::transport::winrm::AuthKind::Basic,
     })
     .expect("client")

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use base64::Engine;
 
 use super::AuthKind;
-use super::conn::{Conn, Endpoint, TlsSettings};
+use super::conn::{self, Conn, Endpoint, TlsSettings};
 use super::ntlm;
 use super::wsman::{self, AnswerError, Element, Fault, Header, Received, ShellOptions};
 
@@ -43,10 +43,8 @@ pub struct ClientConfig {
     pub operation_timeout: Duration,
     /// How long a TCP connect may take.
     pub connect_timeout: Duration,
-    /// Skip TLS certificate checks (`ansible_winrm_server_cert_validation: ignore`).
-    pub tls_ignore_cert: bool,
-    /// Trust only the certificates in this PEM file (`ansible_winrm_ca_trust_path`).
-    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// How https certificates are checked.
+    pub tls: TlsSettings,
     /// `ansible_winrm_transport`.
     pub auth: AuthKind,
 }
@@ -138,10 +136,7 @@ impl Client {
             AuthKind::Ntlm => Channel::Ntlm(Box::new(Mutex::new(NtlmChannel {
                 endpoint: Endpoint::parse(&config.url)
                     .map_err(|e| ClientError::Connect(format!("{}: {e}", config.label)))?,
-                tls: TlsSettings {
-                    ignore_cert: config.tls_ignore_cert,
-                    ca_file: config.tls_ca_file.clone(),
-                },
+                tls: config.tls.clone(),
                 open: None,
             }))),
         };
@@ -642,7 +637,7 @@ fn basic_channel(config: &ClientConfig) -> Result<Channel, ClientError> {
     })
 }
 
-/// https through rustls: Mozilla's roots, or only the certificates of `tls_ca_file`
+/// https through rustls: Mozilla's roots, or only the certificates of the CA file
 /// (`ansible_winrm_ca_trust_path`), or no check at all for
 /// `ansible_winrm_server_cert_validation: ignore` (the self-signed certificate a WinRM
 /// https listener usually has).
@@ -650,37 +645,17 @@ fn tls(
     builder: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
     config: &ClientConfig,
 ) -> Result<ureq::config::ConfigBuilder<ureq::typestate::AgentScope>, ClientError> {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
     let mut tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
-        .disable_verification(config.tls_ignore_cert);
-    if let Some(path) = &config.tls_ca_file {
-        let label = &config.label;
-        let pem = std::fs::read(path).map_err(|e| {
-            ClientError::Connect(format!(
-                "{label}: cannot read ansible_winrm_ca_trust_path {}: {e}",
-                path.display()
-            ))
-        })?;
-        let mut certs = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            match item {
-                Ok(PemItem::Certificate(c)) => certs.push(c),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(ClientError::Connect(format!(
-                        "{label}: {} is not PEM: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        if certs.is_empty() {
-            return Err(ClientError::Connect(format!(
-                "{label}: {} holds no certificate",
-                path.display()
-            )));
-        }
+        .disable_verification(config.tls.ignore_cert);
+    if let Some(path) = &config.tls.ca_file {
+        let ders = conn::read_ca_file(path)
+            .map_err(|e| ClientError::Connect(format!("{}: {e}", config.label)))?;
+        let certs: Vec<Certificate<'static>> = ders
+            .iter()
+            .map(|d| Certificate::from_der(d).to_owned())
+            .collect();
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
     Ok(builder.tls_config(tls.build()))

@@ -449,6 +449,29 @@ fn der_take(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     Some((b.get(header..end)?, b.get(end..)?))
 }
 
+/// The certificates (DER) of an `ansible_winrm_ca_trust_path` PEM file; an error names the
+/// file when it cannot be read, is not PEM or holds no certificate.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read ansible_winrm_ca_trust_path {}: {e}",
+            path.display()
+        )
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c.der().to_vec()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{} is not PEM: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// rustls with ring (the build ureq uses): Mozilla's roots, or only `ca_file`'s
 /// certificates, or no check at all.
 fn tls_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -465,23 +488,10 @@ fn tls_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut roots = rustls::RootCertStore::empty();
         match &tls.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    format!(
-                        "cannot read ansible_winrm_ca_trust_path {}: {e}",
-                        path.display()
-                    )
-                })?;
-                for item in ureq::tls::parse_pem(&pem) {
-                    match item {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => roots
-                            .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                            .map_err(|e| format!("{}: {e}", path.display()))?,
-                        Ok(_) => {}
-                        Err(e) => return Err(format!("{} is not PEM: {e}", path.display())),
-                    }
-                }
-                if roots.is_empty() {
-                    return Err(format!("{} holds no certificate", path.display()));
+                for der in read_ca_file(path)? {
+                    roots
+                        .add(rustls::pki_types::CertificateDer::from(der))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

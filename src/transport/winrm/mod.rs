@@ -305,8 +305,10 @@ impl WinRmTransport {
             label: label.clone(),
             operation_timeout: OPERATION_TIMEOUT,
             connect_timeout,
-            tls_ignore_cert: target.ignore_cert,
-            tls_ca_file: target.ca_trust_path.clone(),
+            tls: conn::TlsSettings {
+                ignore_cert: target.ignore_cert,
+                ca_file: target.ca_trust_path.clone(),
+            },
             auth: target.auth,
         };
         let client = Arc::new(Client::new(config).map_err(transport_error)?);
