@@ -112,8 +112,10 @@ impl Sealer {
         }
     }
 
-    fn signature(&mut self, seq: [u8; 4], plain: &[u8]) -> [u8; 16] {
-        let mac = hmac_md5(&self.sign_key, &[&seq, plain]);
+    /// The signature of `plain`, whose HMAC is `mac`: version 1, the first 8 bytes of the
+    /// HMAC encrypted with the running RC4 handle (after the message itself), the sequence
+    /// number.
+    fn signature(&mut self, seq: [u8; 4], mac: [u8; 16]) -> [u8; 16] {
         let mut checksum = [0u8; 8];
         checksum.copy_from_slice(&mac[..8]);
         self.handle.apply_keystream(&mut checksum);
@@ -124,13 +126,12 @@ impl Sealer {
         sig
     }
 
-    /// Seals `message` in place and returns its 16-byte signature (version 1, the
-    /// RC4-encrypted first 8 bytes of the HMAC, the sequence number).
+    /// Seals `message` in place and returns its 16-byte signature.
     pub fn seal(&mut self, message: &mut [u8]) -> [u8; 16] {
         let seq = self.seq.to_le_bytes();
-        let mac_input = message.to_vec();
+        let mac = hmac_md5(&self.sign_key, &[&seq, message]);
         self.handle.apply_keystream(message);
-        let sig = self.signature(seq, &mac_input);
+        let sig = self.signature(seq, mac);
         self.seq = self.seq.wrapping_add(1);
         sig
     }
@@ -140,7 +141,8 @@ impl Sealer {
     pub fn unseal(&mut self, message: &mut [u8], signature: &[u8]) -> Result<(), String> {
         let seq = self.seq.to_le_bytes();
         self.handle.apply_keystream(message);
-        let expected = self.signature(seq, message);
+        let mac = hmac_md5(&self.sign_key, &[&seq, message]);
+        let expected = self.signature(seq, mac);
         self.seq = self.seq.wrapping_add(1);
         if signature != expected {
             return Err(
