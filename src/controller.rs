@@ -18,18 +18,20 @@ pub fn provenance(repo: &Path) -> Provenance {
     }
 }
 
-fn git(repo: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
+/// What `command` prints, trimmed, when it runs and succeeds.
+fn stdout_of(command: &mut Command) -> Option<String> {
+    let out = command
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
     out.status
         .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn git(repo: &Path, args: &[&str]) -> Option<String> {
+    stdout_of(Command::new("git").arg("-C").arg(repo).args(args))
 }
 
 /// `git rev-parse HEAD`, with `-dirty` when `git status --porcelain` lists anything;
@@ -63,16 +65,7 @@ pub fn commits_behind(repo: &Path, commit: &str) -> Option<u64> {
 
 /// `$USER` (else `$LOGNAME`, else `id -un`, else `unknown`).
 pub fn user() -> String {
-    let from_id = || {
-        let out = Command::new("id")
-            .arg("-un")
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
+    let from_id = || stdout_of(Command::new("id").arg("-un"));
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
@@ -87,13 +80,7 @@ pub fn hostname() -> String {
     let from_file = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok();
-    let from_cmd = || {
-        Command::new("hostname")
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    };
+    let from_cmd = || stdout_of(&mut Command::new("hostname"));
     from_file
         .or_else(from_cmd)
         .map(|h| h.trim().to_string())
