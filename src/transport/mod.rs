@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn winrm_ntlm_connects_and_a_missing_password_is_refused_first() {
+    async fn winrm_ntlm_connects_and_a_missing_password_stops_it_before() {
         // Port 9 on 127.0.0.1: nothing listens, so the NTLM attempt is a connect error
         // naming the host (no longer a refusal before connecting).
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -364,11 +364,12 @@ mod tests {
             .to_string();
         assert!(err.starts_with("cannot connect: "), "{err}");
         assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
-        t.auth = AuthKind::Basic;
+        // Without a password, NTLM stops before connecting, naming the secret file.
         t.password = None;
         let err = winrm::WinRmTransport::connect(&t, Duration::from_secs(1))
             .await
             .expect_err("no password");
+        assert!(err.to_string().contains("secrets/"), "{err}");
         assert!(err.to_string().contains("no ansible_password"), "{err}");
     }
 }
