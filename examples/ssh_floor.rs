@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 port: cols.get(2)?.parse().ok()?,
                 user: "root".into(),
                 private_key_file: Some(PathBuf::from(&args[1])),
+                escalation: Default::default(),
             })
         })
         .collect();

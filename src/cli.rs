@@ -97,6 +97,24 @@ pub struct Selection {
     /// HEAD~1); the working tree and index are not touched.
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+    #[command(flatten)]
+    pub escalation: BecomeArgs,
+}
+
+/// Ansible's become options. A host's own `ansible_become*` variables win over them, as in
+/// Ansible; they apply to SSH hosts (local and WinRM hosts cannot become another user).
+#[derive(Debug, Args, Clone, Default)]
+pub struct BecomeArgs {
+    /// Run everything on SSH hosts as another user (sudo by default), like `ansible_become`.
+    #[arg(short = 'b', long = "become")]
+    pub enabled: bool,
+    /// The user to become (default root), like `ansible_become_user`.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// Ask once, on the terminal, for the become password (used where no
+    /// `ansible_become_password` is set).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
 }
 
 #[derive(Debug, Args)]

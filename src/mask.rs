@@ -50,6 +50,17 @@ impl Masker {
         self.forms.is_empty()
     }
 
+    /// The same masker, also masking `extra` (values that are secret wherever they came
+    /// from, such as a become password typed at `-K` or kept in plain group_vars).
+    pub fn with(&self, extra: &[Secret]) -> Masker {
+        let mut more = Masker::new(extra);
+        more.forms.extend(self.forms.iter().cloned());
+        more.forms
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        more.forms.dedup_by(|a, b| a.0 == b.0);
+        more
+    }
+
     /// `text` with every known form of every secret replaced by its mask.
     pub fn mask(&self, text: &str) -> String {
         let mut out = text.to_string();

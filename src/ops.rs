@@ -7,18 +7,20 @@ use std::time::Duration;
 
 use crate::apply::{self, HostOutcome};
 use crate::checks::{self, Report};
-use crate::cli::{Global, Selection};
+use crate::cli::{BecomeArgs, Global, Selection};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
 use crate::inventory::{self, Host, Inventory, Vars};
 use crate::manifest::Manifest;
 use crate::mask::Masker;
+use crate::mask::Secret;
 use crate::output;
 use crate::plan::Plan;
 use crate::remote::{self, Connected};
 use crate::render::Renderer;
 use crate::secrets;
 use crate::source::{Commit, Source};
+use crate::transport::escalation::Escalation;
 use crate::transport::{Connection, SshOptions};
 
 /// What to run on: the repo, the selected hosts, and connection settings.
@@ -35,6 +37,9 @@ pub struct Options {
     pub identities: Vec<PathBuf>,
     /// `--rev`: render the repo's inputs as they were at this git revision.
     pub rev: Option<String>,
+    /// `-b`, `--become-user`, `-K`: become settings for the SSH hosts whose variables leave
+    /// them unset.
+    pub escalation: Escalation,
 }
 
 impl Options {
@@ -53,6 +58,7 @@ impl Options {
             forks: usize::from(global.forks),
             identities: sel.identities.clone(),
             rev: sel.rev.clone(),
+            escalation: become_defaults(&sel.escalation)?,
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -62,6 +68,30 @@ impl Options {
             },
         })
     }
+}
+
+/// The command line's become options; `-K` asks for the password here, once.
+fn become_defaults(args: &BecomeArgs) -> Result<Escalation, Error> {
+    let password = if args.ask_become_pass {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Error::usage(
+                "-K/--ask-become-pass needs a terminal to ask on",
+                Some("set ansible_become_password in secrets/<host>.yml.age instead".into()),
+            ));
+        }
+        let pw = rpassword::prompt_password("BECOME password: ")
+            .map_err(|e| Error::usage(format!("cannot read the become password: {e}"), None))?;
+        Some(pw)
+    } else {
+        None
+    };
+    Ok(Escalation {
+        enabled: args.enabled.then_some(true),
+        method: None,
+        user: args.become_user.clone(),
+        password,
+        flags: None,
+    })
 }
 
 /// A computed plan with the open connections it was computed over.
@@ -183,6 +213,22 @@ fn render_selected(
     let mut desired =
         desired::render_hosts(inventory, manifest, renderer, selected, secret_rendering)
             .map_err(|e| masked_error(e, &masker))?;
+    // A become password is secret wherever it came from (-K, plain group_vars, secrets/).
+    let mut passwords = Vec::new();
+    for host in &mut desired {
+        host.connection.fill_become_defaults(&opts.escalation);
+        if let Some(pw) = host.connection.become_password() {
+            passwords.push(Secret {
+                key: "ansible_become_password".into(),
+                value: pw.to_string(),
+            });
+        }
+    }
+    let masker = if passwords.is_empty() {
+        masker
+    } else {
+        masker.with(&passwords)
+    };
     for host in &mut desired {
         // A relative deploy_root is relative to the repo, not to wherever deploy runs.
         if let Connection::Local { root: Some(root) } = &mut host.connection

@@ -14,6 +14,7 @@ mod secrets_run;
 mod ssh_apply;
 mod ssh_transport;
 mod state;
+mod sudo;
 mod support;
 mod verify;
 mod winrm_e2e;

@@ -6,6 +6,7 @@
 //! `handlers.rs`. Each kind of connection (local, SSH, WinRM) is one module here;
 //! `http.rs` is the controller's own HTTP GET, for `verify:` after apply.
 
+pub mod escalation;
 pub mod http;
 pub mod known_hosts;
 pub mod local;
@@ -87,6 +88,9 @@ pub enum TransportError {
     Io(String),
     #[error("not supported by this connection: {0}")]
     Unsupported(String),
+    /// sudo or su refused before the script ran (see [`escalation::Become::explain`]).
+    #[error("become failed: {0}")]
+    Become(String),
 }
 
 /// How to reach a host, from its Ansible connection variables (`ansible_connection`,
@@ -128,7 +132,16 @@ impl Connection {
                     .map_err(|_| format!("ansible_port `{p}` is not a port number")),
             }
         };
+        let escalation = escalation::Escalation::from_vars(vars)?;
+        let not_here = |what: &str| {
+            format!(
+                "ansible_become is set, but become is not applicable to {what} hosts (deploy \
+                 writes there as the connection's user); remove it for this host"
+            )
+        };
         match kind.as_str() {
+            "local" if escalation.requested() => Err(not_here("local")),
+            "winrm" | "psrp" if escalation.requested() => Err(not_here("WinRM")),
             "local" => Ok(Connection::Local {
                 root: text("deploy_root")?.map(PathBuf::from),
             }),
@@ -140,6 +153,7 @@ impl Connection {
                     .or_else(|| std::env::var("USER").ok())
                     .unwrap_or_else(|| "root".into()),
                 private_key_file: text("ansible_ssh_private_key_file")?.map(PathBuf::from),
+                escalation,
             })),
             "winrm" | "psrp" => {
                 // Ansible's rule: https unless the scheme says otherwise or the port is
@@ -193,6 +207,25 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The command line's become settings, where the host's variables leave them unset (as
+    /// in Ansible, the host's variables win). Only SSH hosts can become another user; `-b`
+    /// leaves local and WinRM hosts as they are.
+    pub fn fill_become_defaults(&mut self, defaults: &escalation::Escalation) {
+        if let Connection::Ssh(target) = self {
+            target.escalation.fill_defaults(defaults);
+        }
+    }
+
+    /// The become password this host uses, if any (to be masked in every output).
+    pub fn become_password(&self) -> Option<&str> {
+        match self {
+            Connection::Ssh(t) => t.escalation.password.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Opens a connection to a host.
 pub async fn connect(
     connection: &Connection,
@@ -228,6 +261,9 @@ pub struct SshTarget {
     pub user: String,
     /// `ansible_ssh_private_key_file`.
     pub private_key_file: Option<PathBuf>,
+    /// `ansible_become*` (with the command line's `-b`, `--become-user`, `-K` filled in by
+    /// [`Connection::fill_become_defaults`]): every script of the connection runs under it.
+    pub escalation: escalation::Escalation,
 }
 
 /// Settings that hold for every SSH connection of a run.
@@ -342,6 +378,44 @@ mod tests {
             err.contains("ansible_winrm_server_cert_validation"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn become_is_refused_where_it_cannot_apply_and_filled_from_the_command_line_on_ssh() {
+        let err = winrm(serde_json::json!({"ansible_become": true})).expect_err("winrm");
+        assert!(err.contains("not applicable to WinRM hosts"), "{err}");
+        let vars = |v: serde_json::Value| match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let err = Connection::from_vars(
+            "lab",
+            &vars(serde_json::json!({"ansible_connection": "local", "ansible_become": "yes"})),
+        )
+        .expect_err("local");
+        assert!(err.contains("not applicable to local hosts"), "{err}");
+        let err = Connection::from_vars(
+            "motoko",
+            &vars(serde_json::json!({"ansible_become_method": "runas"})),
+        )
+        .expect_err("runas");
+        assert!(err.contains("ansible_become_method `runas`"), "{err}");
+
+        // -b fills in SSH hosts only; a WinRM host under -b stays as it is.
+        let cli = escalation::Escalation {
+            enabled: Some(true),
+            ..Default::default()
+        };
+        let mut ssh = Connection::from_vars("motoko", &vars(serde_json::json!({}))).expect("ssh");
+        ssh.fill_become_defaults(&cli);
+        let Connection::Ssh(t) = &ssh else {
+            panic!("not ssh")
+        };
+        assert_eq!(t.escalation.resolve().map(|b| b.user), Some("root".into()));
+        let mut win = Connection::WinRm(winrm(serde_json::json!({})).expect("winrm"));
+        let before = win.clone();
+        win.fill_become_defaults(&cli);
+        assert_eq!(win, before);
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ use russh::keys::{
 };
 use russh::{ChannelMsg, Disconnect, Preferred};
 
+use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
     CommandOutput, FileState, RemoteFile, SshOptions, SshTarget, Transport, TransportError,
@@ -60,6 +61,11 @@ pub struct SshTransport {
     handle: Handle<ClientHandler>,
     /// `user@address:port`, for messages.
     label: String,
+    /// The inventory name and the login user, for become's messages.
+    host: String,
+    login: String,
+    /// Every script and command runs under this when set (`ansible_become`).
+    escalation: Option<Become>,
     closed: AtomicBool,
 }
 
@@ -285,6 +291,9 @@ impl SshTransport {
         Ok(SshTransport {
             handle,
             label,
+            host: target.name.clone(),
+            login: target.user.clone(),
+            escalation: target.escalation.resolve(),
             closed: AtomicBool::new(false),
         })
     }
@@ -296,6 +305,19 @@ impl SshTransport {
 
     /// Runs `command` on a new channel, feeding it `stdin` (then EOF), and collects its output.
     async fn exec(&self, command: &str, stdin: &[u8]) -> Result<CommandOutput, TransportError> {
+        self.exec_with(command, stdin, None).await
+    }
+
+    /// [`SshTransport::exec`] of a command that `become` wrapped (see [`Become::wrap`]): the
+    /// password goes on stdin when sudo's prompt shows, the script's input only once the
+    /// wrapped shell printed the marker (which is taken off stdout), and a refusal by sudo or
+    /// su becomes one [`TransportError::Become`] line.
+    async fn exec_with(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        as_user: Option<&Become>,
+    ) -> Result<CommandOutput, TransportError> {
         if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
             return Err(TransportError::Io(format!(
                 "the connection to {} is closed",
@@ -317,6 +339,27 @@ impl SshTransport {
             ))
         })?;
         let (mut reader, writer) = channel.split();
+        let mut out = CommandOutput {
+            status: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+
+        // With a password (or su), nothing of the script's input may go before sudo has taken
+        // the password and the wrapped shell runs: sudo would read it as a password attempt.
+        let mut marker_seen = false;
+        if let Some(b) = as_user.filter(|b| b.handshake()) {
+            match self.handshake(b, &mut reader, &writer, &mut out).await? {
+                Handshake::Running => {
+                    marker_seen = true;
+                    // What sudo printed (a lecture, the prompt) is not the script's.
+                    out.stderr.clear();
+                }
+                Handshake::Refused { answered } => {
+                    return Err(self.refused(b, &out, answered));
+                }
+            }
+        }
 
         let write = async {
             if !stdin.is_empty() {
@@ -324,12 +367,7 @@ impl SshTransport {
             }
             writer.eof().await
         };
-        let read = async {
-            let mut out = CommandOutput {
-                status: None,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            };
+        let read = async move {
             let mut ended = false;
             let mut refused = false;
             while let Some(msg) = reader.wait().await {
@@ -369,7 +407,7 @@ impl SshTransport {
         // waiting for the writer once the channel is closed: a command that exits without
         // reading its stdin would otherwise leave the write pending forever.
         let mut write_done = false;
-        let (out, ended, refused) = loop {
+        let (mut out, ended, refused) = loop {
             tokio::select! {
                 res = &mut write, if !write_done => {
                     write_done = true;
@@ -391,23 +429,155 @@ impl SshTransport {
                 self.label
             )));
         }
+        if let Some(b) = as_user
+            && !marker_seen
+        {
+            match take_marker(&out.stdout, b.marker()) {
+                Some(rest) => out.stdout = rest.to_vec(),
+                None => return Err(self.refused(b, &out, false)),
+            }
+        }
         Ok(out)
     }
 
-    /// Runs a sh script with `data` on its stdin. A short script travels in the exec request
-    /// itself; a longer one on stdin ahead of `data` (see the module doc).
-    async fn run_script(&self, script: &str, data: &[u8]) -> Result<CommandOutput, TransportError> {
-        if script.len() <= INLINE_SCRIPT_MAX {
-            // One process fewer on the host per call (no `head`, no command substitution).
-            let command = format!("LC_ALL=C sh -c {}", sh_quote(script));
-            return self.exec(&command, data).await;
+    /// Waits, within [`BECOME_HANDSHAKE_TIMEOUT`], for the wrapped shell's marker, answering
+    /// sudo's (or su's) first password prompt with the password. A second prompt means the
+    /// password was wrong: stdin is closed so that sudo gives up after that one attempt.
+    async fn handshake(
+        &self,
+        b: &Become,
+        reader: &mut russh::ChannelReadHalf,
+        writer: &russh::ChannelWriteHalf<client::Msg>,
+        out: &mut CommandOutput,
+    ) -> Result<Handshake, TransportError> {
+        let mut answered = false;
+        let mut closed_stdin = false;
+        let wait = async {
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        out.stdout.extend_from_slice(&data);
+                        if let Some(rest) = take_marker(&out.stdout, b.marker()) {
+                            out.stdout = rest.to_vec();
+                            return Ok(Handshake::Running);
+                        }
+                        if out.stdout.len() > MAX_BEFORE_MARKER {
+                            break;
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data);
+                        if out.stderr.len() > MAX_BEFORE_MARKER {
+                            break;
+                        }
+                        let prompts = b.prompts_in(&String::from_utf8_lossy(&out.stderr));
+                        if prompts == 1 && !answered && !closed_stdin {
+                            match b.password() {
+                                Some(pw) => {
+                                    let line = format!("{pw}\n");
+                                    writer.data(line.as_bytes()).await.map_err(|e| {
+                                        TransportError::Io(format!(
+                                            "cannot send the become password to {}: {}",
+                                            self.label,
+                                            russh_text(&e)
+                                        ))
+                                    })?;
+                                    answered = true;
+                                }
+                                None => {
+                                    let _ = writer.eof().await;
+                                    closed_stdin = true;
+                                }
+                            }
+                        } else if prompts > 1 && !closed_stdin {
+                            let _ = writer.eof().await;
+                            closed_stdin = true;
+                        }
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        out.status = i32::try_from(exit_status).ok();
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            Ok(Handshake::Refused { answered })
+        };
+        match tokio::time::timeout(BECOME_HANDSHAKE_TIMEOUT, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Become(format!(
+                "{}: {} did not start the command within {} s (stderr: {})",
+                self.label,
+                b.method.name(),
+                BECOME_HANDSHAKE_TIMEOUT.as_secs(),
+                String::from_utf8_lossy(&out.stderr)
+                    .replace(b.prompt(), "")
+                    .trim()
+            ))),
         }
-        let command = format!("LC_ALL=C sh -c 'eval \"$(head -c {})\"'", script.len());
-        let mut stdin = Vec::with_capacity(script.len() + data.len());
-        stdin.extend_from_slice(script.as_bytes());
-        stdin.extend_from_slice(data);
-        self.exec(&command, &stdin).await
     }
+
+    /// The error for a wrapped command whose shell never started.
+    fn refused(&self, b: &Become, out: &CommandOutput, answered: bool) -> TransportError {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let refusal = b.refusal(&stderr, out.status, answered);
+        TransportError::Become(format!(
+            "{}: {}",
+            self.label,
+            b.explain(refusal, &self.host, &self.login, &stderr)
+        ))
+    }
+
+    /// Runs a sh script with `data` on its stdin, as the become user when become is on. A
+    /// short script travels in the exec request itself; a longer one on stdin ahead of `data`
+    /// (see the module doc).
+    async fn run_script(&self, script: &str, data: &[u8]) -> Result<CommandOutput, TransportError> {
+        let (body, stdin) = if script.len() <= INLINE_SCRIPT_MAX {
+            // One process fewer on the host per call (no `head`, no command substitution).
+            (script.to_string(), Cow::Borrowed(data))
+        } else {
+            let mut stdin = Vec::with_capacity(script.len() + data.len());
+            stdin.extend_from_slice(script.as_bytes());
+            stdin.extend_from_slice(data);
+            (
+                format!("eval \"$(head -c {})\"", script.len()),
+                Cow::Owned(stdin),
+            )
+        };
+        match &self.escalation {
+            None => {
+                let command = format!("LC_ALL=C sh -c {}", sh_quote(&body));
+                self.exec(&command, &stdin).await
+            }
+            Some(b) => {
+                self.exec_with(&b.wrap(&body, sh_quote), &stdin, Some(b))
+                    .await
+            }
+        }
+    }
+}
+
+/// What the become handshake found.
+enum Handshake {
+    /// The wrapped shell runs as the become user.
+    Running,
+    /// sudo or su ended before it; `answered` says whether a password was sent.
+    Refused { answered: bool },
+}
+
+/// How long sudo or su may take to ask for a password and start the command (PAM's delay
+/// after a wrong password is a few seconds).
+const BECOME_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// What sudo or su may print before the marker (a lecture, prompts); more is not sudo.
+const MAX_BEFORE_MARKER: usize = 64 * 1024;
+
+/// `stdout` after the first `marker` line, when it holds one.
+fn take_marker<'a>(stdout: &'a [u8], marker: &str) -> Option<&'a [u8]> {
+    let line = format!("{marker}\n");
+    let at = stdout
+        .windows(line.len())
+        .position(|w| w == line.as_bytes())?;
+    Some(&stdout[at + line.len()..])
 }
 
 /// Tries the configured key file only; else each ssh-agent identity; else the default key
@@ -903,7 +1073,15 @@ impl Transport for SshTransport {
     }
 
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
-        self.exec(command, &[]).await
+        match &self.escalation {
+            // The login user's shell, as sshd runs it.
+            None => self.exec(command, &[]).await,
+            // As Ansible does, /bin/sh as the become user.
+            Some(b) => {
+                self.exec_with(&b.wrap(command, sh_quote), &[], Some(b))
+                    .await
+            }
+        }
     }
 
     async fn create_exclusive(

@@ -4,5 +4,6 @@ pub mod age;
 pub mod ntlm_gateway;
 pub mod project;
 pub mod sshd;
+pub mod users;
 pub mod winrm_replay;
 pub mod winrm_standin;

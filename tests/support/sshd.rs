@@ -60,6 +60,8 @@ impl HostKey {
 pub struct SshdBuilder {
     host_keys: Vec<HostKey>,
     known: Option<Vec<HostKey>>,
+    login: Option<String>,
+    path: Option<String>,
 }
 
 impl SshdBuilder {
@@ -72,6 +74,19 @@ impl SshdBuilder {
     /// Which host keys `known_hosts` lists. Default: all of them.
     pub fn known_hosts_keys(mut self, keys: &[HostKey]) -> Self {
         self.known = Some(keys.to_vec());
+        self
+    }
+
+    /// The user the client key logs in as (default: the one running the tests). The folder
+    /// is made readable for that user, and `home/` its own.
+    pub fn login_user(mut self, user: &str) -> Self {
+        self.login = Some(user.to_string());
+        self
+    }
+
+    /// The sessions' `PATH` (sshd's `SetEnv`), e.g. one without sudo on it.
+    pub fn session_path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
         self
     }
 
@@ -95,6 +110,22 @@ impl SshdBuilder {
             root.join("authorized_keys"),
         )
         .expect("authorized_keys");
+        if let Some(user) = &self.login {
+            // sshd reads authorized_keys as the user; the sessions' HOME is theirs.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+            fs::set_permissions(
+                root.join("authorized_keys"),
+                fs::Permissions::from_mode(0o644),
+            )
+            .expect("chmod authorized_keys");
+            let status = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(root.join("home"))
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown home to {user}");
+        }
 
         // sshd refuses to start without its privilege separation folder, normally made by the
         // system service's unit.
@@ -104,7 +135,11 @@ impl SshdBuilder {
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
             let config = root.join("sshd_config");
-            fs::write(&config, sshd_config(&root, port, &self.host_keys)).expect("sshd_config");
+            let mut text = sshd_config(&root, port, &self.host_keys);
+            if let Some(path) = &self.path {
+                text = text.replace("SetEnv HOME=", &format!("SetEnv PATH={path} HOME="));
+            }
+            fs::write(&config, text).expect("sshd_config");
             let log = fs::File::create(root.join("sshd.log")).expect("sshd.log");
             let mut child = Command::new(SSHD)
                 .arg("-D")
@@ -122,6 +157,7 @@ impl SshdBuilder {
                         port,
                         child,
                         host_keys: self.host_keys.clone(),
+                        login: self.login.clone().unwrap_or_else(current_user),
                         dir,
                     };
                     let known = self.known.unwrap_or(self.host_keys);
@@ -150,6 +186,7 @@ pub struct Sshd {
     port: u16,
     child: Child,
     host_keys: Vec<HostKey>,
+    login: String,
     // Declared last: dropped after the child is killed.
     dir: TempDir,
 }
@@ -164,6 +201,8 @@ impl Sshd {
         SshdBuilder {
             host_keys: vec![HostKey::Ed25519],
             known: None,
+            login: None,
+            path: None,
         }
     }
 
@@ -224,14 +263,20 @@ impl Sshd {
             .to_string()
     }
 
-    /// A target for this server: 127.0.0.1, its port, the current user, the client key.
+    /// The user the client key logs in as.
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
+    /// A target for this server: 127.0.0.1, its port, the login user, the client key.
     pub fn target(&self) -> SshTarget {
         SshTarget {
             name: "testhost".to_string(),
             address: "127.0.0.1".to_string(),
             port: self.port,
-            user: current_user(),
+            user: self.login.clone(),
             private_key_file: Some(self.client_key()),
+            escalation: Default::default(),
         }
     }
 

@@ -1,0 +1,293 @@
+//! Privilege escalation (`ansible_become`, `-b`) against a real OpenSSH sshd on 127.0.0.1
+//! that logs in a non-root user made for the test, with Debian's real sudo (and su) and
+//! sudoers drop-ins per user: NOPASSWD, a password (right and wrong), not allowed,
+//! requiretty, sudo missing from PATH.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+
+use crate::support::project::{Project, Run};
+use crate::support::sshd::Sshd;
+use crate::support::users;
+
+/// One host `alpha` behind its own sshd, logging in as `login`. Its files go under `fs/`, a
+/// root-owned 0755 folder the login user cannot write; `fs/root-only` (0700) is where the
+/// handler logs, so only a handler running as root can.
+struct BecomeHost {
+    project: Project,
+    sshd: Sshd,
+}
+
+impl BecomeHost {
+    fn new(login: &str, sshd: Sshd, host_vars: &str) -> BecomeHost {
+        let project = Project::new();
+        let fs_root = sshd.dir().join("fs");
+        fs::create_dir_all(fs_root.join("root-only")).expect("fs");
+        fs::set_permissions(&fs_root, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(fs_root.join("root-only"), fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        project.inventory(&format!(
+            "all:\n  hosts:\n    alpha:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n      ansible_user: {login}\n      ansible_ssh_private_key_file: {key}\n      root: {root}\n      deploy_state_path: \"{{{{ root }}}}/var/lib/deploy/state.json\"\n{host_vars}",
+            port = sshd.port(),
+            key = sshd.client_key().display(),
+            root = fs_root.display(),
+        ));
+        project
+            .manifest(
+                r#"
+groups:
+  all:
+    files:
+      - template: app.conf.j2
+        dest: "{{ root }}/etc/app/app.conf"
+        mode: "0640"
+        owner: daemon
+        group: daemon
+        notify: restart app
+    handlers:
+      - name: restart app
+        run: echo "restart $(id -un)" >> '{{ root }}/root-only/handlers.log'
+"#,
+            )
+            .template("app.conf.j2", "host = {{ inventory_hostname }}\n")
+            .file(
+                "home/.ssh/known_hosts",
+                &fs::read_to_string(sshd.known_hosts()).expect("known_hosts"),
+            );
+        BecomeHost { project, sshd }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.sshd.dir().join("fs")
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.root().join("etc/app/app.conf")
+    }
+
+    fn handler_log(&self) -> String {
+        fs::read_to_string(self.root().join("root-only/handlers.log")).unwrap_or_default()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.project.run(args)
+    }
+}
+
+fn sshd_for(login: &str) -> Sshd {
+    Sshd::builder().login_user(login).start()
+}
+
+/// The error line deploy printed for `alpha`.
+fn error_line(run: &Run) -> String {
+    run.stdout
+        .lines()
+        .find(|l| l.contains("alpha: error:"))
+        .unwrap_or_else(|| panic!("no error line for alpha:\n{}\n{}", run.stdout, run.stderr))
+        .to_string()
+}
+
+#[test]
+fn sudo_without_a_password_writes_root_files_runs_a_root_handler_and_records_state() {
+    let login = users::user("dpl-nopw", None, Some("dpl-nopw ALL=(ALL) NOPASSWD: ALL\n"));
+    let host = BecomeHost::new(&login, sshd_for(&login), "");
+
+    // As the login user, the root-owned folder refuses the write: nothing is written.
+    let run = host.run(&["apply", "--yes"]).expect(1);
+    assert!(run.stdout.contains("ermission denied"), "{}", run.stdout);
+    assert!(!host.conf().exists());
+
+    // With -b the same plan is applied as root: mode and owner as declared, the root-only
+    // handler ran as root, the record is in the root-owned state folder, the lock is gone.
+    let run = host.run(&["apply", "--yes", "-b"]).expect(0);
+    assert!(run.stdout.contains("Plan: 1 to create"), "{}", run.stdout);
+    assert_eq!(
+        fs::read_to_string(host.conf()).expect("written"),
+        "host = alpha\n"
+    );
+    let meta = fs::metadata(host.conf()).expect("meta");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(meta.uid(), users::uid("daemon"));
+    assert_eq!(host.handler_log(), "restart root\n");
+    let state = host.root().join("var/lib/deploy/state.json");
+    assert_eq!(fs::metadata(&state).expect("state record").uid(), 0);
+    assert!(!host.root().join("var/lib/deploy/lock.json").exists());
+    let leftovers: Vec<_> = fs::read_dir(host.root().join("etc/app"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n != "app.conf")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A second apply finds nothing to do and runs no handler.
+    let run = host.run(&["apply", "--yes", "--become"]).expect(0);
+    assert!(
+        run.stdout.contains("0 to create, 0 to change, 1 unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host.handler_log(), "restart root\n");
+    // The plan reads as root too: status sees the record.
+    host.run(&["status", "-b"]).expect(0);
+}
+
+#[test]
+fn sudo_with_a_password_asks_once_takes_it_from_secrets_and_never_prints_it() {
+    let password = "correct-horse-7d1f";
+    let login = users::user("dpl-pw", Some(password), Some("dpl-pw ALL=(ALL) ALL\n"));
+    let host = BecomeHost::new(&login, sshd_for(&login), "      ansible_become: true\n");
+    let p = &host.project;
+
+    // No password set: one line that says which variable to set, and where.
+    let run = host.run(&["apply", "--yes"]).expect(1);
+    let line = error_line(&run);
+    assert!(line.contains("asked for dpl-pw's password"), "{line}");
+    assert!(
+        line.contains("ansible_become_password in secrets/alpha.yml.age"),
+        "{line}"
+    );
+    assert!(!host.conf().exists());
+
+    // A wrong password: refused after one attempt (sudo says so), never printed.
+    p.file(
+        "hosts/host_vars/alpha.yml",
+        "ansible_become_password: wrong-password-51c9\n",
+    );
+    let run = host.run(&["apply", "--yes"]).expect(1);
+    let line = error_line(&run);
+    assert!(line.contains("refused the become password"), "{line}");
+    assert!(line.contains("1 incorrect password attempt"), "{line}");
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    assert!(!printed.contains("wrong-password-51c9"), "{printed}");
+    assert!(!host.conf().exists());
+
+    // The right one, from secrets/alpha.yml.age.
+    fs::remove_file(p.path().join("hosts/host_vars/alpha.yml")).expect("rm");
+    let (identity, public) = crate::support::age::keygen(p.path(), "identity.txt");
+    p.file("secrets/recipients.txt", &format!("{public}\n"));
+    crate::support::age::encrypt(
+        &p.path().join("secrets/recipients.txt"),
+        &format!("ansible_become_password: {password}\n"),
+        &p.path().join("secrets/alpha.yml.age"),
+    );
+    let id = identity.to_str().expect("utf-8 path");
+    let run = host.run(&["apply", "--yes", "--identity", id]).expect(0);
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    assert!(!printed.contains(password), "{printed}");
+    assert_eq!(
+        fs::metadata(host.conf()).expect("written").uid(),
+        users::uid("daemon")
+    );
+    assert_eq!(host.handler_log(), "restart root\n");
+    let run = host.run(&["apply", "--yes", "--identity", id]).expect(0);
+    assert!(run.stdout.contains("1 unchanged"), "{}", run.stdout);
+    assert_eq!(host.handler_log(), "restart root\n");
+}
+
+#[test]
+fn a_user_sudo_does_not_allow_gets_one_clear_line() {
+    let login = users::user("dpl-denied", Some("denied-pw-3b"), None);
+    let host = BecomeHost::new(
+        &login,
+        sshd_for(&login),
+        "      ansible_become: true\n      ansible_become_password: denied-pw-3b\n",
+    );
+    let run = host.run(&["apply", "--yes"]).expect(1);
+    let line = error_line(&run);
+    assert!(
+        line.contains("dpl-denied may not run commands as root"),
+        "{line}"
+    );
+    assert!(line.contains("not in the sudoers file"), "{line}");
+    assert!(!line.contains("denied-pw-3b"), "{line}");
+    assert!(!host.conf().exists());
+}
+
+#[test]
+fn requiretty_and_a_missing_sudo_are_named() {
+    let login = users::user(
+        "dpl-tty",
+        None,
+        Some("Defaults:dpl-tty requiretty\ndpl-tty ALL=(ALL) NOPASSWD: ALL\n"),
+    );
+    let host = BecomeHost::new(&login, sshd_for(&login), "      ansible_become: yes\n");
+    let line = error_line(&host.run(&["plan"]).expect(1));
+    assert!(line.contains("requiretty"), "{line}");
+    assert!(line.contains("Defaults:dpl-tty !requiretty"), "{line}");
+
+    let login = users::user(
+        "dpl-nopath",
+        None,
+        Some("dpl-nopath ALL=(ALL) NOPASSWD: ALL\n"),
+    );
+    let sshd = Sshd::builder()
+        .login_user(&login)
+        .session_path("/nonexistent-bin")
+        .start();
+    let host = BecomeHost::new(&login, sshd, "      ansible_become: true\n");
+    let line = error_line(&host.run(&["plan"]).expect(1));
+    assert!(line.contains("sudo is not installed"), "{line}");
+}
+
+#[test]
+fn su_becomes_another_user_with_that_users_password() {
+    let target = users::user("dpl-su-target", Some("su-target-pw-88"), None);
+    let login = users::user("dpl-su-login", None, None);
+    let host = BecomeHost::new(
+        &login,
+        sshd_for(&login),
+        &format!(
+            "      ansible_become: true\n      ansible_become_method: su\n      ansible_become_user: {target}\n      ansible_become_password: su-target-pw-88\n"
+        ),
+    );
+    // The target user's own folder, which only it can write; the handler logs there too.
+    let app = host.root().join("app");
+    fs::create_dir_all(&app).expect("app dir");
+    let status = std::process::Command::new("chown")
+        .arg(format!("{target}:"))
+        .arg(&app)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    let p = &host.project;
+    p.manifest(
+        r#"
+groups:
+  all:
+    files:
+      - template: app.conf.j2
+        dest: "{{ root }}/app/app.conf"
+        notify: restart app
+    handlers:
+      - name: restart app
+        run: echo "restart $(id -un)" >> '{{ root }}/app/handlers.log'
+"#,
+    );
+    let state = "deploy_state_path: \"{{ root }}/app/state/state.json\"\n";
+    p.file("hosts/host_vars/alpha.yml", state);
+    let run = host.run(&["apply", "--yes"]).expect(0);
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains("su-target-pw-88"));
+    let conf = app.join("app.conf");
+    assert_eq!(
+        fs::metadata(&conf).expect("written").uid(),
+        users::uid(&target)
+    );
+    assert_eq!(
+        fs::read_to_string(app.join("handlers.log")).expect("handler ran"),
+        format!("restart {target}\n")
+    );
+    let run = host.run(&["apply", "--yes"]).expect(0);
+    assert!(run.stdout.contains("1 unchanged"), "{}", run.stdout);
+
+    // A wrong su password fails the host in one line, without printing it.
+    p.file(
+        "hosts/host_vars/alpha.yml",
+        &format!("{state}ansible_become_password: not-the-su-pw\n"),
+    );
+    let run = host.run(&["plan"]).expect(1);
+    let line = error_line(&run);
+    assert!(line.contains("su refused the become password"), "{line}");
+    assert!(!run.stdout.contains("not-the-su-pw"), "{}", run.stdout);
+}
