@@ -252,3 +252,19 @@ fn windows_hosts_connect_with_ntlm_over_https_and_their_secret_password() {
         );
     }
 }
+
+#[test]
+fn motoko_logs_in_as_mdt_and_becomes_root_with_sudo_and_its_secret_password() {
+    use deploy::transport::Connection;
+    use deploy::transport::escalation::BecomeMethod;
+    let hosts = render_fleet();
+    let h = hosts.iter().find(|h| h.host == "motoko").expect("motoko");
+    let Connection::Ssh(t) = &h.connection else {
+        panic!("motoko: {:?}", h.connection);
+    };
+    assert_eq!((t.address.as_str(), t.user.as_str()), ("motoko", "mdt"));
+    let b = t.escalation.resolve().expect("become is on for motoko");
+    assert_eq!((b.method, b.user.as_str()), (BecomeMethod::Sudo, "root"));
+    // The stand-in value from secrets/motoko.yml.age (encrypted to the demo key).
+    assert_eq!(b.password(), Some("mdt-sudo-REPLACE_ME"));
+}

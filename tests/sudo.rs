@@ -291,3 +291,202 @@ groups:
     assert!(line.contains("su refused the become password"), "{line}");
     assert!(!run.stdout.contains("not-the-su-pw"), "{}", run.stdout);
 }
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read_dir").filter_map(Result::ok) {
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            fs::copy(&path, &dest).expect("copy");
+        }
+    }
+}
+
+/// The repo's own fleet, with motoko standing in on a local sshd: everything as in hosts/
+/// except where motoko is and the folders under its stand-in root. `systemctl` is a shim
+/// that logs its arguments and uid (there is no systemd here).
+struct StandInMotoko {
+    project: Project,
+    sshd: Sshd,
+}
+
+impl StandInMotoko {
+    fn new(sshd: Sshd, litellm_port: u16, extra: &str) -> StandInMotoko {
+        let project = Project::new();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["hosts", "templates", "secrets"] {
+            copy_tree(&repo.join(dir), &project.path().join(dir));
+        }
+        let root = sshd.dir().join("fs");
+        fs::create_dir_all(&root).expect("fs");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+        project.file(
+            "hosts/host_vars/motoko.yml",
+            &format!(
+                "ansible_host: 127.0.0.1\nansible_port: {port}\nansible_user: {login}\n\
+                 ansible_ssh_private_key_file: {key}\nlitellm_port: {litellm_port}\n\
+                 litellm_dir: {root}/opt/litellm\nsystemd_unit_dir: {root}/etc/systemd/system\n\
+                 deploy_state_path: {root}/var/lib/deploy/state.json\n{extra}",
+                port = sshd.port(),
+                login = sshd.login(),
+                key = sshd.client_key().display(),
+                root = root.display(),
+            ),
+        );
+        project.file(
+            "home/.ssh/known_hosts",
+            &fs::read_to_string(sshd.known_hosts()).expect("known_hosts"),
+        );
+        StandInMotoko { project, sshd }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let identity = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fleet-demo-identity.txt");
+        let mut all = args.to_vec();
+        let identity = identity.display().to_string();
+        all.extend(["--host", "motoko", "--identity", &identity]);
+        self.project.run(&all)
+    }
+
+    /// Output with this stand-in's paths and ports replaced, to compare two stand-ins.
+    fn normalized(&self, text: &str) -> String {
+        self.project
+            .filter(text)
+            .replace(&self.sshd.dir().display().to_string(), "[HOST]")
+            .replace(&format!(":{}", self.sshd.port()), ":[PORT]")
+            .replace(self.sshd.login(), "[LOGIN]")
+    }
+
+    /// Every file under the stand-in root: path, mode, owner uid, content.
+    fn files(&self) -> Vec<(String, u32, u32, String)> {
+        let mut out = Vec::new();
+        let root = self.sshd.dir().join("fs");
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).expect("read_dir").filter_map(Result::ok) {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let meta = fs::metadata(&path).expect("meta");
+                let rel = path
+                    .strip_prefix(&root)
+                    .expect("under root")
+                    .display()
+                    .to_string();
+                // The record holds times and the controller's user; compare its presence.
+                let content = if rel.ends_with("state.json") {
+                    String::new()
+                } else {
+                    self.normalized(&fs::read_to_string(&path).expect("text"))
+                };
+                out.push((rel, meta.permissions().mode() & 0o7777, meta.uid(), content));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// A folder holding a `systemctl` that logs its arguments and uid to `systemctl.log` beside
+/// it (there is no systemd here).
+fn systemctl_shim() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("shim dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let shim = dir.path().join("systemctl");
+    fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"systemctl $* uid=$(id -u)\" >> '{}/systemctl.log'\n",
+            dir.path().display()
+        ),
+    )
+    .expect("shim");
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+#[test]
+fn the_real_fleets_motoko_over_sudo_plans_and_applies_as_a_root_login_does() {
+    let litellm = crate::support::http::serve(|path| match path {
+        "/health/liveliness" => (200, "\"I'm alive!\"".into()),
+        _ => (404, "{}".into()),
+    });
+    let path_of = |shim: &tempfile::TempDir| {
+        format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", shim.path().display())
+    };
+    // mdt's stand-in: sudo with the stand-in password of secrets/motoko.yml.age; sudo's
+    // secure_path starts at the shim.
+    let sudo_shim = systemctl_shim();
+    let login = users::user(
+        "dpl-mdt",
+        Some("mdt-sudo-REPLACE_ME"),
+        Some(&format!(
+            "Defaults:dpl-mdt secure_path=\"{}\"\ndpl-mdt ALL=(ALL) ALL\n",
+            path_of(&sudo_shim)
+        )),
+    );
+    let with_sudo = StandInMotoko::new(
+        Sshd::builder()
+            .login_user(&login)
+            .session_path(&path_of(&sudo_shim))
+            .start(),
+        litellm,
+        "",
+    );
+    // The same host logged in as root, become off.
+    let root_shim = systemctl_shim();
+    let as_root = StandInMotoko::new(
+        Sshd::builder().session_path(&path_of(&root_shim)).start(),
+        litellm,
+        "ansible_become: false\n",
+    );
+
+    let plans: Vec<String> = [&with_sudo, &as_root]
+        .iter()
+        .map(|m| {
+            let run = m.run(&["plan"]).expect(0);
+            assert!(run.stdout.contains("Plan: 4 to create"), "{}", run.stdout);
+            m.normalized(&run.stdout)
+        })
+        .collect();
+    assert_eq!(plans[0], plans[1], "the plan as mdt with sudo and as root");
+    assert!(!plans[0].contains("mdt-sudo-REPLACE_ME"), "{}", plans[0]);
+
+    for m in [&with_sudo, &as_root] {
+        let run = m.run(&["apply", "--yes"]).expect(0);
+        assert!(run.stdout.contains("litellm is up"), "{}", run.stdout);
+        let again = m.run(&["apply", "--yes"]).expect(0);
+        assert!(
+            again
+                .stdout
+                .contains("0 to create, 0 to change, 4 unchanged"),
+            "{}",
+            again.stdout
+        );
+    }
+    let files = with_sudo.files();
+    assert_eq!(
+        files,
+        as_root.files(),
+        "the files as mdt with sudo and as root"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|(p, mode, uid, _)| p == "opt/litellm/.env" && *mode == 0o600 && *uid == 0),
+        "{files:?}"
+    );
+    for shim in [&sudo_shim, &root_shim] {
+        assert_eq!(
+            fs::read_to_string(shim.path().join("systemctl.log")).expect("handlers ran"),
+            "systemctl daemon-reload uid=0\nsystemctl restart litellm uid=0\n"
+        );
+    }
+}

@@ -1,40 +1,10 @@
 //! verify after apply: HTTP servers on 127.0.0.1 stand in for vLLM (serving the model's
 //! path until its handler "restarts" it with the served name) and LiteLLM (`/health`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 
+use crate::support::http::serve;
 use crate::support::project::Project;
-
-/// Starts a server answering each GET with `answer(path)` -> (status, JSON body); returns
-/// its port. The thread lives as long as the test binary.
-fn serve(answer: impl Fn(&str) -> (u16, String) + Send + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                line.clear();
-            }
-            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (status, body) = answer(&path);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
 
 /// vLLM's `/v1/models`: the model's path until `restarted` exists, then the served name.
 fn fake_vllm(restarted: PathBuf) -> u16 {

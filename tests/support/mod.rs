@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 
 pub mod age;
+pub mod http;
 pub mod ntlm_gateway;
 pub mod project;
 pub mod sshd;
