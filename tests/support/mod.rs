@@ -2,6 +2,7 @@
 
 pub mod age;
 pub mod ntlm_gateway;
+pub mod powershell;
 pub mod project;
 pub mod sshd;
 pub mod winrm_replay;
