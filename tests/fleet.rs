@@ -10,7 +10,8 @@ use deploy::ops::{self, Options};
 use deploy::transport::SshOptions;
 use serde_json::Value;
 
-fn render_fleet() -> Vec<HostDesired> {
+/// Every host of the repo's real fleet, rendered (no host is contacted).
+pub(crate) fn render_fleet() -> Vec<HostDesired> {
     let opts = Options {
         repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         hosts: Vec::new(),

@@ -3,6 +3,7 @@
 pub mod age;
 pub mod http;
 pub mod ntlm_gateway;
+pub mod powershell;
 pub mod project;
 pub mod sshd;
 pub mod users;

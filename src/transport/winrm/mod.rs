@@ -140,7 +140,7 @@ pub const REMOVE_MARKER: &str = "# deploy:remove v1";
 /// stdin line 1: base64 of the path, line 2: base64 of the content. Creates the file only if
 /// nothing is there (`CreateNew` is atomic on NTFS); stdout `created`, or `held ` and the
 /// existing file's bytes in base64.
-const CREATE_SCRIPT: &str = r#"# deploy:create-exclusive v1
+pub const CREATE_SCRIPT: &str = r#"# deploy:create-exclusive v1
 param($lines)
 $ErrorActionPreference = 'Stop'
 $p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1]))
@@ -159,7 +159,7 @@ exit 0
 "#;
 
 /// stdin line 1: base64 of the path. Deletes it; a missing file is fine.
-const REMOVE_SCRIPT: &str = r#"# deploy:remove v1
+pub const REMOVE_SCRIPT: &str = r#"# deploy:remove v1
 param($lines)
 $ErrorActionPreference = 'Stop'
 $p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1]))
@@ -171,7 +171,7 @@ exit 0
 /// path: `state` `file` (with `sha256`, `content` base64), `missing`, or `other` (`what`).
 /// (No `@(...)` around ConvertFrom-Json: Windows PowerShell 5.1 emits a JSON array as one
 /// object, and `@()` would nest it; a plain assignment gives the array on 5.1 and 7.)
-const READ_SCRIPT: &str = r#"# deploy:read-files v1
+pub const READ_SCRIPT: &str = r#"# deploy:read-files v1
 param($lines)
 $ErrorActionPreference = 'Stop'
 $paths = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
@@ -200,7 +200,7 @@ exit 0
 
 /// stdin line 1: base64 of a JSON array of `{path, sha256}`; line 2+i: `b64:` and file i's
 /// bytes in base64. Writes every temporary file and checks its hash, then replaces.
-const WRITE_SCRIPT: &str = r#"# deploy:write-files v1
+pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v1
 param($lines)
 $ErrorActionPreference = 'Stop'
 $files = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
