@@ -72,6 +72,19 @@ pub enum SecretsCommand {
     Set { name: String, key: String },
     /// Re-encrypt every secret file to the current secrets/recipients.txt.
     Rekey,
+    /// Move Ansible Vault files (or the inline `!vault` values of vars files) into
+    /// secrets/NAME.yml.age; NAME comes from where each file sits in group_vars/ or
+    /// host_vars/, or --name. Prints no value and writes no plaintext.
+    ImportVault {
+        /// Vault files, or vars files with `!vault` values.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The group or host (secrets/NAME.yml.age) for every PATH.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +112,23 @@ pub struct Selection {
     pub rev: Option<String>,
     #[command(flatten)]
     pub escalation: BecomeArgs,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+/// Ansible Vault passwords, for vaulted values still in group_vars/ and host_vars/.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VaultArgs {
+    /// The vault password: a file holding it, or an executable that prints it (as Ansible).
+    #[arg(
+        long = "vault-password-file",
+        value_name = "FILE",
+        env = "ANSIBLE_VAULT_PASSWORD_FILE"
+    )]
+    pub vault_password_file: Option<PathBuf>,
+    /// Ask once, on the terminal, for the vault password.
+    #[arg(short = 'J', long = "ask-vault-pass")]
+    pub ask_vault_pass: bool,
 }
 
 /// Ansible's become options. A host's own `ansible_become*` variables win over them, as in

@@ -140,6 +140,25 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     /// `-e` vars, kept to merge again with secrets.
     extra: Vars,
+    /// Values (and whole files) of `group_vars/` and `host_vars/` encrypted with Ansible
+    /// Vault; opened by `secrets::vault::open` when a vault password is given, and merged
+    /// as secrets of their group or host.
+    pub vaulted: Vec<Vaulted>,
+}
+
+/// A `group_vars/` or `host_vars/` value encrypted with Ansible Vault (an inline `!vault`
+/// value, or a whole vault file).
+#[derive(Debug, Clone)]
+pub struct Vaulted {
+    pub path: PathBuf,
+    /// The line of its key (1-based), 0 for a whole file.
+    pub line: usize,
+    /// The group or host whose vars file holds it.
+    pub scope: String,
+    /// The top-level variable, or `None` for a whole vault file.
+    pub key: Option<String>,
+    /// The variable's value as read (vaulted strings inside), or the whole file's text.
+    pub value: Value,
 }
 
 impl Inventory {
@@ -182,9 +201,13 @@ impl Inventory {
         let mut groups = parsed.groups;
         compute_depths(&file, &mut groups)?;
 
+        let mut vaulted = Vec::new();
         let mut group_files: HashMap<String, Vars> = HashMap::new();
         for g in groups.keys() {
-            group_files.insert(g.clone(), load_vars_dir(&dir.join("group_vars"), g)?);
+            group_files.insert(
+                g.clone(),
+                load_vars_dir(&dir.join("group_vars"), g, &mut vaulted)?,
+            );
         }
         let no_secrets = HashMap::new();
         let mut hosts = IndexMap::new();
@@ -197,7 +220,7 @@ impl Inventory {
                 layers.group_files.push((g.clone(), file));
             }
             layers.inline = parsed.host_vars.get(name).cloned().unwrap_or_default();
-            layers.host_files = load_vars_dir(&dir.join("host_vars"), name)?;
+            layers.host_files = load_vars_dir(&dir.join("host_vars"), name, &mut vaulted)?;
             let (vars, secret_keys) = layers.merge(name, &no_secrets, extra);
             hosts.insert(
                 name.clone(),
@@ -215,6 +238,7 @@ impl Inventory {
             hosts,
             groups,
             extra: extra.clone(),
+            vaulted,
         })
     }
 
@@ -531,13 +555,41 @@ fn groups_of(groups: &IndexMap<String, Group>, host: &str) -> Vec<String> {
 }
 
 /// The vars of `<dir>/<name>.yml` (`.yaml`, `.json`, or no extension) and of every file in
-/// `<dir>/<name>/` (sorted by name), merged in that order. Nothing there is no vars.
-fn load_vars_dir(dir: &Path, name: &str) -> Result<Vars, Error> {
+/// `<dir>/<name>/` (sorted by name), merged in that order. Nothing there is no vars. Values
+/// encrypted with Ansible Vault (and whole vault files) are added to `vaulted`.
+fn load_vars_dir(dir: &Path, name: &str, vaulted: &mut Vec<Vaulted>) -> Result<Vars, Error> {
     let mut vars = Vars::new();
+    let mut add = |vars: &mut Vars, path: &Path| -> Result<(), Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        if crate::secrets::vault::is_vaulted(&text) {
+            vaulted.push(Vaulted {
+                path: path.to_path_buf(),
+                line: 0,
+                scope: name.to_string(),
+                key: None,
+                value: Value::String(text),
+            });
+            return Ok(());
+        }
+        let file = parse_vars(path, &text)?;
+        for (key, value) in &file {
+            if holds_vaulted(value) {
+                vaulted.push(Vaulted {
+                    path: path.to_path_buf(),
+                    line: key_line(&text, key),
+                    scope: name.to_string(),
+                    key: Some(key.clone()),
+                    value: value.clone(),
+                });
+            }
+        }
+        merge(vars, &file);
+        Ok(())
+    };
     for ext in ["", ".yml", ".yaml", ".json"] {
         let path = dir.join(format!("{name}{ext}"));
         if path.is_file() {
-            merge(&mut vars, &load_vars_file(&path)?);
+            add(&mut vars, &path)?;
         }
     }
     let sub = dir.join(name);
@@ -555,22 +607,48 @@ fn load_vars_dir(dir: &Path, name: &str) -> Result<Vars, Error> {
             .collect();
         files.sort();
         for path in files {
-            merge(&mut vars, &load_vars_file(&path)?);
+            add(&mut vars, &path)?;
         }
     }
     Ok(vars)
 }
 
-/// One vars file: a YAML mapping (an empty file is no vars).
+/// Whether a value holds a string encrypted with Ansible Vault (YAML's `!vault` tag is
+/// dropped by the parser; the text itself says what it is).
+fn holds_vaulted(value: &Value) -> bool {
+    match value {
+        Value::String(s) => crate::secrets::vault::is_vaulted(s),
+        Value::Array(items) => items.iter().any(holds_vaulted),
+        Value::Object(map) => map.values().any(holds_vaulted),
+        _ => false,
+    }
+}
+
+/// The 1-based line where top-level `key:` is written in `text` (0 when not found).
+fn key_line(text: &str, key: &str) -> usize {
+    let plain = format!("{key}:");
+    let quoted = [format!("\"{key}\":"), format!("'{key}':")];
+    text.lines()
+        .position(|l| l.starts_with(&plain) || quoted.iter().any(|q| l.starts_with(q.as_str())))
+        .map_or(0, |i| i + 1)
+}
+
+/// One vars file: a YAML mapping (an empty file is no vars). A vault file is refused here
+/// (`-e @file`); `group_vars/` and `host_vars/` read them through `load_vars_dir`.
 pub fn load_vars_file(path: &Path) -> Result<Vars, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     if text.starts_with("$ANSIBLE_VAULT") {
         return Err(
             Error::config(path.display(), "this file is encrypted with Ansible Vault")
-                .with_hint("deploy keeps secrets in age-encrypted files under secrets/"),
+                .with_hint("deploy keeps secrets in age-encrypted files under secrets/ (deploy secrets import-vault moves them there)"),
         );
     }
-    match yaml::parse::<Value>(path, &text)? {
+    parse_vars(path, &text)
+}
+
+/// The text of a vars file -> its mapping (an empty file is no vars).
+pub fn parse_vars(path: &Path, text: &str) -> Result<Vars, Error> {
+    match yaml::parse::<Value>(path, text)? {
         Value::Null => Ok(Vars::new()),
         Value::Object(map) => Ok(map),
         _ => Err(Error::config(
@@ -671,7 +749,7 @@ mod tests {
     }
 
     #[test]
-    fn vault_files_are_refused_with_a_hint() {
+    fn vaulted_files_and_values_are_kept_for_the_vault_password_and_out_of_extra_vars() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "inventory.yml", "all:\n  hosts:\n    h:\n");
         write(
@@ -679,11 +757,29 @@ mod tests {
             "group_vars/all.yml",
             "$ANSIBLE_VAULT;1.1;AES256\n6162\n",
         );
-        let err = Inventory::load(dir.path(), &Vars::new())
+        write(
+            dir.path(),
+            "host_vars/h.yml",
+            "plain: 1\ntoken: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n",
+        );
+        let inv = Inventory::load(dir.path(), &Vars::new()).unwrap();
+        let found: Vec<(String, usize, Option<String>)> = inv
+            .vaulted
+            .iter()
+            .map(|v| (v.scope.clone(), v.line, v.key.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("all".into(), 0, None),
+                ("h".into(), 2, Some("token".into()))
+            ]
+        );
+        let err = load_vars_file(&dir.path().join("group_vars/all.yml"))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("Ansible Vault") && err.contains("secrets/"),
+            err.contains("Ansible Vault") && err.contains("import-vault"),
             "{err}"
         );
     }

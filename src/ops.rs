@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::apply::{self, HostOutcome};
 use crate::checks::{self, Report};
-use crate::cli::{BecomeArgs, Global, Selection};
+use crate::cli::{BecomeArgs, Global, Selection, VaultArgs};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
 use crate::inventory::{self, Host, Inventory, Vars};
@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::remote::{self, Connected};
 use crate::render::Renderer;
 use crate::secrets;
+use crate::secrets::vault::{self, VaultPassword};
 use crate::source::{Commit, Source};
 use crate::transport::escalation::Escalation;
 use crate::transport::{Connection, SshOptions};
@@ -40,6 +41,9 @@ pub struct Options {
     /// `-b`, `--become-user`, `-K`: become settings for the SSH hosts whose variables leave
     /// them unset.
     pub escalation: Escalation,
+    /// `--vault-password-file`, `--ask-vault-pass`: opens vaulted values of group_vars/ and
+    /// host_vars/.
+    pub vault_password: Option<VaultPassword>,
 }
 
 impl Options {
@@ -59,6 +63,7 @@ impl Options {
             identities: sel.identities.clone(),
             rev: sel.rev.clone(),
             escalation: become_defaults(&sel.escalation)?,
+            vault_password: vault_password(&sel.vault)?,
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -92,6 +97,26 @@ fn become_defaults(args: &BecomeArgs) -> Result<Escalation, Error> {
         password,
         flags: None,
     })
+}
+
+/// The vault password from `--vault-password-file` (or `$ANSIBLE_VAULT_PASSWORD_FILE`), or
+/// asked for once with `--ask-vault-pass`.
+pub fn vault_password(args: &VaultArgs) -> Result<Option<VaultPassword>, Error> {
+    if let Some(file) = &args.vault_password_file {
+        return VaultPassword::from_file(file).map(Some);
+    }
+    if !args.ask_vault_pass {
+        return Ok(None);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Error::usage(
+            "--ask-vault-pass needs a terminal to ask on",
+            Some("pass --vault-password-file FILE instead".into()),
+        ));
+    }
+    let pw = rpassword::prompt_password("Vault password: ")
+        .map_err(|e| Error::usage(format!("cannot read the vault password: {e}"), None))?;
+    Ok(Some(VaultPassword::new(pw.into_bytes())))
 }
 
 /// A computed plan with the open connections it was computed over.
@@ -165,7 +190,23 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     let mut inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
     let manifest = Manifest::load(&hosts_dir)?;
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
-    let secrets = secrets::decrypt_for(&source.dir.join("secrets"), &selected, &opts.identities)?;
+    let mut secrets =
+        secrets::decrypt_for(&source.dir.join("secrets"), &selected, &opts.identities)?;
+    if !inventory.vaulted.is_empty() {
+        // Vaulted values still in group_vars/ and host_vars/ are secrets of their group or
+        // host too (a key in secrets/ wins over the same key vaulted).
+        let scopes: std::collections::BTreeSet<String> = selected
+            .iter()
+            .flat_map(|h| h.groups.iter().cloned().chain([h.name.clone()]))
+            .collect();
+        let password = opts.vault_password.as_ref().map(VaultPassword::bytes);
+        for (scope, vars) in vault::open(&inventory.vaulted, &scopes, password)? {
+            let layer = secrets.entry(scope).or_default();
+            for (k, v) in vars {
+                layer.entry(k).or_insert(v);
+            }
+        }
+    }
     if !secrets.is_empty() {
         inventory.merge_secrets(&secrets);
     }

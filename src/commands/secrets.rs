@@ -66,6 +66,30 @@ pub fn run(global: &Global, args: SecretsArgs) -> Result<ExitCode, Error> {
             files::set(&path, &key, value, ids)?;
             println!("{}: set {key}", path.display());
         }
+        SecretsCommand::ImportVault { paths, name, vault } => {
+            let password = crate::ops::vault_password(&vault)?.ok_or_else(|| {
+                Error::usage(
+                    "no vault password",
+                    Some(
+                        "pass --vault-password-file FILE (or set ANSIBLE_VAULT_PASSWORD_FILE), \
+                         or --ask-vault-pass"
+                            .into(),
+                    ),
+                )
+            })?;
+            for i in files::import_vault(&dir, &paths, name.as_deref(), &password, ids)? {
+                println!(
+                    "{}: imported {} into {}",
+                    i.from.display(),
+                    i.keys.join(", "),
+                    i.into.display()
+                );
+            }
+            println!(
+                "the values are in secrets/ now: remove them from the vars files (or the vault \
+                 files) they came from"
+            );
+        }
         SecretsCommand::Rekey => {
             for path in files::rekey(&dir, ids)? {
                 println!("{}: re-encrypted", path.display());

@@ -136,6 +136,154 @@ pub fn set(path: &Path, key: &str, value: &str, identity_args: &[PathBuf]) -> Re
     write_atomic(path, &encrypt(text.as_bytes(), &recipients)?, 0o644)
 }
 
+/// What `import_vault` did with one vault file.
+#[derive(Debug)]
+pub struct Imported {
+    pub from: PathBuf,
+    pub into: PathBuf,
+    /// The variables moved (names only; values are never printed).
+    pub keys: Vec<String>,
+}
+
+/// The group or host a vars file belongs to, from where it sits: `group_vars/NAME.yml`,
+/// `group_vars/NAME/any.yml`, `host_vars/...` likewise.
+pub fn vault_scope(path: &Path) -> Option<String> {
+    let parent = path.parent()?;
+    let parent_name = parent.file_name()?.to_str()?;
+    if matches!(parent_name, "group_vars" | "host_vars") {
+        let name = path.file_name()?.to_str()?;
+        let stem = ["yml", "yaml", "json"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(&format!(".{ext}")))
+            .unwrap_or(name);
+        return Some(stem.to_string());
+    }
+    let grand = parent.parent()?.file_name()?.to_str()?;
+    matches!(grand, "group_vars" | "host_vars").then(|| parent_name.to_string())
+}
+
+/// Moves Ansible Vault contents into `secrets/<name>.yml.age`: a whole vault file's
+/// variables, or a vars file's inline `!vault` values (its plain values stay where they are).
+/// Every file is decrypted and checked first, and a variable already in the secret file is
+/// a conflict that stops the import before anything is written. No plaintext touches the disk.
+pub fn import_vault(
+    secrets_dir: &Path,
+    paths: &[PathBuf],
+    name: Option<&str>,
+    password: &super::vault::VaultPassword,
+    identity_args: &[PathBuf],
+) -> Result<Vec<Imported>, Error> {
+    use super::vault;
+    let recipients = Recipients::load(&secrets_dir.join(RECIPIENTS_FILE))?;
+    // target secret file -> (its vars now, what is added, the imports into it)
+    let mut targets: Vec<(PathBuf, Vars, Vec<Imported>)> = Vec::new();
+    let mut identities: Option<Identities> = None;
+    for from in paths {
+        let scope = match name {
+            Some(n) => n.to_string(),
+            None => vault_scope(from).ok_or_else(|| {
+                Error::usage(
+                    format!(
+                        "cannot tell which group or host {} belongs to",
+                        from.display()
+                    ),
+                    Some("pass --name GROUP_OR_HOST (secrets/NAME.yml.age)".into()),
+                )
+            })?,
+        };
+        let text = std::fs::read_to_string(from).map_err(|e| Error::io(from, e))?;
+        let fail =
+            |e: vault::VaultError| Error::config(from.display(), format!("cannot decrypt: {e}"));
+        let found: Vars = if vault::is_vaulted(&text) {
+            let plain = vault::decrypt(&text, password.bytes()).map_err(fail)?;
+            let plain = String::from_utf8(plain)
+                .map_err(|_| Error::config(from.display(), "the decrypted file is not UTF-8"))?;
+            crate::inventory::parse_vars(from, &plain).map_err(|_| {
+                Error::config(from.display(), "the decrypted file is not a YAML mapping")
+            })?
+        } else {
+            let mut vaulted = Vec::new();
+            let file = crate::inventory::parse_vars(from, &text)?;
+            for (k, v) in &file {
+                if let serde_json::Value::String(s) = v
+                    && vault::is_vaulted(s)
+                {
+                    let plain = vault::decrypt(s, password.bytes()).map_err(|e| {
+                        Error::config(from.display(), format!("cannot decrypt `{k}`: {e}"))
+                    })?;
+                    let plain = String::from_utf8(plain).map_err(|_| {
+                        Error::config(from.display(), format!("`{k}` is not UTF-8 text"))
+                    })?;
+                    vaulted.push((k.clone(), serde_json::Value::String(plain)));
+                }
+            }
+            if vaulted.is_empty() {
+                return Err(Error::config(
+                    from.display(),
+                    "neither a vault file nor a vars file with !vault values",
+                ));
+            }
+            vaulted.into_iter().collect()
+        };
+        let into = secret_path(secrets_dir, &scope)?;
+        let index = match targets.iter().position(|(p, _, _)| *p == into) {
+            Some(i) => i,
+            None => {
+                let existing = if into.exists() {
+                    if identities.is_none() {
+                        identities = Some(load_identities(&identity_files(identity_args))?);
+                    }
+                    match &identities {
+                        Some(ids) => super::decrypt_file(&into, ids)?,
+                        None => Vars::new(),
+                    }
+                } else {
+                    Vars::new()
+                };
+                targets.push((into.clone(), existing, Vec::new()));
+                targets.len() - 1
+            }
+        };
+        let (_, vars, imports) = &mut targets[index];
+        let clash: Vec<&String> = found.keys().filter(|k| vars.contains_key(*k)).collect();
+        if !clash.is_empty() {
+            return Err(Error::config(
+                from.display(),
+                format!(
+                    "{} already in {}: {}; nothing was imported",
+                    if clash.len() == 1 {
+                        "this variable is"
+                    } else {
+                        "these variables are"
+                    },
+                    into.display(),
+                    clash
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_hint("remove one of the two (deploy secrets edit NAME), then import again"));
+        }
+        let keys: Vec<String> = found.keys().cloned().collect();
+        vars.extend(found);
+        imports.push(Imported {
+            from: from.clone(),
+            into,
+            keys,
+        });
+    }
+    let mut done = Vec::new();
+    for (into, vars, imports) in targets {
+        let text = serde_saphyr::to_string(&vars)
+            .map_err(|e| Error::usage(format!("cannot write the secret file: {e}"), None))?;
+        write_atomic(&into, &encrypt(text.as_bytes(), &recipients)?, 0o644)?;
+        done.extend(imports);
+    }
+    Ok(done)
+}
+
 /// Re-encrypts every secret file to the current `recipients.txt`; returns the files done.
 pub fn rekey(secrets_dir: &Path, identity_args: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let recipients = Recipients::load(&secrets_dir.join(RECIPIENTS_FILE))?;

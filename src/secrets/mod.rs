@@ -13,6 +13,7 @@
 //! secret file never quote its contents.
 
 pub mod files;
+pub mod vault;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 
 pub mod age;
+pub mod ansible;
 pub mod http;
 pub mod ntlm_gateway;
 pub mod powershell;
