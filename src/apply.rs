@@ -329,7 +329,7 @@ fn set_error(outcome: &mut HostOutcome, why: String) {
 fn state_write(path: &str, record: &HostState) -> WriteFile {
     WriteFile {
         path: path.to_string(),
-        content: record.to_bytes(),
+        content: record.to_bytes().into(),
         mode: 0o600,
         owner: None,
         group: None,

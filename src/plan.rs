@@ -168,7 +168,7 @@ impl HostPlan {
                 Ok(change) => {
                     let write = (change.action != Action::Unchanged).then(|| WriteFile {
                         path: want.dest.clone(),
-                        content: want.content.clone(),
+                        content: want.content.clone().into(),
                         mode: change.final_mode,
                         owner: want.owner.clone(),
                         group: want.group.clone(),
