@@ -10,6 +10,7 @@ use crate::checks::{self, Report};
 use crate::cli::{Global, Selection};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
+use crate::files::Files;
 use crate::inventory::{self, Host, Inventory, Vars};
 use crate::manifest::Manifest;
 use crate::mask::Masker;
@@ -142,11 +143,12 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::new(&source.dir.join("templates"));
+    let files = Files::new(&source.dir.join(crate::files::FILES_DIR));
     let mut rendered = render_selected(
         opts,
         &inventory,
         &manifest,
-        &renderer,
+        (&renderer, &files),
         &selected,
         &secret_rendering,
     )?;
@@ -157,10 +159,16 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         .filter(|h| !selected.iter().any(|s| s.name == h.name))
         .collect();
     // All in one call, so the inventory's hostvars are built once, not once per other host.
-    let others: Vec<HostDesired> =
-        desired::render_each(&inventory, &manifest, &renderer, &others, &secret_rendering)
-            .map(|each| each.into_iter().filter_map(Result::ok).collect())
-            .unwrap_or_default();
+    let others: Vec<HostDesired> = desired::render_each(
+        &inventory,
+        &manifest,
+        &renderer,
+        &files,
+        &others,
+        &secret_rendering,
+    )
+    .map(|each| each.into_iter().filter_map(Result::ok).collect())
+    .unwrap_or_default();
     let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
     Ok(Checked { rendered, report })
 }
@@ -175,14 +183,20 @@ fn render_selected(
     opts: &Options,
     inventory: &Inventory,
     manifest: &Manifest,
-    renderer: &Renderer,
+    (renderer, files): (&Renderer, &Files),
     selected: &[&Host],
     secret_rendering: &SecretRendering,
 ) -> Result<Rendered, Error> {
     let masker = secret_rendering.masker.clone();
-    let mut desired =
-        desired::render_hosts(inventory, manifest, renderer, selected, secret_rendering)
-            .map_err(|e| masked_error(e, &masker))?;
+    let mut desired = desired::render_hosts(
+        inventory,
+        manifest,
+        renderer,
+        files,
+        selected,
+        secret_rendering,
+    )
+    .map_err(|e| masked_error(e, &masker))?;
     for host in &mut desired {
         // A relative deploy_root is relative to the repo, not to wherever deploy runs.
         if let Connection::Local { root: Some(root) } = &mut host.connection
