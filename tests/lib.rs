@@ -6,6 +6,7 @@ mod examples;
 mod fleet;
 mod local_apply;
 mod newline;
+mod plain_files;
 mod render_fixtures;
 mod revisions;
 mod secrets_age;
