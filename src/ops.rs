@@ -105,9 +105,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let progress = output::progress(desired.len(), "reading hosts");
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
-    let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
-    let states: Vec<Result<_, String>> = connected.iter().map(|c| c.state.clone()).collect();
-    let mut plan = Plan::build(&desired, &current, &states, &masker);
+    let reads = connected.iter().map(|c| (&c.current, &c.state));
+    let mut plan = Plan::build(&desired, reads, &masker);
     plan.commit = commit;
     Ok(Prepared {
         desired,

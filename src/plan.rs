@@ -11,6 +11,9 @@ use crate::mask::Masker;
 use crate::state::{HostState, short_commit};
 use crate::transport::{EntryKind, FileOp, ReadResult, TreeEntry, WriteFile};
 
+/// A host's deploy state record as read (`None`: none yet; `Err`: why it could not be).
+pub type HostRecord = Result<Option<HostState>, String>;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub hosts: Vec<HostPlan>,
@@ -90,21 +93,19 @@ pub struct Summary {
 }
 
 impl Plan {
-    /// Pairs each host's desired files with what the host has (`current`, in the same order
-    /// as `desired`; an `Err` is why the host could not be read) and its deploy state record
-    /// (`states`, same order; its pending handlers join the plan).
-    /// Every text in the plan goes through `masker`.
-    pub fn build(
+    /// Pairs each host's desired files with what the host has and its deploy state record
+    /// (`reads`, in the same order as `desired`; an `Err` is why the host could not be read;
+    /// the record's pending handlers join the plan). Borrowed: what hosts hold (a folder of
+    /// binaries on every host) is not copied. Every text in the plan goes through `masker`.
+    pub fn build<'a>(
         desired: &[HostDesired],
-        current: &[Result<ReadResult, String>],
-        states: &[Result<Option<HostState>, String>],
+        reads: impl IntoIterator<Item = (&'a Result<ReadResult, String>, &'a HostRecord)>,
         masker: &Masker,
     ) -> Plan {
         let hosts = desired
             .iter()
-            .zip(current)
-            .zip(states)
-            .map(|((host, read), state)| HostPlan::build(host, read, state, masker))
+            .zip(reads)
+            .map(|(host, (read, state))| HostPlan::build(host, read, state, masker))
             .collect();
         Plan {
             hosts,
