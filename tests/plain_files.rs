@@ -512,3 +512,25 @@ groups:
     p.run(&["check"]).expect(0);
     assert!(!Path::new(&p.host_root("alpha")).exists());
 }
+
+#[test]
+fn delete_true_never_removes_the_hosts_state_record_or_lock() {
+    let p = Project::new();
+    p.local_hosts(&[("web", &["alpha"])])
+        .file(
+            "hosts/group_vars/web.yml",
+            "deploy_state_path: /srv/app/.deploy/state.json\n",
+        )
+        .manifest("groups:\n  web:\n    files:\n      - src: app\n        dest: /srv/app\n        delete: true\n")
+        .file("files/app/run.sh", "#!/bin/sh\n");
+    p.run(&["apply", "--yes"]).expect(0);
+    assert!(exists(&p, "/srv/app/.deploy/state.json"));
+    // A lock left by a crashed run stays for `deploy unlock` to judge.
+    fs::write(p.host_root("alpha").join("srv/app/.deploy/lock.json"), "{}").expect("lock");
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains("alpha: no changes (1 file)"),
+        "{}",
+        plan.stdout
+    );
+}
