@@ -5,8 +5,9 @@
 //!    to `lock_timeout` while another run holds it);
 //! 2. read the host's files and state record again and re-plan that host, so a run that
 //!    waited for another one writes only what is still different;
-//! 3. write the changed files and the new state record in one atomic batch: the record
-//!    names the commit, the files' SHA-256 and every handler to run as *pending*;
+//! 3. write the changed files, remove what `state: absent` and `delete: true` retire, and
+//!    write the new state record, in one atomic batch (the record last): it names the
+//!    commit, the files' SHA-256 and every handler to run as *pending*;
 //! 4. run the handlers in declared order, rewriting the record after each success to clear
 //!    it; a failed or unrun handler stays pending for the next apply;
 //! 5. poll the `verify:` entries; release the lock (whatever happened).
@@ -26,7 +27,7 @@ use crate::mask::Masker;
 use crate::plan::{HostPlan, Plan};
 use crate::remote::{self, Connected};
 use crate::state::{self, HostState, Lock, PendingHandler, Provenance};
-use crate::transport::{Transport, WriteFile};
+use crate::transport::{FileOp, Transport, WriteFile};
 use crate::verify;
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +35,9 @@ pub struct HostOutcome {
     pub host: String,
     /// Paths written.
     pub written: Vec<String>,
+    /// Paths removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
     pub handlers: Vec<HandlerRun>,
     /// Names of the verify entries that passed.
     pub verified: Vec<String>,
@@ -145,6 +149,7 @@ async fn apply_host(
     let mut outcome = HostOutcome {
         host: host.host.clone(),
         written: Vec::new(),
+        removed: Vec::new(),
         handlers: Vec::new(),
         verified: Vec::new(),
         error: host.error.clone(),
@@ -254,18 +259,18 @@ async fn locked(
             })
             .collect(),
     };
-    let mut writes = host.writes();
+    let mut ops = host.ops();
     let mut record = new_state;
     let mut to_run = host.handlers.clone();
-    if !writes.is_empty() {
+    if !ops.is_empty() {
         if settings.cancelled() {
             outcome.error = Some("stopped (interrupted) before writing".into());
             return;
         }
         // The record goes last in the batch: it names the handlers as pending before any
-        // of them runs, and it is replaced only once every file is.
-        writes.push(state_write(&desired.state_path, &record));
-        if let Err(e) = transport.write_files(&writes).await {
+        // of them runs, and it is replaced only once every file is written or removed.
+        ops.push(FileOp::Write(state_write(&desired.state_path, &record)));
+        if let Err(e) = transport.write_batch(&ops).await {
             outcome.error = Some(format!("writing files: {e}"));
             // The old record stands; with --force-handlers, what it left pending still runs.
             match old_state {
@@ -276,8 +281,13 @@ async fn locked(
                 _ => return,
             }
         } else {
-            writes.pop();
-            outcome.written = writes.into_iter().map(|w| w.path).collect();
+            ops.pop();
+            for op in ops {
+                match op {
+                    FileOp::Write(w) => outcome.written.push(w.path),
+                    FileOp::Remove(path) => outcome.removed.push(path),
+                }
+            }
         }
     }
     for h in &to_run {
@@ -329,7 +339,7 @@ fn set_error(outcome: &mut HostOutcome, why: String) {
 fn state_write(path: &str, record: &HostState) -> WriteFile {
     WriteFile {
         path: path.to_string(),
-        content: record.to_bytes(),
+        content: record.to_bytes().into(),
         mode: 0o600,
         owner: None,
         group: None,

@@ -26,7 +26,7 @@ use indexmap::IndexMap;
 use minijinja::Value;
 use serde_json::Value as Json;
 
-use crate::desired::HostDesired;
+use crate::desired::{FileSource, HostDesired};
 use crate::manifest::CheckSpec;
 use crate::render::Renderer;
 
@@ -75,6 +75,19 @@ pub fn parse_file(content: &[u8]) -> Json {
     }
 }
 
+/// Whether a file is in `files`: every rendered template; a `src:` copy when it is YAML or
+/// JSON text (by its name), since a folder of other files would only cost parsing.
+fn checked(file: &crate::desired::DesiredFile) -> bool {
+    match &file.source {
+        FileSource::Template(_) => true,
+        FileSource::File(name) => {
+            let name = name.to_ascii_lowercase();
+            [".yml", ".yaml", ".json"].iter().any(|e| name.ends_with(e))
+                && !crate::diff::is_binary(&file.content)
+        }
+    }
+}
+
 /// One host's rendered files, parsed.
 struct Parsed<'a> {
     host: &'a HostDesired,
@@ -107,6 +120,7 @@ pub fn run(
             files: host
                 .files
                 .iter()
+                .filter(|f| checked(f))
                 .map(|f| (f.dest.as_str(), parse_file(&f.content)))
                 .collect(),
         };

@@ -9,14 +9,16 @@
 //! secret, how to show them masked, and which files must be written 0600.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use minijinja::Value;
 use serde_json::Value as Json;
 
 use crate::error::Error;
+use crate::files::{Files, Loaded};
 use crate::inventory::{Host, Inventory, Vars};
-use crate::manifest::{Manifest, parse_mode, parse_newline};
+use crate::manifest::{Content, FileSpec, Manifest, parse_mode, parse_newline};
 use crate::mask::{Canary, MaskedView, Masker, Secret, ShownLine, shown_secret_line};
 use crate::render::Renderer;
 use crate::transport::Connection;
@@ -33,19 +35,53 @@ fn to_value<T: serde::Serialize>(v: T) -> Value {
 pub struct DesiredFile {
     /// Absolute path on the host (rendered from `dest:`).
     pub dest: String,
-    pub content: Vec<u8>,
+    /// Shared by every host with the same bytes (a `src:` file is read once per run).
+    pub content: Arc<[u8]>,
     /// Mode to enforce; `None` keeps an existing file's mode (0644 for a new file).
     pub mode: Option<u32>,
     pub owner: Option<String>,
     pub group: Option<String>,
     /// Handler names to run when this file changes.
     pub notify: Vec<String>,
-    /// Template it was rendered from, relative to `templates/`.
-    pub template: String,
+    /// Where the content comes from.
+    pub source: FileSource,
     /// Group of deploy.yml that gave the host this file.
     pub from_group: String,
     /// How to show the file when its rendering used a secret (`None`: it used none).
     pub view: Option<MaskedView>,
+}
+
+/// What a desired file's content is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// Rendered from this template, relative to `templates/`.
+    Template(String),
+    /// Copied from this file, relative to `files/` (`/`-separated).
+    File(String),
+}
+
+impl FileSource {
+    /// `templates/x.j2`, `files/x`: for messages.
+    pub fn label(&self) -> String {
+        match self {
+            FileSource::Template(t) => format!("templates/{t}"),
+            FileSource::File(f) => format!("{}/{f}", crate::files::FILES_DIR),
+        }
+    }
+}
+
+/// Something deploy removes on a host: `state: absent` (the file or link at `root`) or
+/// `delete: true` (every file or link under the folder `root` that the host's files, its
+/// state record and its lock do not include).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredRemoval {
+    /// The rendered `dest:`.
+    pub root: String,
+    /// `delete: true` of a `src:` folder (else `state: absent`).
+    pub tree: bool,
+    /// Handler names to run when something is removed.
+    pub notify: Vec<String>,
+    pub from_group: String,
 }
 
 /// A handler a host may run, its command rendered for that host.
@@ -196,6 +232,8 @@ pub struct HostDesired {
     pub host: String,
     pub connection: Connection,
     pub files: Vec<DesiredFile>,
+    /// What to remove, from `state: absent` and `delete: true`, in deploy.yml's order.
+    pub removals: Vec<DesiredRemoval>,
     /// Every handler of the host's groups, in the order deploy.yml declares them.
     pub handlers: Vec<DesiredHandler>,
     /// The host's variables as templates saw them (with `hostvars`), for checks.
@@ -212,10 +250,11 @@ pub fn render_hosts(
     inventory: &Inventory,
     manifest: &Manifest,
     renderer: &Renderer,
+    files: &Files,
     hosts: &[&Host],
     secrets: &SecretRendering,
 ) -> Result<Vec<HostDesired>, Error> {
-    render_each(inventory, manifest, renderer, hosts, secrets)?
+    render_each(inventory, manifest, renderer, files, hosts, secrets)?
         .into_iter()
         .collect()
 }
@@ -227,6 +266,7 @@ pub fn render_each(
     inventory: &Inventory,
     manifest: &Manifest,
     renderer: &Renderer,
+    files: &Files,
     hosts: &[&Host],
     secrets: &SecretRendering,
 ) -> Result<Vec<Result<HostDesired, Error>>, Error> {
@@ -261,7 +301,7 @@ pub fn render_each(
             canary: canary_ctx.as_ref(),
             secrets,
         };
-        render_host(manifest, renderer, host, &ctxs)
+        render_host(manifest, renderer, files, host, &ctxs)
     }))
 }
 
@@ -348,6 +388,7 @@ fn render_error(host: &Host, e: crate::render::RenderError) -> Error {
 fn render_host(
     manifest: &Manifest,
     renderer: &Renderer,
+    sources: &Files,
     host: &Host,
     ctxs: &Contexts,
 ) -> Result<HostDesired, Error> {
@@ -366,6 +407,7 @@ fn render_host(
         _ => "\n",
     };
     let mut files: Vec<DesiredFile> = Vec::new();
+    let mut removals: Vec<DesiredRemoval> = Vec::new();
     let mut verify: Vec<DesiredVerify> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
     for (group_name, spec) in &manifest.groups {
@@ -431,11 +473,12 @@ fn render_host(
             });
         }
         for f in &spec.files {
-            let origin = format!(
-                "{}: dest of {}",
-                manifest.location(&f.dest),
-                f.template.value
-            );
+            let what = match f.content() {
+                Content::Template(t) => t.value.clone(),
+                Content::Src(src) => format!("src {}", src.value),
+                Content::Absent => "state: absent".to_string(),
+            };
+            let origin = format!("{}: dest of {what}", manifest.location(&f.dest));
             let dest = renderer
                 .render_str(&origin, &f.dest.value, ctx)
                 .map_err(render_err)?;
@@ -445,18 +488,64 @@ fn render_host(
                     format!("host {}: {msg}", host.name),
                 )
             })?;
-            let content = renderer
-                .render_file(&f.template.value, ctx)
-                .map_err(render_err)?;
+            let notify: Vec<String> = f.notify_names().into_iter().map(String::from).collect();
             let newline = match &f.newline {
-                Some(n) => parse_newline(&n.value)
-                    .map_err(|msg| Error::config(manifest.location(n), msg))?,
-                None => host_newline,
+                Some(n) => Some(
+                    parse_newline(&n.value)
+                        .map_err(|msg| Error::config(manifest.location(n), msg))?,
+                ),
+                None => None,
             };
+            let mode = match &f.mode {
+                Some(m) => Some(
+                    parse_mode(&m.value).map_err(|msg| Error::config(manifest.location(m), msg))?,
+                ),
+                None => None,
+            };
+            let template = match f.content() {
+                Content::Absent => {
+                    removals.push(DesiredRemoval {
+                        root: dest,
+                        tree: false,
+                        notify,
+                        from_group: group_name.clone(),
+                    });
+                    continue;
+                }
+                Content::Src(src) => {
+                    let copies = copied_files(manifest, sources, f, src, &dest, newline)?;
+                    if f.delete() {
+                        removals.push(DesiredRemoval {
+                            root: dest.clone(),
+                            tree: true,
+                            notify: notify.clone(),
+                            from_group: group_name.clone(),
+                        });
+                    }
+                    for copy in copies {
+                        let file = DesiredFile {
+                            dest: copy.dest,
+                            content: copy.content,
+                            mode,
+                            owner: f.owner.clone(),
+                            group: f.group.clone(),
+                            notify: notify.clone(),
+                            source: FileSource::File(copy.from),
+                            from_group: group_name.clone(),
+                            view: None,
+                        };
+                        add_file(&mut files, file, &host.name)?;
+                    }
+                    continue;
+                }
+                Content::Template(t) => &t.value,
+            };
+            let content = renderer.render_file(template, ctx).map_err(render_err)?;
+            let newline = newline.unwrap_or(host_newline);
             let content = with_newline(&content, newline);
             let view = ctxs.canary.and_then(|canary| {
                 let secrets = ctxs.secrets;
-                match renderer.render_file(&f.template.value, canary) {
+                match renderer.render_file(template, canary) {
                     Ok(c) => MaskedView::build(
                         &content,
                         &with_newline(&c, newline),
@@ -469,36 +558,52 @@ fn render_host(
                     Err(_) => Some(MaskedView::opaque(&content)),
                 }
             });
-            let mode = match &f.mode {
-                Some(m) => Some(
-                    parse_mode(&m.value).map_err(|msg| Error::config(manifest.location(m), msg))?,
-                ),
+            let mode = match mode {
                 None if view.is_some() => Some(SECRET_FILE_MODE),
-                None => None,
+                mode => mode,
             };
             let file = DesiredFile {
                 dest,
-                content: content.into_bytes(),
+                content: content.into_bytes().into(),
                 mode,
                 owner: f.owner.clone(),
                 group: f.group.clone(),
-                notify: f.notify_names().into_iter().map(String::from).collect(),
-                template: f.template.value.clone(),
+                notify,
+                source: FileSource::Template(template.clone()),
                 from_group: group_name.clone(),
                 view,
             };
             add_file(&mut files, file, &host.name)?;
         }
     }
+    for r in &removals {
+        if let Some(file) = files.iter().find(|f| f.dest == r.root) {
+            return Err(Error::config(
+                format!("host {}", host.name),
+                format!(
+                    "{} is written by group `{}` ({}) and removed by `state: absent` of group `{}`",
+                    r.root,
+                    file.from_group,
+                    file.source.label(),
+                    r.from_group
+                ),
+            )
+            .with_hint("one destination can have only one owner group"));
+        }
+    }
     let handlers: Vec<DesiredHandler> = handlers.into_iter().map(|(h, _)| h).collect();
-    for file in &files {
-        for name in &file.notify {
+    let notifying = files
+        .iter()
+        .map(|f| (&f.dest, &f.from_group, &f.notify))
+        .chain(removals.iter().map(|r| (&r.root, &r.from_group, &r.notify)));
+    for (dest, from_group, notify) in notifying {
+        for name in notify {
             if !handlers.iter().any(|h| &h.name == name) {
                 return Err(Error::config(
                     manifest.path.display(),
                     format!(
                         "host {}: {} (group `{}`) notifies `{name}`, but none of the host's groups declares that handler",
-                        host.name, file.dest, file.from_group
+                        host.name, dest, from_group
                     ),
                 )
                 .with_hint("declare the handler in a group the host is in"));
@@ -535,6 +640,7 @@ fn render_host(
         state_path: crate::state::state_path(&connection, state_var.as_deref()),
         connection,
         files,
+        removals,
         handlers,
         vars: ctx.clone(),
         verify,
@@ -555,6 +661,83 @@ pub fn with_newline(text: &str, newline: &str) -> String {
     }
 }
 
+/// One file a `src:` entry gives a host.
+struct Copied {
+    dest: String,
+    /// Its path under `files/`.
+    from: String,
+    content: Arc<[u8]>,
+}
+
+/// The files a `src:` entry gives a host: one for a
+/// file, one per file under a folder (its path under `dest`). `newline`, when the entry sets
+/// it, is applied to text files only.
+fn copied_files(
+    manifest: &Manifest,
+    sources: &Files,
+    f: &FileSpec,
+    src: &serde_saphyr::Spanned<String>,
+    dest: &str,
+    newline: Option<&'static str>,
+) -> Result<Vec<Copied>, Error> {
+    let loaded = sources
+        .load(&src.value)
+        .map_err(|msg| Error::config(manifest.location(src), msg))?;
+    let rel = crate::files::normalize_src(&src.value)
+        .map_err(|msg| Error::config(manifest.location(src), msg))?;
+    let converted = |bytes: &Arc<[u8]>| -> Arc<[u8]> {
+        match (newline, std::str::from_utf8(bytes)) {
+            (Some(nl), Ok(text)) if !crate::diff::is_binary(bytes) => {
+                with_newline(text, nl).into_bytes().into()
+            }
+            _ => bytes.clone(),
+        }
+    };
+    match &*loaded {
+        Loaded::File(bytes) => {
+            if let Some(d) = f.delete.as_ref().filter(|d| d.value) {
+                return Err(Error::config(
+                    manifest.location(d),
+                    format!("`delete: true` needs a folder, and files/{rel} is a file"),
+                ));
+            }
+            Ok(vec![Copied {
+                dest: dest.to_string(),
+                from: rel,
+                content: converted(bytes),
+            }])
+        }
+        Loaded::Tree(tree) => Ok(tree
+            .iter()
+            .map(|(under, bytes)| {
+                let from = if rel.is_empty() {
+                    under.clone()
+                } else {
+                    format!("{rel}/{under}")
+                };
+                Copied {
+                    dest: join_dest(dest, under),
+                    from,
+                    content: converted(bytes),
+                }
+            })
+            .collect()),
+    }
+}
+
+/// `dest` + a `/`-separated path under it, with the separator `dest` uses (`\` for a
+/// Windows path written with backslashes).
+pub fn join_dest(dest: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        return dest.to_string();
+    }
+    if dest.contains('\\') {
+        format!("{dest}\\{}", rel.replace('/', "\\"))
+    } else {
+        format!("{dest}/{rel}")
+    }
+}
+
 /// Adds `file`, or merges it with an identical one another group gives the same host.
 fn add_file(files: &mut Vec<DesiredFile>, file: DesiredFile, host: &str) -> Result<(), Error> {
     let Some(existing) = files.iter_mut().find(|f| f.dest == file.dest) else {
@@ -570,7 +753,11 @@ fn add_file(files: &mut Vec<DesiredFile>, file: DesiredFile, host: &str) -> Resu
             format!("host {host}"),
             format!(
                 "{} is given by group `{}` ({}) and by group `{}` ({}) with different content or mode",
-                file.dest, existing.from_group, existing.template, file.from_group, file.template
+                file.dest,
+                existing.from_group,
+                existing.source.label(),
+                file.from_group,
+                file.source.label()
             ),
         )
         .with_hint("one destination can have only one owner group, or both must render the same"));

@@ -18,6 +18,8 @@ pub enum Action {
     Create,
     Change,
     Unchanged,
+    /// A file (or link) `state: absent` or `delete: true` removes.
+    Remove,
 }
 
 /// A metadata value before and after.
@@ -44,6 +46,30 @@ pub struct FileChange {
     /// The mode the file ends up with.
     #[serde(skip)]
     pub final_mode: u32,
+}
+
+impl FileChange {
+    /// A file (or link) to remove.
+    pub fn removal() -> FileChange {
+        FileChange {
+            action: Action::Remove,
+            content_changed: true,
+            mode: None,
+            owner: None,
+            group: None,
+            diff: None,
+            final_mode: 0,
+        }
+    }
+
+    /// Nothing to do (a `state: absent` path with nothing there).
+    pub fn unchanged() -> FileChange {
+        FileChange {
+            action: Action::Unchanged,
+            content_changed: false,
+            ..FileChange::removal()
+        }
+    }
 }
 
 /// Why a path cannot be planned (e.g. a directory stands where the file should go).
@@ -85,7 +111,7 @@ pub fn compare(
         }
         RemoteFile::Present(state) => {
             let final_mode = desired.mode.unwrap_or(state.mode);
-            let content_changed = state.content != desired.content;
+            let content_changed = state.content[..] != desired.content[..];
             let mode = (final_mode != state.mode).then(|| Change {
                 from: Some(octal(state.mode)),
                 to: octal(final_mode),
@@ -154,13 +180,13 @@ pub fn unified(
         Some((_, text)) => text.as_bytes(),
         None => old.unwrap_or_default(),
     };
-    let (Ok(old_text), Ok(new_text)) = (std::str::from_utf8(old_bytes), std::str::from_utf8(new))
-    else {
-        return format!(
-            "Binary content differs ({} bytes -> {} bytes)\n",
-            old.map_or(0, <[u8]>::len),
-            new.len()
-        );
+    let texts = (text_of(old_bytes), text_of(new));
+    let (Some(old_text), Some(new_text)) = texts else {
+        // No text diff of binary content: sizes and hashes say what changes.
+        return match old {
+            Some(old) => format!("{} -> {}\n", binary_summary(old), size_and_hash(new)),
+            None => format!("{}\n", binary_summary(new)),
+        };
     };
     let old_lines: Vec<&str> = old_text.split_inclusive('\n').collect();
     let new_lines: Vec<&str> = new_text.split_inclusive('\n').collect();
@@ -209,6 +235,44 @@ pub fn unified(
         Some(note) => note + &out,
         None => out,
     }
+}
+
+/// Whether `bytes` are binary rather than text: not UTF-8, or holding a NUL.
+pub fn is_binary(bytes: &[u8]) -> bool {
+    text_of(bytes).is_none()
+}
+
+fn text_of(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
+}
+
+/// `binary, 1.2 MiB (sha256 1a2b3c4d…)`.
+fn binary_summary(bytes: &[u8]) -> String {
+    format!("binary, {}", size_and_hash(bytes))
+}
+
+/// `1.2 MiB (sha256 1a2b3c4d…)`.
+fn size_and_hash(bytes: &[u8]) -> String {
+    let sha = crate::state::sha256_hex(bytes);
+    format!("{} (sha256 {}…)", human_size(bytes.len() as u64), &sha[..8])
+}
+
+/// `512 B`, `1.5 KiB`, `1.2 MiB`, `3.0 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Rounded to one decimal, 1023.96 KiB would print as 1024.0 KiB: go up a unit first.
+    while value >= 1023.95 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// For bytes that start with a UTF-8 BOM or a UTF-16 byte-order mark: the encoding's name
@@ -270,12 +334,12 @@ mod tests {
     fn desired(content: &str, mode: Option<u32>) -> DesiredFile {
         DesiredFile {
             dest: "/etc/x.conf".into(),
-            content: content.as_bytes().to_vec(),
+            content: content.as_bytes().into(),
             mode,
             owner: None,
             group: None,
             notify: vec![],
-            template: "x.j2".into(),
+            source: crate::desired::FileSource::Template("x.j2".into()),
             from_group: "all".into(),
             view: None,
         }
@@ -344,6 +408,43 @@ mod tests {
             diff.starts_with("--- /etc/x.conf\n+++ /etc/x.conf\n"),
             "{diff}"
         );
+    }
+
+    #[test]
+    fn binary_content_gets_sizes_and_hashes_not_a_diff() {
+        let masker = Masker::default();
+        let old: Vec<u8> = (0..=255u8).cycle().take(1_258_291).collect();
+        let new: Vec<u8> = (0..=255u8).rev().cycle().take(1_363_149).collect();
+        let d = unified("/srv/model.bin", Some(&old), &new, None, &masker);
+        let (a, b) = (
+            &crate::state::sha256_hex(&old)[..8],
+            &crate::state::sha256_hex(&new)[..8],
+        );
+        assert_eq!(
+            d,
+            format!("binary, 1.2 MiB (sha256 {a}…) -> 1.3 MiB (sha256 {b}…)\n")
+        );
+        // A NUL makes valid UTF-8 binary too; a new file shows its own size only.
+        let d = unified("/srv/x", None, b"a\0b", None, &masker);
+        assert!(d.starts_with("binary, 3 B (sha256 "), "{d}");
+        // Text that becomes binary is not diffed either.
+        let d = unified("/srv/x", Some(b"text\n"), b"\xff\xfe\x00", None, &masker);
+        assert!(
+            d.starts_with("binary, 5 B (sha256 ") && d.contains(" -> 3 B "),
+            "{d}"
+        );
+        assert!(!is_binary(b"plain text\n") && is_binary(b"\xff") && is_binary(b"a\0"));
+    }
+
+    #[test]
+    fn sizes_are_human_readable() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_size(1_258_291), "1.2 MiB");
+        assert_eq!(human_size(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 
     #[test]

@@ -10,11 +10,18 @@
 //!         mode: "0640"                                      # optional; owner, group optional
 //!         notify: restart litellm                           # a name or a list
 //!         newline: "\r\n"        # optional; else the host's `deploy_newline`, else "\n"
+//!       - src: litellm/assets              # files/litellm/assets, copied byte for byte
+//!         dest: "{{ litellm_dir }}/assets"  # a folder: every file under it; folders made
+//!         delete: true                      # remove files under dest that src lacks
+//!       - dest: /etc/litellm/old.yaml
+//!         state: absent                     # remove that file (not a directory)
 //!     handlers:
 //!       - name: restart litellm
 //!         run: systemctl restart litellm                    # a template, run by the host's shell
 //! ```
-//! Unknown keys are errors; a notify that names no declared handler is an error.
+//! Unknown keys are errors; a notify that names no declared handler is an error; an entry
+//! takes exactly one of `template:` and `src:`, unless it is `state: absent`, which takes
+//! neither (nor content settings).
 
 use std::path::{Path, PathBuf};
 
@@ -84,7 +91,17 @@ pub struct VerifySpec {
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     /// Template file, relative to `templates/`.
-    pub template: Spanned<String>,
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    /// A file or folder under `files/`, copied as it is (never templated).
+    #[serde(default)]
+    pub src: Option<Spanned<String>>,
+    /// With a `src:` folder: remove the files under `dest` that the folder does not have.
+    #[serde(default)]
+    pub delete: Option<Spanned<bool>>,
+    /// `absent`: remove `dest` (a file or a symbolic link). Default `present`.
+    #[serde(default)]
+    pub state: Option<Spanned<FileState>>,
     /// Destination path on the host; a template.
     pub dest: Spanned<String>,
     /// Octal permission bits as a string, e.g. "0640".
@@ -101,6 +118,25 @@ pub struct FileSpec {
     /// win_template); wins over the host's `deploy_newline` var.
     #[serde(default)]
     pub newline: Option<Spanned<String>>,
+}
+
+/// `state:` of a file entry, as in Ansible's `file` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    Present,
+    Absent,
+}
+
+/// Where an entry's content comes from, once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content<'a> {
+    /// `template:`, relative to `templates/`.
+    Template(&'a Spanned<String>),
+    /// `src:`, relative to `files/`.
+    Src(&'a Spanned<String>),
+    /// `state: absent`: no content, dest is removed.
+    Absent,
 }
 
 /// `mode:` as written: a quoted octal string ("0640") or, when unquoted with a leading zero,
@@ -149,6 +185,26 @@ impl<'de> Deserialize<'de> for Notify {
 }
 
 impl FileSpec {
+    /// What the entry puts at `dest`. Call after [`Manifest::load`] validated it.
+    pub fn content(&self) -> Content<'_> {
+        match (&self.template, &self.src) {
+            _ if self.absent() => Content::Absent,
+            (Some(t), _) => Content::Template(t),
+            (None, Some(s)) => Content::Src(s),
+            // Refused by validation; an entry without content removes nothing either.
+            (None, None) => Content::Absent,
+        }
+    }
+
+    pub fn absent(&self) -> bool {
+        self.state.as_ref().map(|s| s.value) == Some(FileState::Absent)
+    }
+
+    /// `delete: true` was given.
+    pub fn delete(&self) -> bool {
+        self.delete.as_ref().is_some_and(|d| d.value)
+    }
+
     /// The handler names this file notifies, in the order written.
     pub fn notify_names(&self) -> Vec<&str> {
         match self.notify.as_ref().map(|n| &n.value) {
@@ -250,6 +306,7 @@ impl Manifest {
                 }
             }
             for file in &group.files {
+                self.validate_content(file)?;
                 for name in file.notify_names() {
                     if !declared.contains(&name) {
                         let hint = if declared.is_empty() {
@@ -275,6 +332,83 @@ impl Manifest {
                             .with_hint("write the mode as a quoted octal string: mode: \"0640\"")
                     })?;
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    /// Exactly one of `template:` and `src:` (neither with `state: absent`), a `src:` inside
+    /// `files/`, `delete:` only with `src:`.
+    fn validate_content(&self, file: &FileSpec) -> Result<(), Error> {
+        if file.absent() {
+            let state = file.state.as_ref().map(|s| self.location(s));
+            let extra: Option<(&str, Option<Location>)> = if let Some(t) = &file.template {
+                Some(("template", Some(self.location(t))))
+            } else if let Some(s) = &file.src {
+                Some(("src", Some(self.location(s))))
+            } else if let Some(m) = &file.mode {
+                Some(("mode", Some(self.location(m))))
+            } else if let Some(n) = &file.newline {
+                Some(("newline", Some(self.location(n))))
+            } else if let Some(d) = &file.delete {
+                Some(("delete", Some(self.location(d))))
+            } else if file.owner.is_some() {
+                Some(("owner", None))
+            } else if file.group.is_some() {
+                Some(("group", None))
+            } else {
+                None
+            };
+            if let Some((key, at)) = extra {
+                let at = at.or(state).map(|l| l.to_string()).unwrap_or_default();
+                return Err(Error::config(
+                    at,
+                    format!(
+                        "`state: absent` removes {}; it takes no `{key}:`",
+                        file.dest.value
+                    ),
+                )
+                .with_hint("keep `dest:` (and `notify:`) only, or drop `state: absent`"));
+            }
+            return Ok(());
+        }
+        match (&file.template, &file.src) {
+            (Some(_), Some(src)) => {
+                return Err(Error::config(
+                    self.location(src),
+                    format!(
+                        "the entry for {} has both `template:` and `src:`",
+                        file.dest.value
+                    ),
+                )
+                .with_hint("`template:` renders templates/NAME; `src:` copies files/PATH as is"));
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    self.location(&file.dest),
+                    format!(
+                        "the entry for {} has neither `template:` nor `src:`",
+                        file.dest.value
+                    ),
+                )
+                .with_hint(
+                    "`template:` renders templates/NAME, `src:` copies files/PATH as is, \
+                     `state: absent` removes dest",
+                ));
+            }
+            (Some(_), None) => {
+                if let Some(d) = &file.delete {
+                    return Err(Error::config(
+                        self.location(d),
+                        "`delete:` applies to a `src:` folder, not to a template",
+                    ));
+                }
+            }
+            (None, Some(src)) => {
+                crate::files::normalize_src(&src.value)
+                    .map_err(|msg| Error::config(self.location(src), msg))?;
             }
         }
         Ok(())
@@ -325,6 +459,71 @@ mod tests {
         assert_eq!(files[0].notify_names(), ["x"]);
         assert_eq!(files[1].notify_names(), ["x", "y"]);
         m.validate().unwrap();
+    }
+
+    /// The error `text` (a deploy.yml) gives, as printed.
+    fn error_of(text: &str) -> String {
+        let path = std::path::Path::new("hosts/deploy.yml");
+        let m: Result<Manifest, _> = crate::yaml::parse(path, text);
+        match m {
+            Ok(mut m) => {
+                m.path = path.into();
+                m.validate().expect_err("an invalid manifest").to_string()
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn src_and_state_entries_are_checked_with_their_line() {
+        let ok = "groups:\n  web:\n    files:\n      - {src: site/, dest: /srv/site, delete: true}\n      - {src: logo.png, dest: /srv/logo.png, mode: '0644', newline: crlf}\n      - {dest: /etc/old.conf, state: absent, notify: x}\n      - {template: a.j2, dest: /a, state: present}\n    handlers:\n      - {name: x, run: 'true'}\n";
+        let m: Manifest = crate::yaml::parse(std::path::Path::new("deploy.yml"), ok).unwrap();
+        m.validate().unwrap();
+        let files = &m.groups["web"].files;
+        assert!(matches!(files[0].content(), super::Content::Src(s) if s.value == "site/"));
+        assert!(files[0].delete() && !files[1].delete());
+        assert_eq!(files[2].content(), super::Content::Absent);
+        assert!(matches!(files[3].content(), super::Content::Template(_)));
+
+        let head = "groups:\n  web:\n    files:\n";
+        let cases = [
+            (
+                "      - template: a.j2\n        src: a\n        dest: /a\n",
+                "hosts/deploy.yml:5:14: the entry for /a has both `template:` and `src:`",
+            ),
+            (
+                "      - mode: '0644'\n        dest: /a\n",
+                "hosts/deploy.yml:5:15: the entry for /a has neither `template:` nor `src:`",
+            ),
+            (
+                "      - src: ../hosts/inventory.yml\n        dest: /a\n",
+                "hosts/deploy.yml:4:14: src `../hosts/inventory.yml` is not inside files/",
+            ),
+            (
+                "      - src: /etc/shadow\n        dest: /a\n",
+                "hosts/deploy.yml:4:14: src `/etc/shadow` is not inside files/; write it relative to files/",
+            ),
+            (
+                "      - dest: /a\n        state: absent\n        src: a\n",
+                "hosts/deploy.yml:6:14: `state: absent` removes /a; it takes no `src:`",
+            ),
+            (
+                "      - dest: /a\n        state: absent\n        owner: root\n",
+                "hosts/deploy.yml:5:16: `state: absent` removes /a; it takes no `owner:`",
+            ),
+            (
+                "      - template: a.j2\n        dest: /a\n        delete: true\n",
+                "hosts/deploy.yml:6:17: `delete:` applies to a `src:` folder, not to a template",
+            ),
+            (
+                "      - dest: /a\n        state: gone\n",
+                "hosts/deploy.yml:5:16: unknown variant `gone`, expected one of present, absent",
+            ),
+        ];
+        for (entry, want) in cases {
+            let got = error_of(&format!("{head}{entry}"));
+            assert!(got.starts_with(want), "{entry}\n got: {got}\nwant: {want}");
+        }
     }
 
     #[test]

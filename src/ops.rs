@@ -10,6 +10,7 @@ use crate::checks::{self, Report};
 use crate::cli::{BecomeArgs, Global, Selection, VaultArgs};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
+use crate::files::Files;
 use crate::inventory::{self, Host, Inventory, Vars};
 use crate::manifest::Manifest;
 use crate::mask::Masker;
@@ -159,9 +160,8 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let progress = output::progress(desired.len(), "reading hosts");
     let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
-    let current: Vec<Result<_, String>> = connected.iter().map(|c| c.current.clone()).collect();
-    let states: Vec<Result<_, String>> = connected.iter().map(|c| c.state.clone()).collect();
-    let mut plan = Plan::build(&desired, &current, &states, &masker);
+    let reads = connected.iter().map(|c| (&c.current, &c.state));
+    let mut plan = Plan::build(&desired, reads, &masker);
     plan.commit = commit;
     Ok(Prepared {
         desired,
@@ -213,11 +213,12 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     let selected = inventory.select(&opts.hosts, &opts.groups)?;
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::new(&source.dir.join("templates"));
+    let files = Files::new(&source.dir.join(crate::files::FILES_DIR));
     let mut rendered = render_selected(
         opts,
         &inventory,
         &manifest,
-        &renderer,
+        (&renderer, &files),
         &selected,
         &secret_rendering,
     )?;
@@ -228,10 +229,16 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         .filter(|h| !selected.iter().any(|s| s.name == h.name))
         .collect();
     // All in one call, so the inventory's hostvars are built once, not once per other host.
-    let others: Vec<HostDesired> =
-        desired::render_each(&inventory, &manifest, &renderer, &others, &secret_rendering)
-            .map(|each| each.into_iter().filter_map(Result::ok).collect())
-            .unwrap_or_default();
+    let others: Vec<HostDesired> = desired::render_each(
+        &inventory,
+        &manifest,
+        &renderer,
+        &files,
+        &others,
+        &secret_rendering,
+    )
+    .map(|each| each.into_iter().filter_map(Result::ok).collect())
+    .unwrap_or_default();
     let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
     Ok(Checked { rendered, report })
 }
@@ -246,14 +253,20 @@ fn render_selected(
     opts: &Options,
     inventory: &Inventory,
     manifest: &Manifest,
-    renderer: &Renderer,
+    (renderer, files): (&Renderer, &Files),
     selected: &[&Host],
     secret_rendering: &SecretRendering,
 ) -> Result<Rendered, Error> {
     let masker = secret_rendering.masker.clone();
-    let mut desired =
-        desired::render_hosts(inventory, manifest, renderer, selected, secret_rendering)
-            .map_err(|e| masked_error(e, &masker))?;
+    let mut desired = desired::render_hosts(
+        inventory,
+        manifest,
+        renderer,
+        files,
+        selected,
+        secret_rendering,
+    )
+    .map_err(|e| masked_error(e, &masker))?;
     // A become password is secret wherever it came from (-K, plain group_vars, secrets/).
     let mut passwords = Vec::new();
     for host in &mut desired {

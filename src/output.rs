@@ -33,8 +33,14 @@ pub fn plan_text(plan: &Plan) -> String {
         host_text(&mut out, host, to.as_deref());
     }
     let s = plan.summary();
+    // "to remove" only when there is some, so plans without removals read as they did.
+    let remove = if s.remove > 0 {
+        format!("{} to remove, ", s.remove)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Plan: {} to create, {} to change, {} unchanged on {}",
+        "Plan: {} to create, {} to change, {remove}{} unchanged on {}",
         s.create,
         s.change,
         s.unchanged,
@@ -100,7 +106,7 @@ fn host_text(out: &mut String, host: &HostPlan, to: Option<&str>) {
         let from = &from[..from.len().min(12)];
         let _ = writeln!(out, "  commit {from} -> {}", to.unwrap_or("working tree"));
     }
-    for file in host.files.iter().filter(|f| f.write.is_some()) {
+    for file in host.files.iter().filter(|f| f.op.is_some()) {
         file_text(out, file);
     }
     if unchanged > 0 {
@@ -138,6 +144,7 @@ fn file_text(out: &mut String, file: &FilePlan) {
     let c = &file.change;
     let (sign, style) = match c.action {
         Action::Create => ("+", GREEN),
+        Action::Remove => ("-", RED),
         _ => ("~", YELLOW),
     };
     let mut meta = Vec::new();
@@ -216,11 +223,17 @@ pub fn print_json(plan: &Plan) -> Result<(), Error> {
 pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
     let mut out = String::new();
     let mut written = 0;
+    let mut removed = 0;
     let mut handlers = 0;
     for o in outcomes {
         written += o.written.len();
+        removed += o.removed.len();
         handlers += o.handlers.iter().filter(|h| h.ok()).count();
-        if o.written.is_empty() && o.handlers.is_empty() && o.error.is_none() {
+        if o.written.is_empty()
+            && o.removed.is_empty()
+            && o.handlers.is_empty()
+            && o.error.is_none()
+        {
             continue;
         }
         let _ = write!(
@@ -229,6 +242,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
             paint(BOLD, &o.host),
             count(o.written.len(), "file")
         );
+        if !o.removed.is_empty() {
+            let _ = write!(out, ", removed {}", o.removed.len());
+        }
         let ran: Vec<&str> = o
             .handlers
             .iter()
@@ -247,8 +263,13 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
         out.push('\n');
     }
     let failed: Vec<&HostOutcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    let removed = if removed > 0 {
+        format!(", {removed} removed")
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "Apply: {} written, {} run on {}",
+        "Apply: {} written{removed}, {} run on {}",
         count(written, "file"),
         count(handlers, "handler"),
         count(outcomes.len(), "host")

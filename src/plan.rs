@@ -3,11 +3,16 @@
 
 use serde::Serialize;
 
-use crate::desired::{DesiredVerify, HostDesired};
+use std::collections::HashSet;
+
+use crate::desired::{DesiredRemoval, DesiredVerify, FileSource, HostDesired, join_dest};
 use crate::diff::{Action, FileChange, compare};
 use crate::mask::Masker;
 use crate::state::{HostState, short_commit};
-use crate::transport::{RemoteFile, WriteFile};
+use crate::transport::{EntryKind, FileOp, ReadResult, TreeEntry, WriteFile};
+
+/// A host's deploy state record as read (`None`: none yet; `Err`: why it could not be).
+pub type HostRecord = Result<Option<HostState>, String>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -38,12 +43,24 @@ pub struct HostPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct FilePlan {
     pub path: String,
-    pub template: String,
+    /// The template it is rendered from (relative to `templates/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The file it is copied from (relative to `files/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
     #[serde(flatten)]
     pub change: FileChange,
-    /// What apply writes; `None` for an unchanged file.
+    /// What apply does; `None` for an unchanged file.
     #[serde(skip)]
-    pub write: Option<WriteFile>,
+    pub op: Option<FileOp>,
+    /// Handlers a change of this file notifies.
+    #[serde(skip)]
+    pub notify: Vec<String>,
+    /// For a removal: what is there now (SHA-256, `symlink -> target`, `unreadable`), which
+    /// a saved plan holds to see whether it changed before apply.
+    #[serde(skip)]
+    pub removing: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +84,7 @@ pub struct PlannedHandler {
 pub struct Summary {
     pub create: usize,
     pub change: usize,
+    pub remove: usize,
     pub unchanged: usize,
     pub handlers: usize,
     pub hosts: usize,
@@ -75,21 +93,19 @@ pub struct Summary {
 }
 
 impl Plan {
-    /// Pairs each host's desired files with what the host has (`current`, in the same order
-    /// as `desired`; an `Err` is why the host could not be read) and its deploy state record
-    /// (`states`, same order; its pending handlers join the plan).
-    /// Every text in the plan goes through `masker`.
-    pub fn build(
+    /// Pairs each host's desired files with what the host has and its deploy state record
+    /// (`reads`, in the same order as `desired`; an `Err` is why the host could not be read;
+    /// the record's pending handlers join the plan). Borrowed: what hosts hold (a folder of
+    /// binaries on every host) is not copied. Every text in the plan goes through `masker`.
+    pub fn build<'a>(
         desired: &[HostDesired],
-        current: &[Result<Vec<RemoteFile>, String>],
-        states: &[Result<Option<HostState>, String>],
+        reads: impl IntoIterator<Item = (&'a Result<ReadResult, String>, &'a HostRecord)>,
         masker: &Masker,
     ) -> Plan {
         let hosts = desired
             .iter()
-            .zip(current)
-            .zip(states)
-            .map(|((host, read), state)| HostPlan::build(host, read, state, masker))
+            .zip(reads)
+            .map(|(host, (read, state))| HostPlan::build(host, read, state, masker))
             .collect();
         Plan {
             hosts,
@@ -119,6 +135,7 @@ impl Plan {
                 match f.change.action {
                     Action::Create => s.create += 1,
                     Action::Change => s.change += 1,
+                    Action::Remove => s.remove += 1,
                     Action::Unchanged => s.unchanged += 1,
                 }
             }
@@ -146,12 +163,12 @@ impl HostPlan {
     /// One host's plan from what it has now and its state record.
     pub fn build(
         desired: &HostDesired,
-        current: &Result<Vec<RemoteFile>, String>,
+        current: &Result<ReadResult, String>,
         state: &Result<Option<HostState>, String>,
         masker: &Masker,
     ) -> HostPlan {
         let current = match current {
-            Ok(files) => files,
+            Ok(read) => read,
             Err(why) => return HostPlan::failed(&desired.host, masker.mask(why)),
         };
         let state = match state {
@@ -163,31 +180,56 @@ impl HostPlan {
         };
         let mut files = Vec::new();
         let mut blocked = Vec::new();
-        for (want, have) in desired.files.iter().zip(current) {
+        for (want, have) in desired.files.iter().zip(&current.files) {
             match compare(want, have, masker) {
                 Ok(change) => {
-                    let write = (change.action != Action::Unchanged).then(|| WriteFile {
-                        path: want.dest.clone(),
-                        content: want.content.clone(),
-                        mode: change.final_mode,
-                        owner: want.owner.clone(),
-                        group: want.group.clone(),
+                    let write = (change.action != Action::Unchanged).then(|| {
+                        FileOp::Write(WriteFile {
+                            path: want.dest.clone(),
+                            content: want.content.clone(),
+                            mode: change.final_mode,
+                            owner: want.owner.clone(),
+                            group: want.group.clone(),
+                        })
                     });
+                    let (template, src) = match &want.source {
+                        FileSource::Template(t) => (Some(t.clone()), None),
+                        FileSource::File(f) => (None, Some(f.clone())),
+                    };
                     files.push(FilePlan {
                         path: want.dest.clone(),
-                        template: want.template.clone(),
+                        template,
+                        src,
                         change,
-                        write,
+                        op: write,
+                        notify: want.notify.clone(),
+                        removing: None,
                     });
                 }
-                Err(b) => blocked.push(b.0),
+                Err(b) => blocked.push(format!("cannot replace {}", b.0)),
+            }
+        }
+        // What the host keeps whatever a `delete: true` says: every file it gets, its record
+        // and its lock.
+        let key = |path: &str| desired.connection.path_key(path);
+        let mut keep: HashSet<String> = desired.files.iter().map(|f| key(&f.dest)).collect();
+        keep.insert(key(&desired.state_path));
+        keep.insert(key(&crate::state::lock_path(&desired.state_path)));
+        let mut removed: HashSet<String> = HashSet::new();
+        for (removal, listed) in desired.removals.iter().zip(&current.trees) {
+            match removals(removal, listed, &keep, &key) {
+                Ok(found) => {
+                    for plan in found {
+                        if plan.op.is_none() || removed.insert(key(&plan.path)) {
+                            files.push(plan);
+                        }
+                    }
+                }
+                Err(why) => blocked.push(why),
             }
         }
         if !blocked.is_empty() {
-            return HostPlan::failed(
-                &desired.host,
-                masker.mask(&format!("cannot replace {}", blocked.join("; "))),
-            );
+            return HostPlan::failed(&desired.host, masker.mask(&blocked.join("; ")));
         }
         let pending = |name: &str| {
             state?
@@ -200,14 +242,10 @@ impl HostPlan {
             .handlers
             .iter()
             .filter_map(|h| {
-                let notified_by: Vec<String> = desired
-                    .files
+                let notified_by: Vec<String> = files
                     .iter()
-                    .zip(&files)
-                    .filter(|(want, plan)| {
-                        plan.change.action != Action::Unchanged && want.notify.contains(&h.name)
-                    })
-                    .map(|(want, _)| want.dest.clone())
+                    .filter(|plan| plan.op.is_some() && plan.notify.contains(&h.name))
+                    .map(|plan| plan.path.clone())
                     .collect();
                 let pending_from = pending(&h.name);
                 (!notified_by.is_empty() || pending_from.is_some()).then(|| PlannedHandler {
@@ -230,7 +268,7 @@ impl HostPlan {
     }
 
     pub fn has_changes(&self) -> bool {
-        self.files.iter().any(|f| f.write.is_some())
+        self.files.iter().any(|f| f.op.is_some())
     }
 
     /// A file to write or a handler to run (one left pending by an earlier run counts).
@@ -238,8 +276,87 @@ impl HostPlan {
         self.has_changes() || !self.handlers.is_empty()
     }
 
-    /// The files apply writes on this host.
-    pub fn writes(&self) -> Vec<WriteFile> {
-        self.files.iter().filter_map(|f| f.write.clone()).collect()
+    /// What apply does on this host: the writes, then the removals, in plan order.
+    pub fn ops(&self) -> Vec<FileOp> {
+        self.files.iter().filter_map(|f| f.op.clone()).collect()
     }
+}
+
+/// What a path to remove holds, as a saved plan compares it: the SHA-256 of a file, a
+/// link's target, or `unreadable`.
+fn removed_state(kind: &EntryKind) -> String {
+    match kind {
+        EntryKind::File { sha256, .. } => sha256.clone(),
+        EntryKind::Symlink { target } => format!("symlink -> {target}"),
+        _ => "unreadable".to_string(),
+    }
+}
+
+/// The plan entries of one removal, from the listing of its root: `state: absent` gives one
+/// (unchanged when nothing is there); `delete: true` one per file or link under the folder
+/// that `keep` (path keys) does not hold. `Err` says why the host cannot be planned.
+fn removals(
+    removal: &DesiredRemoval,
+    listed: &Result<Vec<TreeEntry>, String>,
+    keep: &HashSet<String>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Vec<FilePlan>, String> {
+    let root = &removal.root;
+    let entries = listed.as_ref().map_err(|why| format!("{root}: {why}"))?;
+    let top = entries.iter().find(|e| e.rel.is_empty());
+    let remove = |path: String, kind: &EntryKind| FilePlan {
+        path: path.clone(),
+        template: None,
+        src: None,
+        change: FileChange::removal(),
+        op: Some(FileOp::Remove(path)),
+        notify: removal.notify.clone(),
+        removing: Some(removed_state(kind)),
+    };
+    if !removal.tree {
+        return match top.map(|e| &e.kind) {
+            None => Ok(vec![FilePlan {
+                path: root.clone(),
+                template: None,
+                src: None,
+                change: FileChange::unchanged(),
+                op: None,
+                notify: Vec::new(),
+                removing: None,
+            }]),
+            Some(
+                kind @ (EntryKind::File { .. } | EntryKind::Symlink { .. } | EntryKind::Unreadable),
+            ) => Ok(vec![remove(root.clone(), kind)]),
+            Some(EntryKind::Dir) => Err(format!(
+                "{root} is a directory; `state: absent` removes only files and symbolic links"
+            )),
+            Some(EntryKind::Other(what)) => Err(format!(
+                "{root}: {what}; `state: absent` removes only files and symbolic links"
+            )),
+        };
+    }
+    match top.map(|e| &e.kind) {
+        None | Some(EntryKind::Dir) => {}
+        Some(EntryKind::Symlink { .. }) => {
+            return Err(format!(
+                "{root} is a symbolic link; `delete: true` needs a folder there"
+            ));
+        }
+        Some(_) => return Err(format!("{root} is not a folder; `delete: true` needs one")),
+    }
+    let mut out = Vec::new();
+    for entry in entries.iter().filter(|e| !e.rel.is_empty()) {
+        // Folders stay (deploy never removes one), and so does anything it cannot name.
+        if !matches!(
+            entry.kind,
+            EntryKind::File { .. } | EntryKind::Symlink { .. } | EntryKind::Unreadable
+        ) {
+            continue;
+        }
+        let path = join_dest(root, &entry.rel);
+        if !keep.contains(&key(&path)) {
+            out.push(remove(path, &entry.kind));
+        }
+    }
+    Ok(out)
 }

@@ -1,20 +1,20 @@
 //! Desired state -> what each host has now: opens one connection per host (at most `forks`
-//! hosts in flight at once) and reads all of a host's destination paths, and its deploy
-//! state record, in one call. The connections stay open for apply, so a run uses one
+//! hosts in flight at once) and reads all of a host's destination paths, the trees of its
+//! removals and its deploy state record, in one call. The connections stay open for apply, so a run uses one
 //! connection per host.
 
 use futures::StreamExt;
 
 use crate::desired::HostDesired;
 use crate::state::HostState;
-use crate::transport::{self, RemoteFile, SshOptions, Transport};
+use crate::transport::{self, ReadResult, SshOptions, Transport};
 
 /// One host after reading: its open connection (when it could be reached) and its files.
 pub struct Connected {
     pub transport: Option<Box<dyn Transport>>,
-    /// What each desired file's path holds now, in the same order; `Err` is why the host
-    /// could not be read.
-    pub current: Result<Vec<RemoteFile>, String>,
+    /// What each desired file's path holds now, in the same order, and the listing of each
+    /// removal's root; `Err` is why the host could not be read.
+    pub current: Result<ReadResult, String>,
     /// The host's deploy state record (`None`: none yet); `Err` when the host could not be
     /// read or the record is not one deploy understands.
     pub state: Result<Option<HostState>, String>,
@@ -69,29 +69,32 @@ async fn read_host(host: &HostDesired, ssh: &SshOptions) -> Connected {
     }
 }
 
-/// A host's desired paths and its state record, in one `read_files` call.
+/// A host's desired paths, its removals' trees and its state record, in one `read` call.
 pub async fn read_files_and_state(
     transport: &dyn Transport,
     host: &HostDesired,
 ) -> (
-    Result<Vec<RemoteFile>, String>,
+    Result<ReadResult, String>,
     Result<Option<HostState>, String>,
 ) {
     let mut paths: Vec<String> = host.files.iter().map(|f| f.dest.clone()).collect();
     paths.push(host.state_path.clone());
-    match transport.read_files(&paths).await {
-        Ok(mut files) if files.len() == paths.len() => {
-            let state = files.pop().map_or(Ok(None), |f| {
+    let trees: Vec<String> = host.removals.iter().map(|r| r.root.clone()).collect();
+    match transport.read(&paths, &trees).await {
+        Ok(mut read) if read.files.len() == paths.len() && read.trees.len() == trees.len() => {
+            let state = read.files.pop().map_or(Ok(None), |f| {
                 HostState::from_remote(&f)
                     .map_err(|e| format!("state record {}: {e}", host.state_path))
             });
-            (Ok(files), state)
+            (Ok(read), state)
         }
-        Ok(files) => {
+        Ok(read) => {
             let why = format!(
-                "asked for {} files, the host answered for {}",
+                "asked for {} files and {} trees, the host answered for {} and {}",
                 paths.len(),
-                files.len()
+                trees.len(),
+                read.files.len(),
+                read.trees.len()
             );
             (Err(why.clone()), Err(why))
         }

@@ -1,7 +1,7 @@
 //! A plan saved by `deploy plan --out FILE` (Terraform's `-out`) and applied by
 //! `deploy apply FILE`. It holds what to render again (the selection, `-e` vars and the
 //! commit) and, per host, the SHA-256 of each file as it was when the plan was made and as it
-//! will be: never file contents, so no secret in clear text. Apply renders and reads again
+//! will be, and of each file it removes: never file contents, so no secret in clear text. Apply renders and reads again
 //! and refuses the whole plan when any of it differs (Terraform's "saved plan is stale").
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::HostDesired;
-use crate::diff::octal;
+use crate::diff::{Action, octal};
 use crate::error::Error;
 use crate::inventory::Vars;
 use crate::plan::Plan;
@@ -34,6 +34,9 @@ pub struct SavedPlan {
 pub struct SavedHost {
     pub host: String,
     pub files: Vec<SavedFile>,
+    /// Files and links it removes (`state: absent`, `delete: true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<SavedRemoval>,
     /// Handlers that will run, in order.
     pub handlers: Vec<String>,
 }
@@ -46,6 +49,14 @@ pub struct SavedFile {
     /// SHA-256 of what apply writes (or keeps).
     pub after: String,
     pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedRemoval {
+    pub path: String,
+    /// What is there when the plan is made: the file's SHA-256, `symlink -> TARGET`, or
+    /// `unreadable`.
+    pub before: String,
 }
 
 /// The fingerprint of a computed plan: per host, every file before and after, and the
@@ -67,7 +78,7 @@ pub fn fingerprint(
         let files = want
             .files
             .iter()
-            .zip(current)
+            .zip(&current.files)
             .zip(&host.files)
             .map(|((w, c), p)| SavedFile {
                 path: w.dest.clone(),
@@ -79,9 +90,19 @@ pub fn fingerprint(
                 mode: octal(p.change.final_mode),
             })
             .collect();
+        let remove = host
+            .files
+            .iter()
+            .filter(|f| f.change.action == Action::Remove)
+            .map(|f| SavedRemoval {
+                path: f.path.clone(),
+                before: f.removing.clone().unwrap_or_default(),
+            })
+            .collect();
         hosts.push(SavedHost {
             host: host.host.clone(),
             files,
+            remove,
             handlers: host.handlers.iter().map(|h| h.name.clone()).collect(),
         });
     }
@@ -146,6 +167,25 @@ impl SavedPlan {
             for file in &current.files {
                 if !saved.files.iter().any(|f| f.path == file.path) {
                     reasons.push(format!("host {h}: {} is newly managed", file.path));
+                }
+            }
+            for gone in &saved.remove {
+                match current.remove.iter().find(|r| r.path == gone.path) {
+                    None => reasons.push(format!(
+                        "host {h}: {} was to be removed, and is no longer (gone from the host, \
+                         or the inputs changed)",
+                        gone.path
+                    )),
+                    Some(now) if now.before != gone.before => reasons.push(format!(
+                        "host {h}: {}, to be removed, changed on the host since the plan was made",
+                        gone.path
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for now in &current.remove {
+                if !saved.remove.iter().any(|r| r.path == now.path) {
+                    reasons.push(format!("host {h}: {} is now to be removed", now.path));
                 }
             }
             if saved.handlers != current.handlers {

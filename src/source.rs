@@ -1,18 +1,18 @@
 //! Where the repo's inputs are read from: the working tree, or `--rev REV`, a git revision's
-//! `hosts/`, `templates/` and `secrets/` read with gix and written to a private temporary
-//! folder. The working tree and the index are never touched.
+//! `hosts/`, `templates/`, `files/` and `secrets/` read with gix and written to a private
+//! temporary folder. The working tree and the index are never touched.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
 /// The folders deploy reads from the repo.
-const INPUT_DIRS: [&str; 3] = ["hosts", "templates", "secrets"];
+const INPUT_DIRS: [&str; 4] = ["hosts", "templates", crate::files::FILES_DIR, "secrets"];
 
 /// The inputs of a run.
 #[derive(Debug)]
 pub struct Source {
-    /// The folder holding hosts/, templates/ and secrets/.
+    /// The folder holding hosts/, templates/, files/ and secrets/.
     pub dir: PathBuf,
     /// The commit the inputs come from (`None`: the working tree).
     pub commit: Option<Commit>,
@@ -108,21 +108,25 @@ fn extract(git: &gix::Repository, id: gix::ObjectId, to: &Path) -> Result<(), St
         gix::object::Kind::Tree => {
             std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
             let tree = object.into_tree();
-            let entries: Vec<(String, gix::ObjectId, bool)> = tree
+            let entries: Vec<(String, gix::ObjectId, gix::object::tree::EntryMode)> = tree
                 .iter()
                 .filter_map(Result::ok)
-                .map(|e| {
-                    (
-                        e.filename().to_string(),
-                        e.oid().to_owned(),
-                        e.mode().is_tree() || e.mode().is_blob(),
-                    )
-                })
+                .map(|e| (e.filename().to_string(), e.oid().to_owned(), e.mode()))
                 .collect();
-            for (name, oid, supported) in entries {
-                // Submodules and symlinks are not inputs deploy reads.
-                if supported && !name.contains('/') && name != ".." && name != "." {
+            for (name, oid, mode) in entries {
+                if name.contains('/') || name == ".." || name == "." {
+                    continue;
+                }
+                if mode.is_tree() || mode.is_blob() {
                     extract(git, oid, &to.join(&name))?;
+                } else if mode.is_link() {
+                    // Kept as a link, so that a revision is read as its working tree would
+                    // be (files/ refuses links either way). Submodules are not inputs.
+                    let target = git.find_object(oid).map_err(|e| e.to_string())?;
+                    let target = String::from_utf8_lossy(&target.data).into_owned();
+                    let at = to.join(&name);
+                    std::os::unix::fs::symlink(&target, &at)
+                        .map_err(|e| format!("{}: {e}", at.display()))?;
                 }
             }
             Ok(())

@@ -21,7 +21,7 @@ fn unknown_key_in_deploy_yml_names_file_line_and_column() {
     let p = minimal();
     p.manifest("groups:\n  all:\n    files:\n      - templat: a.j2\n        dest: /etc/a\n");
     insta::assert_snapshot!(error_of(&p, &["plan"]), @r"
-    error: [REPO]/hosts/deploy.yml:4:9: unknown field `templat`, expected one of template, dest, mode, owner, group, notify, newline
+    error: [REPO]/hosts/deploy.yml:4:9: unknown field `templat`, expected one of template, src, delete, state, dest, mode, owner, group, notify, newline
       |
     4 |       - templat: a.j2
       |         ^
@@ -75,7 +75,7 @@ fn two_groups_giving_one_dest_different_content() {
     p.manifest("groups:\n  all:\n    files:\n      - template: a.j2\n        dest: /etc/a\n  web:\n    files:\n      - template: b.j2\n        dest: /etc/a\n");
     p.template("b.j2", "b\n");
     insta::assert_snapshot!(error_of(&p, &["plan"]), @r"
-    error: host alpha: /etc/a is given by group `all` (a.j2) and by group `web` (b.j2) with different content or mode
+    error: host alpha: /etc/a is given by group `all` (templates/a.j2) and by group `web` (templates/b.j2) with different content or mode
       hint: one destination can have only one owner group, or both must render the same
     ");
 }

@@ -7,6 +7,7 @@ mod fleet;
 mod local_apply;
 mod newline;
 mod powershell;
+mod plain_files;
 mod render_fixtures;
 mod revisions;
 mod secrets_age;

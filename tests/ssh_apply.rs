@@ -352,3 +352,156 @@ fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn files_and_folders_over_ssh_binary_delete_absent_and_git_revert() {
+    use crate::plain_files::{noise, sha8};
+    let fleet = SshFleet::new(&["alpha"], true);
+    let p = &fleet.project;
+    p.manifest(
+        r#"
+groups:
+  app:
+    files:
+      - src: site/
+        dest: "{{ root }}/srv/site"
+        delete: true
+        notify: restart app
+      - src: tool.conf
+        dest: "{{ root }}/etc/tool.conf"
+        mode: "0600"
+        notify: restart app
+    handlers:
+      - name: restart app
+        run: echo restart >> '{{ root }}/handlers.log'
+"#,
+    )
+    .file("files/site/index.html", "{{ not templated }}\n")
+    .file("files/site/old.txt", "old\n")
+    .bytes("files/site/models/model.bin", &noise(1_258_291, 11))
+    .file("files/tool.conf", "tool = 1\n")
+    .file(".gitignore", "hosts-fs/\nhome/\n");
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["add", "-A"]);
+    p.git(&["commit", "-qm", "site and tool"]);
+    let root = fleet.root("alpha");
+    let bytes = |rel: &str| fs::read(root.join(rel)).ok();
+
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains(&format!(
+            "/srv/site/models/model.bin (mode 0644)\n      binary, 1.2 MiB (sha256 {}…)\n",
+            sha8(&noise(1_258_291, 11))
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        bytes("srv/site/models/model.bin"),
+        Some(noise(1_258_291, 11))
+    );
+    assert_eq!(
+        bytes("srv/site/index.html").as_deref(),
+        Some(&b"{{ not templated }}\n"[..])
+    );
+    assert_eq!(mode(&root.join("etc/tool.conf")), 0o600);
+    assert_eq!(fleet.log("alpha"), "restart\n");
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout
+            .contains("Plan: 0 to create, 0 to change, 4 unchanged on 1 host."),
+        "{}",
+        run.stdout
+    );
+
+    // A new model, a file dropped from the repo, a file only the host has.
+    p.bytes("files/site/models/model.bin", &noise(1_363_149, 12));
+    fs::remove_file(p.path().join("files/site/old.txt")).unwrap();
+    fs::write(root.join("srv/site/models/stray.bin"), noise(10, 13)).unwrap();
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!(
+            "/srv/site/models/model.bin\n      binary, 1.2 MiB (sha256 {}…) -> 1.3 MiB (sha256 {}…)\n",
+            sha8(&noise(1_258_291, 11)),
+            sha8(&noise(1_363_149, 12))
+        )),
+        "{}",
+        plan.stdout
+    );
+    let gone = |rel: &str| format!("  - {}\n", root.join(rel).display());
+    assert!(
+        plan.stdout.contains(&gone("srv/site/old.txt")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(&gone("srv/site/models/stray.bin")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to create, 1 to change, 2 to remove, 2 unchanged"),
+        "{}",
+        plan.stdout
+    );
+    p.run(&["apply", "--yes"]).expect(0);
+    assert_eq!(
+        bytes("srv/site/models/model.bin"),
+        Some(noise(1_363_149, 12))
+    );
+    assert!(!root.join("srv/site/old.txt").exists());
+    assert!(!root.join("srv/site/models/stray.bin").exists());
+    assert_eq!(fleet.log("alpha"), "restart\nrestart\n");
+    p.git(&["commit", "-qam", "new model"]);
+
+    // Retire tool.conf by a commit...
+    p.manifest(
+        &fs::read_to_string(p.path().join("hosts/deploy.yml"))
+            .unwrap()
+            .replace(
+                "      - src: tool.conf\n        dest: \"{{ root }}/etc/tool.conf\"\n        mode: \"0600\"\n",
+                "      - dest: \"{{ root }}/etc/tool.conf\"\n        state: absent\n",
+            ),
+    );
+    p.git(&["commit", "-qam", "retire tool.conf"]);
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains(&gone("etc/tool.conf")),
+        "{}",
+        run.stdout
+    );
+    assert!(!root.join("etc/tool.conf").exists());
+    assert_eq!(fleet.log("alpha"), "restart\nrestart\nrestart\n");
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains("alpha: no changes (3 files)"),
+        "{}",
+        run.stdout
+    );
+
+    // ... and bring it back with git revert: the same bytes and mode as before.
+    p.git(&["revert", "--no-edit", "HEAD"]);
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains(&format!(
+            "  + {} (mode 0600)",
+            root.join("etc/tool.conf").display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(bytes("etc/tool.conf").as_deref(), Some(&b"tool = 1\n"[..]));
+    assert_eq!(mode(&root.join("etc/tool.conf")), 0o600);
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout.contains("alpha: no changes (3 files)"),
+        "{}",
+        run.stdout
+    );
+    let leftovers: Vec<String> = fs::read_dir(root.join("srv/site/models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers, ["model.bin"]);
+}

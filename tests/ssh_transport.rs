@@ -25,7 +25,7 @@ fn path_str(p: &Path) -> String {
 fn wf(path: &Path, content: &[u8], mode: u32) -> WriteFile {
     WriteFile {
         path: path_str(path),
-        content: content.to_vec(),
+        content: content.to_vec().into(),
         mode,
         owner: None,
         group: None,

@@ -472,3 +472,94 @@ fn ntlm_reauthenticates_when_the_server_closes_the_connection() {
     assert_eq!(gateway.count("auth_failed"), 0);
     server.record(|r| assert!(r.problems.is_empty(), "{:?}", r.problems));
 }
+
+#[test]
+fn windows_src_files_a_mirrored_folder_and_an_absent_file() {
+    use crate::plain_files::{noise, sha8};
+    let (p, server, c) = windows_project("ok", PASSWORD);
+    p.manifest(
+        r#"
+groups:
+  windows:
+    files:
+      - src: bin/tool.exe
+        dest: 'C:\vllm\bin\tool.exe'
+      - src: scripts
+        dest: 'C:\vllm\scripts'
+        delete: true
+      - dest: 'C:\vllm\old.yml'
+        state: absent
+        notify: restart vllm
+    handlers:
+      - name: restart vllm
+        run: "Restart-Stub {{ handler_mode }}"
+"#,
+    )
+    .bytes("files/bin/tool.exe", &noise(40_000, 21))
+    .file("files/scripts/start.ps1", "Write-Output 'start'\n")
+    .file("files/scripts/readme.txt", "read me\n");
+    std::fs::create_dir_all(c.join("C/vllm/scripts")).expect("dir");
+    std::fs::write(c.join("C/vllm/old.yml"), "retired: true\r\n").expect("old");
+    std::fs::write(c.join("C/vllm/scripts/stale.ps1"), "old\r\n").expect("stale");
+    // The same name as readme.txt to Windows, which folds case: never removed.
+    std::fs::write(c.join("C/vllm/scripts/README.TXT"), "READ ME\r\n").expect("upper");
+
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!(
+            "  + C:\\vllm\\bin\\tool.exe (mode 0644)\n      binary, 39.1 KiB (sha256 {}…)\n",
+            sha8(&noise(40_000, 21))
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("  + C:\\vllm\\scripts\\start.ps1 (mode 0644)\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("  - C:\\vllm\\old.yml\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("  - C:\\vllm\\scripts\\stale.ps1\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("README.TXT"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("Plan: 3 to create, 0 to change, 2 to remove, 0 unchanged"),
+        "{}",
+        plan.stdout
+    );
+
+    p.run(&["apply", "--yes"]).expect(0);
+    // Byte for byte: no CRLF conversion although the host's deploy_newline is "\r\n".
+    assert_eq!(
+        std::fs::read(c.join("C/vllm/bin/tool.exe")).expect("tool"),
+        noise(40_000, 21)
+    );
+    assert_eq!(
+        std::fs::read(c.join("C/vllm/scripts/start.ps1")).expect("start"),
+        b"Write-Output 'start'\n"
+    );
+    assert!(!c.join("C/vllm/old.yml").exists());
+    assert!(!c.join("C/vllm/scripts/stale.ps1").exists());
+    assert!(c.join("C/vllm/scripts/README.TXT").exists());
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handler ran"),
+        "Restart-Stub ok\n"
+    );
+    server.record(|r| assert!(r.problems.is_empty(), "{:?}", r.problems));
+
+    let again = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        again.stdout.contains("wintermute: no changes (4 files)"),
+        "{}",
+        again.stdout
+    );
+}

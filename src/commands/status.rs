@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Global, StatusArgs};
 use crate::controller;
+use crate::diff::Action;
 use crate::error::Error;
 use crate::ops;
 use crate::output::count;
@@ -18,7 +19,8 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<ExitCode, Error> {
     rt.block_on(ops::close(&prepared.connected));
     let mut out = String::new();
     let (mut failed, mut attention) = (0, 0);
-    for (want, conn) in prepared.desired.iter().zip(&prepared.connected) {
+    let plans = prepared.desired.iter().zip(&prepared.plan.hosts);
+    for ((want, plan), conn) in plans.zip(&prepared.connected) {
         let read = conn
             .current
             .as_ref()
@@ -34,9 +36,16 @@ pub fn run(global: &Global, args: StatusArgs) -> Result<ExitCode, Error> {
         let desired: Vec<(String, &[u8])> = want
             .files
             .iter()
-            .map(|f| (f.dest.clone(), f.content.as_slice()))
+            .map(|f| (f.dest.clone(), &f.content[..]))
             .collect();
-        let status = HostStatus::judge(&want.host, record, &desired, files);
+        let mut status = HostStatus::judge(&want.host, record, &desired, &files.files);
+        // What `state: absent` and `delete: true` would still remove is to apply too.
+        status.to_apply.extend(
+            plan.files
+                .iter()
+                .filter(|f| f.change.action == Action::Remove)
+                .map(|f| f.path.clone()),
+        );
         if status.needs_attention() {
             attention += 1;
         }

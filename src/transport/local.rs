@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use sha2::{Digest, Sha256};
+
 use super::{
-    CommandOutput, FileState, RemoteFile, Transport, TransportError, WriteFile, under_root,
+    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile,
+    Transport, TransportError, TreeEntry, WriteFile, too_many_entries, under_root,
 };
 
 pub struct LocalTransport {
@@ -31,37 +34,91 @@ impl LocalTransport {
 
 #[async_trait]
 impl Transport for LocalTransport {
-    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
-        Ok(paths.iter().map(|p| read_one(&self.path(p))).collect())
-    }
-
-    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
-        let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-        for file in files {
-            let dest = self.path(&file.path);
-            match stage(&dest, file) {
-                Ok(tmp) => staged.push((tmp, dest)),
-                Err(e) => {
-                    for (tmp, _) in &staged {
-                        let _ = fs::remove_file(tmp);
-                    }
-                    return Err(TransportError::Io(format!("{}: {e}", file.path)));
+    async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
+        let files = paths.iter().map(|p| read_one(&self.path(p))).collect();
+        let mut budget = MAX_TREE_ENTRIES;
+        let mut listed = Vec::with_capacity(trees.len());
+        for root in trees {
+            match list_tree(&self.path(root), &mut budget) {
+                Ok(entries) => listed.push(Ok(entries)),
+                Err(ListError::Io(why)) => listed.push(Err(why)),
+                Err(ListError::TooMany) => {
+                    let why = too_many_entries(trees);
+                    listed = trees.iter().map(|_| Err(why.clone())).collect();
+                    break;
                 }
             }
         }
-        // Every temporary file is complete; now each rename replaces one destination whole.
-        for (i, (tmp, dest)) in staged.iter().enumerate() {
-            if let Err(e) = fs::rename(tmp, dest) {
-                for (tmp, _) in &staged[i..] {
-                    let _ = fs::remove_file(tmp);
-                }
+        Ok(ReadResult {
+            files,
+            trees: listed,
+        })
+    }
+
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+        let mut staged: Vec<PathBuf> = Vec::new();
+        let cleanup = |staged: &[PathBuf]| {
+            for tmp in staged {
+                let _ = fs::remove_file(tmp);
+            }
+        };
+        for op in ops {
+            let result = match op {
+                FileOp::Write(file) => stage(&self.path(&file.path), file).map(|tmp| {
+                    staged.push(tmp);
+                }),
+                // Refused before anything is replaced; `remove_file` would refuse it too.
+                FileOp::Remove(path) => match fs::symlink_metadata(self.path(path)) {
+                    Ok(meta) if meta.is_dir() => Err(std::io::Error::other(
+                        "a directory (deploy removes only files and symbolic links)",
+                    )),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                cleanup(&staged);
                 return Err(TransportError::Io(format!(
-                    "{}: rename: {e}",
+                    "{}: {e} (nothing was replaced)",
+                    op.path()
+                )));
+            }
+        }
+        // Every temporary file is complete; now each rename replaces one destination whole.
+        let mut next_tmp = 0;
+        for (i, op) in ops.iter().enumerate() {
+            let dest = self.path(op.path());
+            let done = match op {
+                FileOp::Write(_) => {
+                    next_tmp += 1;
+                    match staged.get(next_tmp - 1) {
+                        Some(tmp) => fs::rename(tmp, &dest).map_err(|e| format!("rename: {e}")),
+                        None => Err("no temporary file".to_string()),
+                    }
+                }
+                FileOp::Remove(_) => match fs::remove_file(&dest) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => Err(format!("remove: {e}")),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = done {
+                // The failed write's temporary file is still there, and those after it.
+                let from = match op {
+                    FileOp::Write(_) => next_tmp - 1,
+                    FileOp::Remove(_) => next_tmp,
+                };
+                cleanup(staged.get(from..).unwrap_or_default());
+                let before = if i == 0 {
+                    "nothing was replaced"
+                } else {
+                    "the files before it in this batch were already replaced"
+                };
+                return Err(TransportError::Io(format!(
+                    "{}: {e} ({before})",
                     dest.display()
                 )));
             }
             if let Some(dir) = dest.parent() {
-                // Make the rename itself durable.
+                // Make the rename (or unlink) itself durable.
                 let _ = fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
@@ -154,6 +211,88 @@ fn read_one(path: &Path) -> RemoteFile {
         }),
         Err(e) => RemoteFile::Unusable(e.to_string()),
     }
+}
+
+/// Why a tree could not be listed.
+enum ListError {
+    /// More than the budget of entries (for all of a read's trees together).
+    TooMany,
+    /// A folder or entry that cannot be looked at: listing part of a tree would let
+    /// `delete: true` miss files, so the whole tree is refused.
+    Io(String),
+}
+
+/// Everything under `root` by `lstat` (links not followed), each folder's entries sorted by
+/// name; `budget` entries at most.
+fn list_tree(root: &Path, budget: &mut usize) -> Result<Vec<TreeEntry>, ListError> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    let io = |path: &Path, e: std::io::Error| ListError::Io(format!("{}: {e}", path.display()));
+    while let Some((path, rel)) = stack.pop() {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path, e)),
+        };
+        *budget = budget.checked_sub(1).ok_or(ListError::TooMany)?;
+        let kind = if meta.file_type().is_symlink() {
+            EntryKind::Symlink {
+                target: fs::read_link(&path)
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            }
+        } else if meta.is_file() {
+            match sha256_of(&path) {
+                Ok(sha256) => EntryKind::File {
+                    size: meta.len(),
+                    sha256,
+                },
+                Err(_) => EntryKind::Unreadable,
+            }
+        } else if meta.is_dir() {
+            let mut names = Vec::new();
+            for entry in fs::read_dir(&path).map_err(|e| io(&path, e))? {
+                names.push(entry.map_err(|e| io(&path, e))?.file_name());
+            }
+            names.sort();
+            for name in names.into_iter().rev() {
+                let child = path.join(&name);
+                let name = name.into_string().map_err(|_| {
+                    ListError::Io(format!("{}: a name that is not UTF-8", child.display()))
+                })?;
+                let child_rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                stack.push((child, child_rel));
+            }
+            EntryKind::Dir
+        } else {
+            EntryKind::Other("not a regular file".to_string())
+        };
+        out.push(TreeEntry { rel, kind });
+    }
+    Ok(out)
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Writes `file` to a new temporary file beside `dest` (created 0600, fsynced, then given its

@@ -1,9 +1,9 @@
 //! The only code that talks to hosts.
 //!
 //! A [`Transport`] is a connection to one host that offers three primitives: read a set of
-//! files in one round trip, write a set of files atomically, and run a command through the
-//! host's shell. Everything deploy does on a host is built on these; see `apply.rs` and
-//! `handlers.rs`. Each kind of connection (local, SSH, WinRM) is one module here;
+//! files and list a set of trees in one round trip, change a set of files atomically (write
+//! and remove), and run a command through the host's shell. Everything deploy does on a host
+//! is built on these; see `apply.rs` and `handlers.rs`. Each kind of connection (local, SSH, WinRM) is one module here;
 //! `http.rs` is the controller's own HTTP GET, for `verify:` after apply.
 
 pub mod escalation;
@@ -14,6 +14,7 @@ pub mod ssh;
 pub mod winrm;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,13 +51,101 @@ pub struct WriteFile {
     /// Absolute destination path on the host (for the local transport, before `deploy_root`
     /// is put in front).
     pub path: String,
-    pub content: Vec<u8>,
+    /// Shared: a file from `files/` goes to every host with one copy in memory.
+    pub content: Arc<[u8]>,
     /// Permission bits the file gets.
     pub mode: u32,
     /// Owner to set (a name or a numeric id); `None` leaves the owner the writer gets.
     pub owner: Option<String>,
     /// Group to set (a name or a numeric id); `None` leaves it as is.
     pub group: Option<String>,
+}
+
+/// One step of an atomic batch (see [`Transport::write_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// Replace (or create) a file.
+    Write(WriteFile),
+    /// Unlink a regular file or a symbolic link (never followed); never a directory. A
+    /// missing path is not an error.
+    Remove(String),
+}
+
+impl FileOp {
+    pub fn path(&self) -> &str {
+        match self {
+            FileOp::Write(f) => &f.path,
+            FileOp::Remove(p) => p,
+        }
+    }
+}
+
+/// At most this many entries are listed for one read's trees (all of a host's trees
+/// together); more is an error naming the trees, not a silently partial listing.
+pub const MAX_TREE_ENTRIES: usize = 20_000;
+
+/// One thing found under a listed tree, by `lstat` (symbolic links are not followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Path relative to the tree's root, `/`-separated; empty for the root itself.
+    pub rel: String,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file and the SHA-256 (hex) of its content.
+    File {
+        size: u64,
+        sha256: String,
+    },
+    /// A regular file deploy cannot read.
+    Unreadable,
+    /// A symbolic link and what it points at.
+    Symlink {
+        target: String,
+    },
+    Dir,
+    /// Anything else (a socket, a device, a Windows directory link...); the text says what.
+    Other(String),
+}
+
+/// Each asked tree's entries, in order (`Err`: why that tree could not be listed). A
+/// missing tree root has no entries.
+pub type Listings = Vec<Result<Vec<TreeEntry>, String>>;
+
+/// What one read found: each asked path's file, in order, and each asked tree's entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadResult {
+    pub files: Vec<RemoteFile>,
+    pub trees: Listings,
+}
+
+/// The error for a read whose trees hold more than [`MAX_TREE_ENTRIES`] entries.
+pub fn too_many_entries(trees: &[String]) -> String {
+    format!(
+        "more than {MAX_TREE_ENTRIES} entries under {}; deploy lists at most that many for \
+         `delete: true` and `state: absent`",
+        trees.join(", ")
+    )
+}
+
+/// `(root, full path)` -> the path relative to `root` (`/`-separated; empty for the root),
+/// for listings that print full paths. `None` when `full` is not under `root`.
+pub fn relative_to(root: &str, full: &str, separator: char) -> Option<String> {
+    if full == root {
+        return Some(String::new());
+    }
+    let rest = full.strip_prefix(root)?;
+    let rest = rest.strip_prefix(separator).or_else(|| {
+        // A root ending in a separator (`/`) already ends with it.
+        root.ends_with(separator).then_some(rest)
+    })?;
+    Some(if separator == '/' {
+        rest.to_string()
+    } else {
+        rest.replace(separator, "/")
+    })
 }
 
 /// What a command run on a host printed and how it ended.
@@ -224,6 +313,16 @@ impl Connection {
             _ => None,
         }
     }
+
+    /// `path` as the host's file system compares names: Windows folds case and takes `/`
+    /// for `\`, so a `delete: true` never removes a file the host gets under another
+    /// spelling.
+    pub fn path_key(&self, path: &str) -> String {
+        match self {
+            Connection::WinRm(_) => path.replace('/', "\\").to_lowercase(),
+            _ => path.to_string(),
+        }
+    }
 }
 
 /// Opens a connection to a host.
@@ -286,16 +385,32 @@ pub struct SshOptions {
 /// A connection to one host. Implementations hold one connection for the whole run.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    /// Reads every path in one round trip, in the same order. An I/O problem with one file
+    /// Reads every path of `paths` and lists every tree of `trees` (absolute paths), all in
+    /// one round trip; the answers are in the same orders. A path's file is read through
+    /// symbolic links; a tree is listed by `lstat`, recursively, without following links (a
+    /// root that is a file or a link is one entry, `rel` empty). An I/O problem with one file
     /// (permission, not a regular file) is reported in its entry; an `Err` means the host
     /// could not be asked at all.
-    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError>;
+    async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError>;
 
-    /// Writes every file atomically: each goes to a temporary file (mode 0600) in its
-    /// destination's directory, is fsynced, gets its mode and owner, and only when every
-    /// temporary file is in place are they renamed over their destinations. Missing parent
-    /// directories are created. On error no destination has been replaced by a partial file.
-    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError>;
+    /// [`Transport::read`] of files only.
+    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
+        self.read(paths, &[]).await.map(|r| r.files)
+    }
+
+    /// Changes files atomically: every [`FileOp::Write`] goes to a temporary file (mode
+    /// 0600) in its destination's directory, is fsynced and gets its mode and owner; only
+    /// when every temporary file is in place (and no path to remove is a directory) are the
+    /// ops carried out in the order given: a rename over the destination, or an unlink.
+    /// Missing parent directories are created. On error no destination has been replaced by
+    /// a partial file.
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError>;
+
+    /// [`Transport::write_batch`] of writes only.
+    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
+        let ops: Vec<FileOp> = files.iter().cloned().map(FileOp::Write).collect();
+        self.write_batch(&ops).await
+    }
 
     /// Runs `command` through the host's shell and waits for it.
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError>;

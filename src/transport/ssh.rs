@@ -5,12 +5,14 @@
 //! implements [`Transport`] over a single authenticated SSH connection, each operation on its
 //! own exec channel multiplexed on that connection:
 //!
-//! - `read_files`: one channel for all paths; a POSIX sh script reports what each path is,
-//!   then one `stat` and one `cat` over the readable regular files; the bytes are split by size.
-//! - `write_files`: one channel for the whole batch; a generated sh script reads every file's
+//! - `read`: one channel for all paths and trees; a POSIX sh script reports what each path
+//!   is, then one `stat` and one `cat` over the readable regular files; the bytes are split by
+//!   size. Trees (when asked) come first: one GNU `find` lists them without following links,
+//!   one `sha256sum` hashes their regular files.
+//! - `write_batch`: one channel for the whole batch; a generated sh script reads every file's
 //!   bytes from stdin into a temporary file next to its destination, checks the size, fsyncs,
-//!   sets mode and owner, and renames them all over their destinations only once every one
-//!   is in place.
+//!   sets mode and owner, and only once every one is in place renames them over their
+//!   destinations and unlinks the paths to remove, in the batch's order.
 //! - `run`: the command through the remote user's shell.
 //!
 //! A short script travels in the exec request (`sh -c '<script>'`); a longer one on the
@@ -40,8 +42,9 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
-    CommandOutput, FileState, RemoteFile, SshOptions, SshTarget, Transport, TransportError,
-    WriteFile,
+    CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_TREE_ENTRIES, ReadResult,
+    RemoteFile, SshOptions, SshTarget, Transport, TransportError, TreeEntry, WriteFile,
+    relative_to, too_many_entries,
 };
 
 /// Scripts up to this size go in the exec request (well under Linux's 128 KiB cap on one
@@ -721,6 +724,197 @@ stat -L -c '%s %a %u %g %U %G' -- "$@" || exit 3
 exec cat -- "$@"
 "#;
 
+/// The tree-listing part of the read script (before the files part). For the roots that
+/// exist: GNU find's `lstat` of everything under them, NUL-separated (`<%y> <size> <path>`;
+/// a link's record is followed by its target), then `=<find's status>`, all capped by
+/// `head` (a cut listing is an error, never a partial one), then `=`; then one `sha256sum`
+/// over their regular files (as capped) and `=<its status>`. A missing root lists nothing.
+fn list_script(trees: &[String]) -> String {
+    let roots: Vec<String> = trees.iter().map(|t| sh_quote(t)).collect();
+    let roots = roots.join(" ");
+    let cap = MAX_TREE_ENTRIES + 1;
+    // A link takes two fields.
+    let fields = 2 * cap + 1;
+    format!(
+        "set --\n\
+         for r in {roots}; do if [ -e \"$r\" ] || [ -L \"$r\" ]; then set -- \"$@\" \"$r\"; fi; done\n\
+         if [ \"$#\" -gt 0 ]; then\n\
+         \x20 {{ find -P \"$@\" \\( -type l -printf 'l %s %p\\0%l\\0' \\) -o -printf '%y %s %p\\0' \
+         2>/dev/null; printf '=%s\\0' \"$?\"; }} | head -z -n {fields}\n\
+         \x20 printf '=\\0'\n\
+         \x20 find -P \"$@\" -type f -print0 2>/dev/null | head -z -n {cap} \
+         | xargs -0 -r sha256sum -- 2>/dev/null\n\
+         \x20 printf '=%s\\0' \"$?\"\n\
+         else\n\
+         \x20 printf '=0\\0=\\0=0\\0'\n\
+         fi\n"
+    )
+}
+
+/// Splits the listing part of the read output (see [`list_script`]) into one listing per
+/// tree; returns them and the rest of the output (the files part).
+fn parse_list_output<'a>(
+    trees: &[String],
+    stdout: &'a [u8],
+) -> Result<(Listings, &'a [u8]), String> {
+    let mut rest = stdout;
+    let mut next = || -> Result<&'a [u8], String> {
+        let end = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| "the host's listing ended early".to_string())?;
+        let record = &rest[..end];
+        rest = &rest[end + 1..];
+        Ok(record)
+    };
+    // (full path, kind letter, size, link target), in find's order.
+    let mut found: Vec<(Result<String, String>, u8, u64, String)> = Vec::new();
+    // Nested roots are listed by each: keep one record per path.
+    let mut seen: std::collections::HashSet<Vec<u8>> = Default::default();
+    // find's exit status; `None` when `head` cut the listing short.
+    let mut find_status: Option<String> = None;
+    loop {
+        let record = next()?;
+        if let Some(status) = record.strip_prefix(b"=") {
+            if !status.is_empty() {
+                find_status = Some(String::from_utf8_lossy(status).into_owned());
+                if next()? != b"=" {
+                    return Err("unexpected end of the host's listing".to_string());
+                }
+            }
+            break;
+        }
+        let (kind, size, path) = match record {
+            [kind, b' ', tail @ ..] => {
+                let space = tail
+                    .iter()
+                    .position(|b| *b == b' ')
+                    .ok_or_else(|| "a listing record without a path".to_string())?;
+                let size = std::str::from_utf8(&tail[..space])
+                    .ok()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| "a listing record without a size".to_string())?;
+                (*kind, size, &tail[space + 1..])
+            }
+            _ => return Err("unexpected listing record".to_string()),
+        };
+        let target = if kind == b'l' {
+            let target = next()?;
+            if target == b"=" {
+                // Cut between a link and its target.
+                break;
+            }
+            String::from_utf8_lossy(target).into_owned()
+        } else {
+            String::new()
+        };
+        if !seen.insert(path.to_vec()) {
+            continue;
+        }
+        let path = std::str::from_utf8(path)
+            .map(str::to_string)
+            .map_err(|_| String::from_utf8_lossy(path).into_owned());
+        found.push((path, kind, size, target));
+    }
+    // The hashes: `sha256sum`'s lines (a name with `\` or a newline escaped, the line then
+    // prefixed with `\`), then `=<status>`.
+    let hashes_text = String::from_utf8_lossy(next()?).into_owned();
+    let (hash_lines, hash_status) = match hashes_text.rsplit_once("\n=") {
+        Some((lines, status)) => (lines, status),
+        None => ("", hashes_text.strip_prefix('=').unwrap_or("?")),
+    };
+    let mut hashes: std::collections::HashMap<String, String> = Default::default();
+    for line in hash_lines.lines() {
+        let (escaped, line) = match line.strip_prefix('\\') {
+            Some(l) => (true, l),
+            None => (false, line),
+        };
+        let (Some(hex), Some(name)) = (line.get(..64), line.get(66..)) else {
+            return Err(format!("unexpected sha256sum line {line:?}"));
+        };
+        let name = if escaped {
+            unescape(name)
+        } else {
+            name.to_string()
+        };
+        hashes.insert(name, hex.to_string());
+    }
+
+    let failed = |why: String| trees.iter().map(|_| Err(why.clone())).collect();
+    let Some(find_status) = find_status else {
+        return Ok((failed(too_many_entries(trees)), rest));
+    };
+    if find_status != "0" {
+        let why = format!(
+            "listing failed (find exited with {find_status}; deploy needs GNU find there, and \
+             read access to every folder under {})",
+            trees.join(", ")
+        );
+        return Ok((failed(why), rest));
+    }
+    // 123: some file could not be read (it is reported as unreadable); anything else means
+    // no hash can be trusted.
+    if hash_status != "0" && hash_status != "123" {
+        let why = format!("hashing files failed (sha256sum/xargs exited with {hash_status})");
+        return Ok((failed(why), rest));
+    }
+    if found.len() > MAX_TREE_ENTRIES {
+        return Ok((failed(too_many_entries(trees)), rest));
+    }
+    let mut listed = Vec::with_capacity(trees.len());
+    for root in trees {
+        let mut entries: Vec<TreeEntry> = Vec::new();
+        for (path, kind, size, target) in &found {
+            let name = match path {
+                Ok(p) | Err(p) => p,
+            };
+            let Some(rel) = relative_to(root, name, '/') else {
+                continue;
+            };
+            let kind = match (path, kind) {
+                (Err(_), _) => EntryKind::Other("a name that is not UTF-8".into()),
+                (Ok(p), b'f') => match hashes.get(p) {
+                    Some(sha) => EntryKind::File {
+                        size: *size,
+                        sha256: sha.clone(),
+                    },
+                    None => EntryKind::Unreadable,
+                },
+                (Ok(_), b'l') => EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                (Ok(_), b'd') => EntryKind::Dir,
+                (Ok(_), other) => EntryKind::Other(format!(
+                    "not a regular file (find type {})",
+                    char::from(*other)
+                )),
+            };
+            entries.push(TreeEntry { rel, kind });
+        }
+        listed.push(Ok(entries));
+    }
+    Ok((listed, rest))
+}
+
+/// `sha256sum`'s escaping of a file name: `\\` and `\n` (and `\r` in newer coreutils).
+fn unescape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn check_path(path: &str) -> Result<(), TransportError> {
     if path.is_empty() || path.contains('\0') {
         return Err(TransportError::Io(format!("invalid path {path:?}")));
@@ -826,14 +1020,15 @@ fn split_path(path: &str) -> (String, String) {
     }
 }
 
-/// Builds the write script for `files` (their bytes follow it on stdin, in order). See the
-/// module doc and [`Transport::write_files`] for what it does. On failure it prints
-/// `FAIL <index> <phase>` (`write` or `rename`) and removes every temporary file it made;
-/// on success it prints `OK`.
-fn write_script(files: &[WriteFile]) -> String {
-    let mut tmps = Vec::with_capacity(files.len());
-    let mut s = String::from("umask 077\nset -C\n");
-    for f in files {
+/// Builds the write script for `ops` (the written files' bytes follow it on stdin, in
+/// order). See the module doc and [`Transport::write_batch`] for what it does. On failure it
+/// prints `FAIL <op index> <phase>` (`write` or `rename`) and removes every temporary file it
+/// made; on success it prints `OK`.
+fn write_script(ops: &[FileOp]) -> String {
+    // (op index, file, temporary path, its directory), for every write.
+    let mut writes: Vec<(usize, &WriteFile, String, String)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let FileOp::Write(f) = op else { continue };
         let (dir, base) = split_path(&f.path);
         // Keep the name under NAME_MAX whatever the destination's name is.
         let mut short = base.as_str();
@@ -849,12 +1044,13 @@ fn write_script(files: &[WriteFile]) -> String {
             dir.trim_end_matches('/'),
             rand::random::<u64>()
         );
-        tmps.push((dir, tmp));
+        writes.push((i, f, tmp, dir));
     }
+    let mut s = String::from("umask 077\nset -C\n");
 
     // Only temporary files this script created (noclobber guarantees that) are removed.
     s.push_str("cleanup() {\n");
-    for (i, (_, tmp)) in tmps.iter().enumerate() {
+    for (i, _, tmp, _) in &writes {
         s.push_str(&format!(
             "  [ -z \"${{c{i}:-}}\" ] || rm -f -- {}\n",
             sh_quote(tmp)
@@ -866,20 +1062,65 @@ fn write_script(files: &[WriteFile]) -> String {
          printf 'FAIL %s %s\\n' \"$1\" \"${phase:-write}\"\n  cleanup\n  exit 1\n}\n",
     );
 
+    for (i, op) in ops.iter().enumerate() {
+        let p = sh_quote(op.path());
+        match op {
+            FileOp::Write(_) => s.push_str(&format!(
+                "if [ -d {p} ]; then fail {i} 'the destination is a directory'; fi\n"
+            )),
+            FileOp::Remove(_) => s.push_str(&format!(
+                "if [ -d {p} ] && [ ! -L {p} ]; then fail {i} 'a directory (deploy removes only \
+                 files and symbolic links)'; fi\n"
+            )),
+        }
+    }
+    if let Some(&(first, ..)) = writes.first() {
+        stage_script(&mut s, &writes, first);
+    }
+
+    s.push_str("phase=rename\n");
+    let mut tmps = writes.iter().map(|(_, _, tmp, _)| tmp);
+    let mut dirs: Vec<String> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let (dir, _) = split_path(op.path());
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+        match op {
+            FileOp::Write(f) => {
+                let tmp = tmps.next().map_or_else(String::new, |t| sh_quote(t));
+                s.push_str(&format!(
+                    "mv -f -- {tmp} {} || fail {i}\n",
+                    sh_quote(&f.path)
+                ));
+            }
+            // `rm` without `-r` refuses a directory; a symbolic link is unlinked, not followed.
+            FileOp::Remove(path) => {
+                s.push_str(&format!("rm -f -- {} || fail {i}\n", sh_quote(path)));
+            }
+        }
+    }
+    // Make the renames themselves durable; best effort (not every sync can take a directory).
+    let dir_list: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
+    s.push_str(&format!(
+        "sync -- {} 2>/dev/null || :\n",
+        dir_list.join(" ")
+    ));
+    s.push_str("echo OK\n");
+    s
+}
+
+/// The staging part of the write script: every write's temporary file, complete, synced,
+/// with its mode and owner. `first` is the op index batch-wide failures name.
+fn stage_script(s: &mut String, writes: &[(usize, &WriteFile, String, String)], first: usize) {
     // Processes are what a write costs the host (a fork and an exec each), so every step
     // that can take all files at once does: one mkdir for the missing folders, one stat
     // for the sizes, one sync, one chmod per mode. When a batched step fails, it is
     // repeated file by file, so the failure names the file it concerns.
-    let quoted: Vec<String> = tmps.iter().map(|(_, t)| sh_quote(t)).collect();
+    let quoted: Vec<String> = writes.iter().map(|(_, _, t, _)| sh_quote(t)).collect();
     let all_tmps = quoted.join(" ");
-    for (i, f) in files.iter().enumerate() {
-        s.push_str(&format!(
-            "if [ -d {} ]; then fail {i} 'the destination is a directory'; fi\n",
-            sh_quote(&f.path)
-        ));
-    }
     let mut dirs: Vec<&String> = Vec::new();
-    for (dir, _) in &tmps {
+    for (_, _, _, dir) in writes {
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
@@ -893,11 +1134,11 @@ fn write_script(files: &[WriteFile]) -> String {
         "if [ -n \"$missing\" ] && ! mkdir -p -- {} 2>/dev/null; then\n",
         dir_list.join(" ")
     ));
-    for (i, (dir, _)) in tmps.iter().enumerate() {
+    for (i, _, _, dir) in writes {
         s.push_str(&format!("  mkdir -p -- {} || fail {i}\n", sh_quote(dir)));
     }
     s.push_str("fi\n");
-    for (i, (f, t)) in files.iter().zip(&quoted).enumerate() {
+    for ((i, f, _, _), t) in writes.iter().zip(&quoted) {
         s.push_str(&format!(
             ": > {t} || fail {i}\nc{i}=1\nhead -c {n} >> {t} || fail {i}\n",
             n = f.content.len()
@@ -905,33 +1146,36 @@ fn write_script(files: &[WriteFile]) -> String {
     }
     // Every byte arrived (stdin ends early when the connection drops).
     s.push_str(&format!(
-        "sizes=$(stat -c %s -- {all_tmps}) || fail 0\nset -- $sizes\n"
+        "sizes=$(stat -c %s -- {all_tmps}) || fail {first}\nset -- $sizes\n"
     ));
-    for (i, f) in files.iter().enumerate() {
+    for (i, f, _, _) in writes {
         let n = f.content.len();
         s.push_str(&format!(
             "[ \"${{1:-0}}\" -eq {n} ] || fail {i} \"only ${{1:-0}} of {n} bytes arrived\"\nshift\n"
         ));
     }
     s.push_str(&format!(
-        "sync -- {all_tmps} 2>/dev/null || sync || fail 0\n"
+        "sync -- {all_tmps} 2>/dev/null || sync || fail {first}\n"
     ));
     let mut modes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, f) in files.iter().enumerate() {
-        modes.entry(f.mode & 0o7777).or_default().push(i);
+    for (k, (_, f, _, _)) in writes.iter().enumerate() {
+        modes.entry(f.mode & 0o7777).or_default().push(k);
     }
     for (mode, indexes) in &modes {
-        let names: Vec<&str> = indexes.iter().map(|&i| quoted[i].as_str()).collect();
+        let names: Vec<&str> = indexes.iter().map(|&k| quoted[k].as_str()).collect();
         s.push_str(&format!(
             "if ! chmod -- {mode:o} {} 2>/dev/null; then\n",
             names.join(" ")
         ));
-        for &i in indexes {
-            s.push_str(&format!("  chmod -- {mode:o} {} || fail {i}\n", quoted[i]));
+        for &k in indexes {
+            s.push_str(&format!(
+                "  chmod -- {mode:o} {} || fail {}\n",
+                quoted[k], writes[k].0
+            ));
         }
         s.push_str("fi\n");
     }
-    for (i, (f, t)) in files.iter().zip(&quoted).enumerate() {
+    for ((i, f, _, _), t) in writes.iter().zip(&quoted) {
         if let Some(owner) = &f.owner {
             s.push_str(&format!("chown -- {} {t} || fail {i}\n", sh_quote(owner)));
         }
@@ -943,22 +1187,6 @@ fn write_script(files: &[WriteFile]) -> String {
             s.push_str(&format!("chmod -- {:o} {t} || fail {i}\n", f.mode & 0o7777));
         }
     }
-
-    s.push_str("phase=rename\n");
-    for (i, (f, (_, tmp))) in files.iter().zip(&tmps).enumerate() {
-        s.push_str(&format!(
-            "mv -f -- {} {} || fail {i}\n",
-            sh_quote(tmp),
-            sh_quote(&f.path)
-        ));
-    }
-    // Make the renames themselves durable; best effort (not every sync can take a directory).
-    s.push_str(&format!(
-        "sync -- {} 2>/dev/null || :\n",
-        dir_list.join(" ")
-    ));
-    s.push_str("echo OK\n");
-    s
 }
 
 /// The script for [`Transport::create_exclusive`]: the shell's noclobber (`set -C`, an
@@ -991,11 +1219,18 @@ fn create_exclusive_script(path: &str, len: usize) -> String {
 
 #[async_trait]
 impl Transport for SshTransport {
-    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
+    async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
+        if paths.is_empty() && trees.is_empty() {
+            return Ok(ReadResult::default());
         }
-        let mut script = String::from("set --");
+        let mut script = String::new();
+        if !trees.is_empty() {
+            for t in trees {
+                check_path(t)?;
+            }
+            script.push_str(&list_script(trees));
+        }
+        script.push_str("set --");
         for p in paths {
             check_path(p)?;
             script.push(' ');
@@ -1010,26 +1245,40 @@ impl Transport for SshTransport {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        parse_read_output(paths, &out.stdout).map_err(|e| {
+        let context = |e: String| {
             TransportError::Io(format!(
                 "reading files on {}: {e}{}",
                 self.label,
                 stderr_suffix(&out.stderr)
             ))
+        };
+        let (listed, rest) = if trees.is_empty() {
+            (Vec::new(), out.stdout.as_slice())
+        } else {
+            parse_list_output(trees, &out.stdout).map_err(context)?
+        };
+        let files = parse_read_output(paths, rest).map_err(context)?;
+        Ok(ReadResult {
+            files,
+            trees: listed,
         })
     }
 
-    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
-        if files.is_empty() {
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+        if ops.is_empty() {
             return Ok(());
         }
-        for f in files {
-            check_path(&f.path)?;
+        for op in ops {
+            check_path(op.path())?;
         }
-        let script = write_script(files);
-        let data: Vec<u8> = files
+        let script = write_script(ops);
+        let data: Vec<u8> = ops
             .iter()
-            .flat_map(|f| f.content.iter().copied())
+            .filter_map(|op| match op {
+                FileOp::Write(f) => Some(f.content.iter().copied()),
+                FileOp::Remove(_) => None,
+            })
+            .flatten()
             .collect();
         let out = self.run_script(&script, &data).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1044,21 +1293,26 @@ impl Transport for SshTransport {
         });
         Err(TransportError::Io(match failed {
             Some((index, renaming)) => {
-                let path = files.get(index).map_or("?", |f| f.path.as_str());
+                let op = ops.get(index);
+                let path = op.map_or("?", FileOp::path);
+                let verb = match op {
+                    Some(FileOp::Remove(_)) => "remove",
+                    _ => "write",
+                };
                 let what = if stderr.is_empty() {
                     "failed".to_string()
                 } else {
                     stderr
                 };
-                if renaming {
+                if renaming && index > 0 {
                     format!(
-                        "cannot write {path} on {}: {what} (the files before it in this batch \
+                        "cannot {verb} {path} on {}: {what} (the files before it in this batch \
                          were already replaced)",
                         self.label
                     )
                 } else {
                     format!(
-                        "cannot write {path} on {}: {what} (nothing was replaced)",
+                        "cannot {verb} {path} on {}: {what} (nothing was replaced)",
                         self.label
                     )
                 }
@@ -1151,9 +1405,13 @@ mod tests {
 
     /// Runs the write script with this machine's `sh`, the way the host runs it (script,
     /// then the bytes, on stdin), giving it `data` as the bytes.
-    fn run_write_script(files: &[WriteFile], data: &[u8]) -> std::process::Output {
+    fn run_write_script(ops: &[FileOp], data: &[u8]) -> std::process::Output {
+        run_script(&write_script(ops), data)
+    }
+
+    /// Runs `script` with this machine's `sh` as the host would (on stdin, `data` after it).
+    fn run_script(script: &str, data: &[u8]) -> std::process::Output {
         use std::io::Write;
-        let script = write_script(files);
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("LC_ALL=C; eval \"$(head -c {})\"", script.len()))
@@ -1169,14 +1427,140 @@ mod tests {
         child.wait_with_output().expect("wait")
     }
 
-    fn file(path: &std::path::Path, content: &[u8], mode: u32) -> WriteFile {
-        WriteFile {
+    fn file(path: &std::path::Path, content: &[u8], mode: u32) -> FileOp {
+        FileOp::Write(WriteFile {
             path: path.to_string_lossy().into_owned(),
-            content: content.to_vec(),
+            content: content.into(),
             mode,
             owner: None,
             group: None,
-        }
+        })
+    }
+
+    fn remove(path: &std::path::Path) -> FileOp {
+        FileOp::Remove(path.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn write_script_removes_after_every_file_is_staged_and_never_a_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("target"), b"kept\n").expect("target");
+        std::os::unix::fs::symlink(d.join("target"), d.join("link")).expect("link");
+        std::fs::write(d.join("old.bin"), b"\0old").expect("old");
+        std::fs::create_dir(d.join("folder")).expect("folder");
+        // A directory among the paths to remove: refused before anything is replaced.
+        let ops = [
+            file(&d.join("new.conf"), b"new\n", 0o644),
+            remove(&d.join("old.bin")),
+            remove(&d.join("folder")),
+        ];
+        let out = run_write_script(&ops, b"new\n");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("FAIL 2 write"), "{stdout}{stderr}");
+        assert!(stderr.contains("a directory"), "{stderr}");
+        assert!(d.join("old.bin").exists() && !d.join("new.conf").exists());
+
+        // Writes and removals in one batch: the link is unlinked, its target stays; a path
+        // already gone is fine.
+        let ops = [
+            file(&d.join("new.conf"), b"new\n", 0o644),
+            remove(&d.join("link")),
+            remove(&d.join("old.bin")),
+            remove(&d.join("never-was")),
+            file(&d.join("sub/last"), b"last", 0o600),
+        ];
+        let out = run_write_script(&ops, b"new\nlast");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{out:?}");
+        assert!(std::fs::symlink_metadata(d.join("link")).is_err());
+        assert!(!d.join("old.bin").exists());
+        assert_eq!(std::fs::read(d.join("target")).expect("target"), b"kept\n");
+        assert_eq!(std::fs::read(d.join("sub/last")).expect("last"), b"last");
+        assert!(d.join("folder").is_dir());
+        // Removals only: no staging at all.
+        let script = write_script(&[remove(&d.join("new.conf"))]);
+        assert!(!script.contains("stat -c"), "{script}");
+        let out = run_script(&script, b"");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{out:?}");
+        assert!(!d.join("new.conf").exists());
+    }
+
+    #[test]
+    fn trees_are_listed_without_following_links_in_the_same_script_as_the_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let root = d.join("site");
+        std::fs::create_dir_all(root.join("img/empty")).expect("mkdir");
+        std::fs::write(root.join("index.html"), b"<p>hi</p>\n").expect("write");
+        std::fs::write(root.join("img/logo.png"), b"\x89PNG\0").expect("write");
+        std::fs::write(root.join("odd\nname\\x"), b"odd").expect("write");
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).expect("link");
+        std::fs::write(d.join("alone"), b"alone").expect("write");
+        let status = std::process::Command::new("mkfifo")
+            .arg(root.join("fifo"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let trees = vec![
+            s(&root),
+            s(&d.join("missing")),
+            s(&d.join("alone")),
+            s(&root.join("img")),
+        ];
+        let paths = vec![s(&root.join("index.html"))];
+        let mut script = list_script(&trees);
+        script.push_str(&format!("set -- {}", sh_quote(&paths[0])));
+        script.push_str(READ_SCRIPT);
+        let out = run_script(&script, b"");
+        assert!(out.status.success(), "{out:?}");
+        let (listed, rest) = parse_list_output(&trees, &out.stdout).expect("listing");
+        let files = parse_read_output(&paths, rest).expect("files");
+        assert!(matches!(&files[0], RemoteFile::Present(f) if f.content == b"<p>hi</p>\n"));
+
+        let sha = |b: &[u8]| crate::state::sha256_hex(b);
+        let site = listed[0].as_ref().expect("site");
+        let find = |rel: &str| site.iter().find(|e| e.rel == rel).map(|e| &e.kind);
+        assert_eq!(find(""), Some(&EntryKind::Dir));
+        assert_eq!(find("img/empty"), Some(&EntryKind::Dir));
+        assert_eq!(
+            find("img/logo.png"),
+            Some(&EntryKind::File {
+                size: 5,
+                sha256: sha(b"\x89PNG\0")
+            })
+        );
+        assert_eq!(
+            find("odd\nname\\x"),
+            Some(&EntryKind::File {
+                size: 3,
+                sha256: sha(b"odd")
+            })
+        );
+        assert_eq!(
+            find("etc-link"),
+            Some(&EntryKind::Symlink {
+                target: "/etc".into()
+            })
+        );
+        assert!(matches!(find("fifo"), Some(EntryKind::Other(_))));
+        assert!(site.iter().all(|e| !e.rel.starts_with("etc-link/")));
+        assert_eq!(site.len(), 8, "{site:?}");
+        assert_eq!(listed[1], Ok(vec![]));
+        assert_eq!(
+            listed[2],
+            Ok(vec![TreeEntry {
+                rel: String::new(),
+                kind: EntryKind::File {
+                    size: 5,
+                    sha256: sha(b"alone")
+                }
+            }])
+        );
+        // A root inside another is listed for both.
+        let img = listed[3].as_ref().expect("img");
+        assert_eq!(img.len(), 3, "{img:?}");
     }
 
     #[test]
@@ -1228,6 +1612,54 @@ mod tests {
             2
         );
         assert_eq!(script.matches("mv -f").count(), 3);
+    }
+
+    #[test]
+    fn a_cut_or_failed_listing_is_an_error_for_every_tree_never_a_partial_one() {
+        let trees = vec!["/r".to_string(), "/s".to_string()];
+        let listed = |out: &[u8]| {
+            let (listed, rest) = parse_list_output(&trees, out).expect("parsed");
+            assert_eq!(rest, b"F\n", "the files part follows");
+            listed
+        };
+        let ok = listed(
+            b"d 0 /r\0f 2 /r/a\0=0\0=\0"
+                .iter()
+                .chain(format!("{}  /r/a\n=0\0F\n", "ab".repeat(32)).as_bytes())
+                .copied()
+                .collect::<Vec<u8>>()
+                .as_slice(),
+        );
+        assert_eq!(ok[1], Ok(vec![]));
+        assert!(matches!(&ok[0], Ok(e) if e.len() == 2));
+        // `head` cut the listing (no status record), even between a link and its target.
+        for cut in [
+            &b"f 1 /r/a\0=\0=0\0F\n"[..],
+            b"f 1 /r/a\0l 1 /r/b\0=\0=0\0F\n",
+        ] {
+            let l = listed(cut);
+            assert!(
+                l.iter()
+                    .all(|t| matches!(t, Err(e) if e.contains("more than"))),
+                "{l:?}"
+            );
+        }
+        let l = listed(b"d 0 /r\0=1\0=\0=0\0F\n");
+        assert!(
+            matches!(&l[0], Err(e) if e.contains("find exited with 1")),
+            "{l:?}"
+        );
+        let l = listed(b"d 0 /r\0f 1 /r/a\0=0\0=\0=127\0F\n");
+        assert!(
+            matches!(&l[1], Err(e) if e.contains("exited with 127")),
+            "{l:?}"
+        );
+        // 123: a file sha256sum could not read, reported as such.
+        let l = listed(b"d 0 /r\0f 1 /r/a\0=0\0=\0=123\0F\n");
+        assert!(
+            matches!(&l[0], Ok(e) if e[1].kind == EntryKind::Unreadable),
+            "{l:?}"
+        );
     }
 
     #[test]

@@ -55,6 +55,34 @@ impl Project {
         self
     }
 
+    /// Writes `content` (any bytes) at `rel` (parents created).
+    pub fn bytes(&self, rel: &str, content: &[u8]) -> &Project {
+        let path = self.dir.path().join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, content).expect("write");
+        self
+    }
+
+    /// Runs `git ARGS` in the repo (a fixed author) and returns its stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.dir.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git must be installed");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn inventory(&self, yaml: &str) -> &Project {
         self.file("hosts/inventory.yml", yaml)
     }

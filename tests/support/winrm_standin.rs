@@ -8,11 +8,13 @@
 //!   a quiet command), and the answers' format.
 //! - STAND-IN: no PowerShell runs. The server decodes the `-EncodedCommand` deploy sends;
 //!   for deploy's bootstrap it takes the real script from stdin's first line and, by its
-//!   marker line (`# deploy:read-files v1`, `# deploy:write-files v1`), performs in Rust what
+//!   marker line (`# deploy:read-files v2`, `# deploy:write-files v2`), performs in Rust what
 //!   that script does, on a temp folder standing in for `C:\` (`C:\x\y` is `<root>/C/x/y`):
-//!   report each path's state, SHA-256 and base64 bytes; write each file to a temporary file
-//!   in its destination's folder, check its SHA-256, then rename them all over their
-//!   destinations. A handler script (anything else) is recorded; its command is judged by
+//!   report each path's state, SHA-256 and base64 bytes, and list each tree (without
+//!   following links; a Unix symlink stands in for a file link) with each file's size and
+//!   SHA-256; write each file to a temporary file in its destination's folder, check its
+//!   SHA-256, refuse a directory where a path is to be removed, then carry out the ops in
+//!   order (rename over the destination, or delete). A handler script (anything else) is recorded; its command is judged by
 //!   words: `Restart-Stub fail` fails (stderr as CLIXML, exit 1), any other appends the
 //!   command to `<root>/handlers.log` and succeeds (with a CLIXML progress record on stderr,
 //!   which is not an error).
@@ -451,10 +453,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn read_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
-    let Some(serde_json::Value::Array(paths)) = json_line(lines.get(1)) else {
-        return (Vec::new(), b"bad path list".to_vec(), 1);
+    let Some(ask) = json_line(lines.get(1)) else {
+        return (Vec::new(), b"bad read request".to_vec(), 1);
     };
-    let mut out = Vec::new();
+    let (Some(paths), Some(trees), Some(cap)) = (
+        ask["paths"].as_array(),
+        ask["trees"].as_array(),
+        ask["cap"].as_u64(),
+    ) else {
+        return (Vec::new(), b"bad read request".to_vec(), 1);
+    };
+    let mut files = Vec::new();
     for p in paths {
         let p = p.as_str().unwrap_or_default().to_string();
         let answer = match host_path(&st.root, &p) {
@@ -472,57 +481,191 @@ fn read_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
             }
             _ => serde_json::json!({"path": p, "state": "missing"}),
         };
-        out.push(answer);
+        files.push(answer);
     }
-    (serde_json::to_vec(&out).unwrap_or_default(), Vec::new(), 0)
+    // As the script: a stack walk by attributes, links reported and not entered, one count
+    // for all trees.
+    let mut count = 0u64;
+    let mut listed = Vec::new();
+    for root in trees {
+        let root = root.as_str().unwrap_or_default();
+        let Some(local) = host_path(&st.root, root) else {
+            return (Vec::new(), format!("bad path {root}").into_bytes(), 1);
+        };
+        let mut entries = Vec::new();
+        let mut failed = None;
+        let mut stack = vec![(local, String::new())];
+        while let Some((path, rel)) = stack.pop() {
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    failed = Some(format!("{}: {e}", path.display()));
+                    break;
+                }
+            };
+            count += 1;
+            if count > cap {
+                break;
+            }
+            let entry = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap_or_default();
+                if path.is_dir() {
+                    serde_json::json!({"rel": rel, "kind": "other", "what": "a directory link"})
+                } else {
+                    serde_json::json!({"rel": rel, "kind": "link", "target": target.to_string_lossy()})
+                }
+            } else if meta.is_dir() {
+                let children = match std::fs::read_dir(&path) {
+                    Ok(children) => children,
+                    Err(e) => {
+                        failed = Some(format!("{}: {e}", path.display()));
+                        break;
+                    }
+                };
+                for child in children.flatten() {
+                    let name = child.file_name().to_string_lossy().into_owned();
+                    let child_rel = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    stack.push((child.path(), child_rel));
+                }
+                serde_json::json!({"rel": rel, "kind": "dir"})
+            } else {
+                match std::fs::read(&path) {
+                    Ok(bytes) => serde_json::json!({
+                        "rel": rel, "kind": "file", "size": bytes.len(), "sha256": sha256_hex(&bytes),
+                    }),
+                    Err(_) => serde_json::json!({"rel": rel, "kind": "unreadable"}),
+                }
+            };
+            entries.push(entry);
+        }
+        // Windows PowerShell 5.1 writes a list of one as that one object.
+        let entries = match entries.len() {
+            1 => entries.remove(0),
+            _ => serde_json::Value::Array(entries),
+        };
+        listed.push(match failed {
+            Some(why) => serde_json::json!({ "error": why }),
+            None => serde_json::json!({ "entries": entries }),
+        });
+    }
+    if count > cap {
+        let why = format!("more than {cap} entries");
+        listed = trees
+            .iter()
+            .map(|_| serde_json::json!({"error": why}))
+            .collect();
+    }
+    let answer = serde_json::json!({"files": files, "trees": listed});
+    (
+        serde_json::to_vec(&answer).unwrap_or_default(),
+        Vec::new(),
+        0,
+    )
 }
 
 fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
-    let Some(serde_json::Value::Array(files)) = json_line(lines.get(1)) else {
+    let Some(serde_json::Value::Array(ops)) = json_line(lines.get(1)) else {
         return (Vec::new(), b"bad file list".to_vec(), 1);
     };
-    let mut temps = Vec::new();
-    for (i, f) in files.iter().enumerate() {
+    // Every op's local path, and for a write its temporary file.
+    let mut staged: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let mut line = 2;
+    let cleanup = |staged: &[(PathBuf, Option<PathBuf>)]| {
+        for (_, tmp) in staged {
+            if let Some(tmp) = tmp {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+    };
+    for (i, f) in ops.iter().enumerate() {
         let path = f["path"].as_str().unwrap_or_default();
-        let want = f["sha256"].as_str().unwrap_or_default();
         let Some(dest) = host_path(&st.root, path) else {
+            cleanup(&staged);
             return (Vec::new(), format!("bad path {path}").into_bytes(), 1);
         };
+        match f["op"].as_str() {
+            Some("remove") => {
+                if dest.is_dir() {
+                    cleanup(&staged);
+                    return (
+                        Vec::new(),
+                        format!(
+                            "{path} is a directory (deploy removes only files and symbolic links)"
+                        )
+                        .into_bytes(),
+                        1,
+                    );
+                }
+                staged.push((dest, None));
+                continue;
+            }
+            Some("write") => {}
+            other => {
+                cleanup(&staged);
+                st.record.problems.push(format!("op {other:?}"));
+                return (Vec::new(), b"unknown op".to_vec(), 1);
+            }
+        }
+        let want = f["sha256"].as_str().unwrap_or_default();
         let Some(bytes) = lines
-            .get(2 + i)
+            .get(line)
             .and_then(|l| l.strip_prefix("b64:"))
             .and_then(|l| B64.decode(l).ok())
         else {
+            cleanup(&staged);
             return (Vec::new(), format!("no content for {path}").into_bytes(), 1);
         };
+        line += 1;
         let dir = dest.parent().expect("parent").to_path_buf();
         if std::fs::create_dir_all(&dir).is_err() {
+            cleanup(&staged);
             return (Vec::new(), b"mkdir failed".to_vec(), 1);
         }
         let tmp = dir.join(format!(".{}.deploy-{}.tmp", i, wsman::uuid()));
         if std::fs::write(&tmp, &bytes).is_err() {
+            cleanup(&staged);
             return (Vec::new(), b"write failed".to_vec(), 1);
         }
         if sha256_hex(&std::fs::read(&tmp).unwrap_or_default()) != want {
             let _ = std::fs::remove_file(&tmp);
+            cleanup(&staged);
             return (
                 Vec::new(),
                 format!("{path}: SHA-256 mismatch").into_bytes(),
                 1,
             );
         }
-        temps.push((tmp, dest));
+        staged.push((dest, Some(tmp)));
     }
-    for (tmp, dest) in &temps {
-        if std::fs::rename(tmp, dest).is_err() {
-            return (Vec::new(), b"rename failed".to_vec(), 1);
+    if line != lines.len() {
+        st.record.problems.push(format!(
+            "{} content lines for {} writes",
+            lines.len() - 2,
+            line - 2
+        ));
+    }
+    let mut done = 0;
+    for (dest, tmp) in &staged {
+        let result = match tmp {
+            Some(tmp) => std::fs::rename(tmp, dest),
+            // `[IO.File]::Delete` of a file link deletes the link.
+            None => match std::fs::remove_file(dest) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        if result.is_err() {
+            cleanup(&staged);
+            return (Vec::new(), b"replace failed".to_vec(), 1);
         }
+        done += 1;
     }
-    (
-        format!("replaced {}", temps.len()).into_bytes(),
-        Vec::new(),
-        0,
-    )
+    (format!("replaced {done}").into_bytes(), Vec::new(), 0)
 }
 
 const PROGRESS: &str = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><Obj S=\"progress\" RefId=\"0\"><TN RefId=\"0\"><T>System.Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS><I64 N=\"SourceId\">1</I64><PR N=\"Record\"><AV>Preparing modules for first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj></Objs>";

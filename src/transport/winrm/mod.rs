@@ -6,15 +6,18 @@
 //! check). Out: a [`WinRmTransport`] that implements [`Transport`] over one WinRS shell kept
 //! for the whole run (deleted on `close`):
 //!
-//! - `read_files`: one PowerShell command for all paths; for each, whether it is a file, a
-//!   directory or missing, and for a file its SHA-256 and bytes (base64, in a JSON answer).
-//!   The controller checks each hash against the bytes it got.
-//! - `write_files`: one PowerShell command for the whole batch; every file's bytes travel
+//! - `read`: one PowerShell command for all paths and trees; for each path, whether it is a
+//!   file, a directory or missing, and for a file its SHA-256 and bytes (base64, in a JSON
+//!   answer); the controller checks each hash against the bytes it got. Each tree is walked
+//!   without entering reparse points (a file link is reported as a link, a directory link
+//!   as something else), with each regular file's size and SHA-256.
+//! - `write_batch`: one PowerShell command for the whole batch; every file's bytes travel
 //!   on stdin (base64, in Send chunks sized to the server's `MaxEnvelopeSizekb`, never on the
 //!   command line, which Windows caps near 8 KB), go to a temporary file in the
 //!   destination's directory, whose SHA-256 is checked against the controller's; only when
-//!   every temporary file is in place are they moved over their destinations
-//!   (`[System.IO.File]::Replace`, or `Move` for a new file). Bytes are written as rendered.
+//!   every temporary file is in place (and no path to remove is a directory) are the ops
+//!   carried out in order: a move over the destination (`[System.IO.File]::Replace`, or
+//!   `Move` for a new file) or a `Delete`. Bytes are written as rendered.
 //! - `run`: `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass
 //!   -EncodedCommand` with `$ErrorActionPreference='Stop'` and an explicit
 //!   `exit $LASTEXITCODE`; stderr that arrives as CLIXML is decoded to plain text.
@@ -38,7 +41,10 @@ use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{CommandOutput, FileState, RemoteFile, Transport, TransportError, WriteFile};
+use super::{
+    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile,
+    Transport, TransportError, TreeEntry,
+};
 use client::{Client, ClientConfig, ClientError};
 use wsman::ShellOptions;
 
@@ -132,8 +138,8 @@ const PS_ARGS: [&str; 6] = [
 pub const BOOTSTRAP: &str = "$ErrorActionPreference='Stop';$l=@($input);& ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($l[0])))) $l";
 
 /// Marker first lines of the scripts (a WS-Man stand-in in the tests recognises them).
-pub const READ_MARKER: &str = "# deploy:read-files v1";
-pub const WRITE_MARKER: &str = "# deploy:write-files v1";
+pub const READ_MARKER: &str = "# deploy:read-files v2";
+pub const WRITE_MARKER: &str = "# deploy:write-files v2";
 pub const CREATE_MARKER: &str = "# deploy:create-exclusive v1";
 pub const REMOVE_MARKER: &str = "# deploy:remove v1";
 
@@ -167,16 +173,22 @@ if ([IO.File]::Exists($p)) { [IO.File]::Delete($p) }
 exit 0
 "#;
 
-/// stdin line 1: base64 of a JSON array of paths. stdout: a JSON array, one object per
-/// path: `state` `file` (with `sha256`, `content` base64), `missing`, or `other` (`what`).
+/// stdin line 1: base64 of a JSON object `{paths, trees, cap}`. stdout: a JSON object:
+/// `files`, one object per path (`state` `file` with `sha256`, `content` base64; `missing`;
+/// or `other` with `what`), and `trees`, one object per tree: `entries` (each `rel`, `kind`
+/// `file` with `size` and `sha256`, `unreadable`, `link` with `target`, `dir`, or `other`
+/// with `what`) or `error` (a folder or entry it could not look at: a partial listing would
+/// let `delete: true` miss files). A tree is walked by attributes, never into a reparse
+/// point.
 /// (No `@(...)` around ConvertFrom-Json: Windows PowerShell 5.1 emits a JSON array as one
 /// object, and `@()` would nest it; a plain assignment gives the array on 5.1 and 7.)
-pub const READ_SCRIPT: &str = r#"# deploy:read-files v1
+pub const READ_SCRIPT: &str = r#"# deploy:read-files v2
 param($lines)
 $ErrorActionPreference = 'Stop'
-$paths = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
+$ask = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
-$out = foreach ($p in $paths) {
+$files = New-Object System.Collections.ArrayList
+foreach ($p in $ask.paths) {
   $r = [ordered]@{ path = $p }
   try {
     if ([IO.File]::Exists($p)) {
@@ -192,23 +204,94 @@ $out = foreach ($p in $paths) {
   } catch {
     $r.state = 'other'; $r.what = "unreadable: $($_.Exception.Message)"
   }
-  [pscustomobject]$r
+  [void]$files.Add([pscustomobject]$r)
 }
-[Console]::Out.Write((ConvertTo-Json -InputObject @($out) -Compress -Depth 3))
+$trees = New-Object System.Collections.ArrayList
+$count = 0
+foreach ($root in $ask.trees) {
+  $entries = New-Object System.Collections.ArrayList
+  $failed = $null
+  $stack = New-Object System.Collections.Stack
+  $stack.Push(@($root, ''))
+  while ($stack.Count -gt 0) {
+    $item = $stack.Pop()
+    $p = $item[0]
+    $e = [ordered]@{ rel = $item[1] }
+    try {
+      $attr = [IO.File]::GetAttributes($p)
+    } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] {
+      continue
+    } catch {
+      $failed = "${p}: $($_.Exception.Message)"
+      break
+    }
+    $count++
+    if ($count -gt $ask.cap) { break }
+    if ($attr -band [IO.FileAttributes]::ReparsePoint) {
+      if ($attr -band [IO.FileAttributes]::Directory) {
+        $e.kind = 'other'; $e.what = 'a directory link'
+      } else {
+        $e.kind = 'link'; $e.target = [string](Get-Item -LiteralPath $p -Force).Target
+      }
+    } elseif ($attr -band [IO.FileAttributes]::Directory) {
+      $e.kind = 'dir'
+      try {
+        $children = [IO.Directory]::GetFileSystemEntries($p)
+      } catch {
+        $failed = "${p}: $($_.Exception.Message)"
+        break
+      }
+      foreach ($child in $children) {
+        $name = [IO.Path]::GetFileName($child)
+        if ($item[1]) { $rel = $item[1] + '/' + $name } else { $rel = $name }
+        $stack.Push(@($child, $rel))
+      }
+    } else {
+      try {
+        $fs = [IO.File]::OpenRead($p)
+        try {
+          $e.sha256 = -join ($sha.ComputeHash($fs) | ForEach-Object { $_.ToString('x2') })
+          $e.size = $fs.Length
+        } finally { $fs.Dispose() }
+        $e.kind = 'file'
+      } catch {
+        $e.kind = 'unreadable'
+      }
+    }
+    [void]$entries.Add([pscustomobject]$e)
+  }
+  if ($failed) {
+    [void]$trees.Add([pscustomobject]@{ error = $failed })
+  } else {
+    [void]$trees.Add([pscustomobject]@{ entries = $entries.ToArray() })
+  }
+}
+if ($count -gt $ask.cap) {
+  $why = "more than $($ask.cap) entries under $(@($ask.trees) -join ', ')"
+  $trees = @($ask.trees | ForEach-Object { [pscustomobject]@{ error = $why } })
+}
+$answer = [pscustomobject]@{ files = $files.ToArray(); trees = @($trees) }
+[Console]::Out.Write((ConvertTo-Json -InputObject $answer -Compress -Depth 6))
 exit 0
 "#;
 
-/// stdin line 1: base64 of a JSON array of `{path, sha256}`; line 2+i: `b64:` and file i's
-/// bytes in base64. Writes every temporary file and checks its hash, then replaces.
-pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v1
+/// stdin line 1: base64 of a JSON array of ops, `{op: write, path, sha256}` or `{op:
+/// remove, path}`; then one line per write, in order: `b64:` and its bytes in base64. Writes
+/// every temporary file and checks its hash, refuses a directory where a path is to be
+/// removed, then carries out the ops in order: replace (or move) and delete.
+pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v2
 param($lines)
 $ErrorActionPreference = 'Stop'
-$files = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
+$ops = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
 $temps = New-Object System.Collections.ArrayList
 try {
   $i = 2
-  foreach ($f in $files) {
+  foreach ($f in $ops) {
+    if ($f.op -eq 'remove') {
+      if ([IO.Directory]::Exists($f.path)) { throw "$($f.path) is a directory (deploy removes only files and symbolic links)" }
+      continue
+    }
     $dir = [IO.Path]::GetDirectoryName($f.path)
     [void][IO.Directory]::CreateDirectory($dir)
     $tmp = [IO.Path]::Combine($dir, '.' + [IO.Path]::GetFileName($f.path) + '.deploy-' + [Guid]::NewGuid().ToString('N') + '.tmp')
@@ -216,23 +299,34 @@ try {
     $i++
     $fs = [IO.File]::Open($tmp, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write, [IO.FileShare]::None)
     try { $fs.Write($bytes, 0, $bytes.Length); $fs.Flush($true) } finally { $fs.Dispose() }
-    [void]$temps.Add(@($tmp, $f.path))
+    [void]$temps.Add($tmp)
     $got = -join ($sha.ComputeHash([IO.File]::ReadAllBytes($tmp)) | ForEach-Object { $_.ToString('x2') })
     if ($got -ne $f.sha256) { throw "$($f.path): the temporary file's SHA-256 is $got, expected $($f.sha256)" }
   }
 } catch {
-  foreach ($t in $temps) { Remove-Item -LiteralPath $t[0] -Force -ErrorAction SilentlyContinue }
+  foreach ($t in $temps) { Remove-Item -LiteralPath $t -Force -ErrorAction SilentlyContinue }
   [Console]::Error.WriteLine("writing temporary files: $($_.Exception.Message)")
   exit 1
 }
 $done = 0
+$next = 0
 try {
-  foreach ($t in $temps) {
-    if ([IO.File]::Exists($t[1])) { [IO.File]::Replace($t[0], $t[1], $null) } else { [IO.File]::Move($t[0], $t[1]) }
+  foreach ($f in $ops) {
+    if ($f.op -eq 'remove') {
+      $attr = $null
+      try { $attr = [IO.File]::GetAttributes($f.path) } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] { }
+      # A file link is deleted itself, never its target.
+      if ($null -ne $attr) { [IO.File]::Delete($f.path) }
+    } else {
+      $tmp = $temps[$next]
+      $next++
+      if ([IO.File]::Exists($f.path)) { [IO.File]::Replace($tmp, $f.path, $null) } else { [IO.File]::Move($tmp, $f.path) }
+    }
     $done++
   }
 } catch {
-  [Console]::Error.WriteLine("replacing $($temps[$done][1]) ($done of $($temps.Count) replaced): $($_.Exception.Message)")
+  foreach ($t in $temps) { Remove-Item -LiteralPath $t -Force -ErrorAction SilentlyContinue }
+  [Console]::Error.WriteLine("replacing $(@($ops)[$done].path) ($done of $(@($ops).Count) done): $($_.Exception.Message)")
   exit 1
 }
 [Console]::Out.Write("replaced $done")
@@ -394,6 +488,14 @@ impl WinRmTransport {
 
 #[derive(serde::Deserialize)]
 struct ReadAnswer {
+    #[serde(default, deserialize_with = "one_or_many")]
+    files: Vec<FileAnswer>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    trees: Vec<TreeAnswer>,
+}
+
+#[derive(serde::Deserialize)]
+struct FileAnswer {
     path: String,
     state: String,
     #[serde(default)]
@@ -404,41 +506,84 @@ struct ReadAnswer {
     what: Option<String>,
 }
 
+#[derive(serde::Deserialize)]
+struct TreeAnswer {
+    #[serde(default, deserialize_with = "one_or_many")]
+    entries: Vec<EntryAnswer>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct EntryAnswer {
+    rel: String,
+    kind: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    what: Option<String>,
+}
+
+/// A JSON list, or the one object Windows PowerShell 5.1 writes for a list of one (and
+/// `null` for none).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(serde::de::Error::custom))
+            .collect(),
+        Some(one) => serde_json::from_value(one)
+            .map(|v| vec![v])
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 /// How deploy shows Windows files' metadata: no Unix mode or owner exists there.
 pub const WINDOWS_MODE: u32 = 0o644;
 
 #[async_trait]
 impl Transport for WinRmTransport {
-    async fn read_files(&self, paths: &[String]) -> Result<Vec<RemoteFile>, TransportError> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
+    async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
+        if paths.is_empty() && trees.is_empty() {
+            return Ok(ReadResult::default());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let list = serde_json::to_string(paths)
-            .map_err(|e| TransportError::Io(format!("encoding paths: {e}")))?;
+        let ask = serde_json::json!({"paths": paths, "trees": trees, "cap": MAX_TREE_ENTRIES});
         let out = self
-            .script(READ_SCRIPT, vec![b64.encode(list.as_bytes())])
+            .script(READ_SCRIPT, vec![b64.encode(ask.to_string().as_bytes())])
             .await?;
         if !out.success() {
             return Err(self.failed("reading files", &out));
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let answers: Vec<ReadAnswer> = serde_json::from_str(text.trim()).map_err(|e| {
+        let answer: ReadAnswer = serde_json::from_str(text.trim()).map_err(|e| {
             TransportError::Io(format!(
                 "{}: the file-reading script answered something unexpected: {e}",
                 self.label
             ))
         })?;
-        if answers.len() != paths.len() {
+        if answer.files.len() != paths.len() || answer.trees.len() != trees.len() {
             return Err(TransportError::Io(format!(
-                "{}: asked for {} files, the host answered for {}",
+                "{}: asked for {} files and {} trees, the host answered for {} and {}",
                 self.label,
                 paths.len(),
-                answers.len()
+                trees.len(),
+                answer.files.len(),
+                answer.trees.len()
             )));
         }
         let mut files = Vec::with_capacity(paths.len());
-        for (path, a) in paths.iter().zip(answers) {
+        for (path, a) in paths.iter().zip(answer.files) {
             if &a.path != path {
                 return Err(TransportError::Io(format!(
                     "{}: asked for {path}, the host answered for {}",
@@ -473,28 +618,40 @@ impl Transport for WinRmTransport {
             };
             files.push(file);
         }
-        Ok(files)
+        let trees = answer
+            .trees
+            .into_iter()
+            .map(|t| match t.error {
+                Some(why) => Err(why),
+                None => Ok(t.entries.into_iter().map(tree_entry).collect()),
+            })
+            .collect();
+        Ok(ReadResult { files, trees })
     }
 
-    async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
-        if files.is_empty() {
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+        if ops.is_empty() {
             return Ok(());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let header: Vec<serde_json::Value> = files
+        let header: Vec<serde_json::Value> = ops
             .iter()
-            .map(|f| {
-                serde_json::json!({
+            .map(|op| match op {
+                FileOp::Write(f) => serde_json::json!({
+                    "op": "write",
                     "path": f.path,
                     "sha256": hex(&Sha256::digest(&f.content)),
-                })
+                }),
+                FileOp::Remove(path) => serde_json::json!({"op": "remove", "path": path}),
             })
             .collect();
         let header = serde_json::to_string(&header)
             .map_err(|e| TransportError::Io(format!("encoding the file list: {e}")))?;
         let mut lines = vec![b64.encode(header.as_bytes())];
-        for f in files {
-            lines.push(format!("b64:{}", b64.encode(&f.content)));
+        for op in ops {
+            if let FileOp::Write(f) = op {
+                lines.push(format!("b64:{}", b64.encode(&f.content)));
+            }
         }
         let out = self.script(WRITE_SCRIPT, lines).await?;
         if !out.success() {
@@ -568,6 +725,25 @@ impl Transport for WinRmTransport {
             let _ = blocking(move || client.delete_shell(&shell)).await;
         }
     }
+}
+
+fn tree_entry(e: EntryAnswer) -> TreeEntry {
+    let kind = match e.kind.as_str() {
+        "file" => match e.sha256 {
+            Some(sha) => EntryKind::File {
+                size: e.size.unwrap_or_default(),
+                sha256: sha.to_ascii_lowercase(),
+            },
+            None => EntryKind::Unreadable,
+        },
+        "unreadable" => EntryKind::Unreadable,
+        "link" => EntryKind::Symlink {
+            target: e.target.unwrap_or_default(),
+        },
+        "dir" => EntryKind::Dir,
+        _ => EntryKind::Other(e.what.unwrap_or_else(|| "not a regular file".into())),
+    };
+    TreeEntry { rel: e.rel, kind }
 }
 
 fn hex(bytes: &[u8]) -> String {
