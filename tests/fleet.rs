@@ -270,3 +270,26 @@ fn motoko_logs_in_as_mdt_and_becomes_root_with_sudo_and_its_secret_password() {
     // The stand-in value from secrets/motoko.yml.age (encrypted to the demo key).
     assert_eq!(b.password(), Some("mdt-sudo-REPLACE_ME"));
 }
+
+#[test]
+fn start_vllm_ps1_ships_byte_for_byte_to_both_windows_hosts_and_restarts_vllm() {
+    let hosts = render_fleet();
+    let script =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("files/Start-VLLM.ps1"))
+            .expect("files/Start-VLLM.ps1");
+    for name in ["wintermute", "armitage"] {
+        let dest = format!("C:\\Users\\mdt\\dev\\{name}\\scripts\\Start-VLLM.ps1");
+        assert_eq!(file(&hosts, name, &dest), script.as_slice(), "{name}");
+        let h = hosts.iter().find(|h| h.host == name).expect("host");
+        let f = h.files.iter().find(|f| f.dest == dest).expect("the script");
+        assert_eq!(f.notify, ["restart vllm"], "{name}");
+    }
+    // motoko does not get it.
+    let motoko = hosts.iter().find(|h| h.host == "motoko").expect("motoko");
+    assert!(
+        !motoko
+            .files
+            .iter()
+            .any(|f| f.dest.ends_with("Start-VLLM.ps1"))
+    );
+}
