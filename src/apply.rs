@@ -26,6 +26,7 @@ use crate::handlers::{self, HandlerRun};
 use crate::mask::Masker;
 use crate::plan::{HostPlan, Plan};
 use crate::remote::{self, Connected};
+use crate::rollout::{self, Lane, Serial};
 use crate::state::{self, HostState, Lock, PendingHandler, Provenance};
 use crate::transport::{FileOp, Transport, WriteFile};
 use crate::verify;
@@ -43,11 +44,14 @@ pub struct HostOutcome {
     pub verified: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the host was not started: an earlier batch of a rolling restart failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_started: Option<String>,
 }
 
 impl HostOutcome {
     pub fn ok(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && self.not_started.is_none()
     }
 }
 
@@ -67,6 +71,10 @@ pub struct Settings {
     /// Locks held right now: (host index, lock path), for releasing them when the run is
     /// abandoned mid-way.
     pub held: Mutex<Vec<(usize, String)>>,
+    /// `--serial`: every host follows it, whatever deploy.yml's groups say.
+    pub serial: Option<Serial>,
+    /// `--max-fail-percentage`: replaces every group's `max_fail_percentage`.
+    pub max_fail_percentage: Option<f64>,
 }
 
 impl Settings {
@@ -78,6 +86,8 @@ impl Settings {
             force_handlers,
             cancel: AtomicBool::new(false),
             held: Mutex::new(Vec::new()),
+            serial: None,
+            max_fail_percentage: None,
         }
     }
 
@@ -96,8 +106,11 @@ impl Settings {
     }
 }
 
-/// Applies `plan`; `desired` and `connected` are in plan order. `done` is called as each
-/// host finishes (for progress display).
+/// Applies `plan`; `desired` and `connected` are in plan order. Hosts go in the waves of
+/// their rollouts (see `rollout.rs`; without `serial` anywhere, one wave of every host), up to
+/// `forks` at once within a wave; a batch that failed beyond its `max_fail_percentage` leaves
+/// the later waves' hosts not started. `done` is called as each host finishes (for progress
+/// display).
 pub async fn apply(
     plan: &Plan,
     desired: &[HostDesired],
@@ -107,18 +120,113 @@ pub async fn apply(
     forks: usize,
     done: &(dyn Fn() + Sync),
 ) -> Vec<HostOutcome> {
-    remote::in_order(
-        futures::stream::iter(plan.hosts.iter().zip(desired).zip(connected).enumerate())
-            .map(|(index, ((host, want), conn))| async move {
-                let outcome = apply_host(index, host, want, conn, masker, settings).await;
+    let lanes = lanes(desired, settings);
+    let waves = rollout::waves(&lanes);
+    let mut outcomes: Vec<Option<HostOutcome>> = vec![None; plan.hosts.len()];
+    let mut stopped: Option<String> = None;
+    for wave in &waves {
+        if let Some(reason) = &stopped {
+            for i in wave.hosts() {
+                outcomes[i] = Some(not_started(&plan.hosts[i].host, reason));
                 done();
-                (index, outcome)
-            })
-            // As in `remote::read_all`: the next host starts when any one finishes.
-            .buffer_unordered(forks.max(1))
-            .collect()
-            .await,
-    )
+            }
+            continue;
+        }
+        let indexes: Vec<usize> = wave.hosts().collect();
+        let results = remote::in_order(
+            futures::stream::iter(indexes.iter().enumerate())
+                .map(|(slot, &index)| async move {
+                    let outcome = apply_host(
+                        index,
+                        &plan.hosts[index],
+                        &desired[index],
+                        &connected[index],
+                        masker,
+                        settings,
+                    )
+                    .await;
+                    done();
+                    (slot, outcome)
+                })
+                // As in `remote::read_all`: the next host starts when any one finishes.
+                .buffer_unordered(forks.max(1))
+                .collect()
+                .await,
+        );
+        for (&index, outcome) in indexes.iter().zip(results) {
+            outcomes[index] = Some(outcome);
+        }
+        for batch in &wave.batches {
+            let lane = &lanes[batch.lane];
+            let failed: Vec<&str> = batch
+                .hosts
+                .iter()
+                .filter_map(|&i| outcomes[i].as_ref())
+                .filter(|o| !o.ok())
+                .map(|o| o.host.as_str())
+                .collect();
+            if stopped.is_none()
+                && rollout::stops(batch.hosts.len(), failed.len(), lane.max_fail_percentage)
+            {
+                stopped = Some(format!(
+                    "batch {}/{} of `{}` failed ({} of {}: {})",
+                    batch.number,
+                    batch.of,
+                    lane.name,
+                    failed.len(),
+                    batch.hosts.len(),
+                    failed.join(", ")
+                ));
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.unwrap_or_else(|| not_started(&plan.hosts[i].host, "not in any batch")))
+        .collect()
+}
+
+fn not_started(host: &str, reason: &str) -> HostOutcome {
+    HostOutcome {
+        host: host.to_string(),
+        written: Vec::new(),
+        removed: Vec::new(),
+        handlers: Vec::new(),
+        verified: Vec::new(),
+        error: None,
+        not_started: Some(reason.to_string()),
+    }
+}
+
+/// The hosts' lanes: `--serial` puts every host in one; else each deploy.yml group with
+/// `serial:` or `max_fail_percentage:` is a lane of its hosts, and the rest go together.
+fn lanes(desired: &[HostDesired], settings: &Settings) -> Vec<Lane> {
+    if let Some(serial) = &settings.serial {
+        return vec![Lane {
+            name: "--serial".into(),
+            serial: Some(serial.clone()),
+            max_fail_percentage: settings.max_fail_percentage,
+            hosts: (0..desired.len()).collect(),
+        }];
+    }
+    let mut lanes: Vec<Lane> = Vec::new();
+    for (i, d) in desired.iter().enumerate() {
+        let (name, serial, pct) = match &d.rollout {
+            Some(r) => (r.group.as_str(), r.serial.clone(), r.max_fail_percentage),
+            None => ("", None, None),
+        };
+        match lanes.iter_mut().find(|l| l.name == name) {
+            Some(lane) => lane.hosts.push(i),
+            None => lanes.push(Lane {
+                name: name.to_string(),
+                serial,
+                max_fail_percentage: settings.max_fail_percentage.or(pct),
+                hosts: vec![i],
+            }),
+        }
+    }
+    lanes
 }
 
 /// Releases every lock `settings` still holds (after the apply was abandoned mid-way).
@@ -153,6 +261,7 @@ async fn apply_host(
         handlers: Vec::new(),
         verified: Vec::new(),
         error: host.error.clone(),
+        not_started: None,
     };
     if outcome.error.is_some() || !host.has_work() {
         return outcome;

@@ -182,6 +182,31 @@ pub struct ApplyArgs {
     /// even when this run's file writes failed. Failed handlers stay pending.
     #[arg(long)]
     pub force_handlers: bool,
+    /// Rolling restart over every selected host, as Ansible's serial: N hosts, N%, or a
+    /// list (`1,50%`: a canary of one, then halves); each batch is written, restarted and
+    /// verified before the next starts. Wins over deploy.yml's `serial:`.
+    #[arg(long, value_name = "N|N%[,...]", value_parser = parse_serial)]
+    pub serial: Option<crate::rollout::Serial>,
+    /// Stop when more than this percentage of a batch failed (default: only when the whole
+    /// batch failed). Wins over deploy.yml's `max_fail_percentage:`.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub max_fail_percentage: Option<f64>,
+}
+
+fn parse_serial(text: &str) -> Result<crate::rollout::Serial, String> {
+    crate::rollout::Serial::parse(text)
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if (0.0..=100.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("`{text}` is not between 0 and 100"))
+    }
 }
 
 #[derive(Debug, Args)]

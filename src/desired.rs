@@ -243,6 +243,16 @@ pub struct HostDesired {
     /// Where the host's deploy state record lives (`deploy_state_path`, else the default
     /// for its kind of connection); the lock is `lock.json` beside it.
     pub state_path: String,
+    /// The deploy.yml group whose `serial:` / `max_fail_percentage:` the host follows.
+    pub rollout: Option<HostRollout>,
+}
+
+/// The rolling-restart settings of a host, from one of its groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRollout {
+    pub group: String,
+    pub serial: Option<crate::rollout::Serial>,
+    pub max_fail_percentage: Option<f64>,
 }
 
 /// Renders every file and handler of every host in `hosts`. The first error stops it.
@@ -410,9 +420,45 @@ fn render_host(
     let mut removals: Vec<DesiredRemoval> = Vec::new();
     let mut verify: Vec<DesiredVerify> = Vec::new();
     let mut handlers: Vec<(DesiredHandler, String)> = Vec::new();
+    let mut rollout: Option<HostRollout> = None;
     for (group_name, spec) in &manifest.groups {
         if !host.in_group(group_name) {
             continue;
+        }
+        if spec.serial.is_some() || spec.max_fail_percentage.is_some() {
+            if let Some(pct) = &spec.max_fail_percentage
+                && !(0.0..=100.0).contains(&pct.value)
+            {
+                return Err(Error::config(
+                    manifest.location(pct),
+                    format!("max_fail_percentage {} is not between 0 and 100", pct.value),
+                ));
+            }
+            if let Some(other) = &rollout {
+                let at = spec
+                    .serial
+                    .as_ref()
+                    .map(|s| manifest.location(s))
+                    .or_else(|| {
+                        spec.max_fail_percentage
+                            .as_ref()
+                            .map(|p| manifest.location(p))
+                    });
+                return Err(Error::config(
+                    at.map_or_else(|| manifest.path.display().to_string(), |l| l.to_string()),
+                    format!(
+                        "host {} is in groups `{}` and `{group_name}`, which both set serial or \
+                         max_fail_percentage; a host follows one rollout",
+                        host.name, other.group
+                    ),
+                )
+                .with_hint("set serial on one of the two groups only"));
+            }
+            rollout = Some(HostRollout {
+                group: group_name.clone(),
+                serial: spec.serial.as_ref().map(|s| s.value.0.clone()),
+                max_fail_percentage: spec.max_fail_percentage.as_ref().map(|p| p.value),
+            });
         }
         for h in &spec.handlers {
             let origin = format!("{}: handler `{}`", manifest.location(&h.run), h.name.value);
@@ -644,6 +690,7 @@ fn render_host(
         handlers,
         vars: ctx.clone(),
         verify,
+        rollout,
     })
 }
 

@@ -25,6 +25,7 @@ pub mod par;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod rollout;
 pub mod saved;
 pub mod secrets;
 pub mod source;

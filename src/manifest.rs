@@ -58,6 +58,64 @@ pub struct GroupSpec {
     /// Polled from the controller after the host's handlers ran.
     #[serde(default)]
     pub verify: Vec<VerifySpec>,
+    /// Ansible's `serial`: the group's hosts apply in batches (`1`, `"30%"`, `[1, "50%"]`),
+    /// each written, restarted and verified before the next starts.
+    #[serde(default)]
+    pub serial: Option<Spanned<SerialSpec>>,
+    /// Ansible's `max_fail_percentage`: a batch in which more than this share of hosts
+    /// failed stops the run (default: only a batch in which all failed).
+    #[serde(default)]
+    pub max_fail_percentage: Option<Spanned<f64>>,
+}
+
+/// `serial:` as written: a number, a percentage, or a list of them.
+#[derive(Debug, Clone)]
+pub struct SerialSpec(pub crate::rollout::Serial);
+
+// By hand, like `Notify`: untagged enums lose the YAML reader's context in flow mappings.
+impl<'de> Deserialize<'de> for SerialSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SerialSpec, D::Error> {
+        use crate::rollout::{Serial, Step};
+        struct One;
+        impl<'de> serde::de::Visitor<'de> for One {
+            type Value = Vec<Step>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of hosts, a percentage such as \"30%\", or a list of them")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Vec<Step>, E> {
+                Ok(vec![Step::Count(usize::try_from(v).map_err(E::custom)?)])
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Vec<Step>, E> {
+                let n =
+                    usize::try_from(v).map_err(|_| E::custom(format!("serial {v} is negative")))?;
+                Ok(vec![Step::Count(n)])
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<Step>, E> {
+                Serial::parse(v).map(|s| s.0).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<Step>, A::Error> {
+                struct Item(Vec<Step>);
+                impl<'de> Deserialize<'de> for Item {
+                    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+                        d.deserialize_any(One).map(Item)
+                    }
+                }
+                let mut steps = Vec::new();
+                while let Some(Item(more)) = seq.next_element::<Item>()? {
+                    steps.extend(more);
+                }
+                if steps.is_empty() {
+                    return Err(serde::de::Error::custom("serial is an empty list"));
+                }
+                Ok(steps)
+            }
+        }
+        d.deserialize_any(One)
+            .map(|steps| SerialSpec(Serial(steps)))
+    }
 }
 
 /// One entry of a group's `verify:`: an HTTP GET that must answer as expected before the

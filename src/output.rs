@@ -233,6 +233,7 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
             && o.removed.is_empty()
             && o.handlers.is_empty()
             && o.error.is_none()
+            || o.not_started.is_some()
         {
             continue;
         }
@@ -262,7 +263,11 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
         }
         out.push('\n');
     }
-    let failed: Vec<&HostOutcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    let failed: Vec<&HostOutcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let waiting: Vec<&HostOutcome> = outcomes
+        .iter()
+        .filter(|o| o.not_started.is_some())
+        .collect();
     let removed = if removed > 0 {
         format!(", {removed} removed")
     } else {
@@ -277,6 +282,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
     if !failed.is_empty() {
         let _ = write!(line, "; {} failed", count(failed.len(), "host"));
     }
+    if !waiting.is_empty() {
+        let _ = write!(line, "; {} not started", count(waiting.len(), "host"));
+    }
     let _ = writeln!(out, "{}.", paint(BOLD, &line));
     for o in failed {
         let _ = writeln!(
@@ -285,6 +293,15 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
             paint(RED, "failed"),
             o.host,
             o.error.as_deref().unwrap_or("")
+        );
+    }
+    for o in waiting {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            paint(RED, "not started"),
+            o.host,
+            o.not_started.as_deref().unwrap_or("")
         );
     }
     out

@@ -10,6 +10,7 @@ mod plain_files;
 mod powershell;
 mod render_fixtures;
 mod revisions;
+mod rollout;
 mod secrets_age;
 mod secrets_commands;
 mod secrets_run;

@@ -76,11 +76,13 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
         // --rev: the hosts get that commit's files, so that is what they record.
         provenance.commit = commit.id.clone();
     }
-    let settings = Settings::new(
+    let mut settings = Settings::new(
         provenance,
         Duration::from_secs(args.lock_timeout),
         args.force_handlers,
     );
+    settings.serial = args.serial.clone();
+    settings.max_fail_percentage = args.max_fail_percentage;
     let outcomes = rt.block_on(async {
         let run = ops::apply(&opts, &prepared, &settings);
         tokio::pin!(run);

@@ -6,7 +6,13 @@ use std::net::TcpListener;
 /// Starts a server answering each GET with `answer(path)` -> (status, JSON body); returns
 /// its port. The thread lives as long as the test binary.
 pub fn serve(answer: impl Fn(&str) -> (u16, String) + Send + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    serve_on("127.0.0.1", answer)
+}
+
+/// [`serve`] on another loopback address (`127.0.0.x`).
+pub fn serve_on(addr: &str, answer: impl Fn(&str) -> (u16, String) + Send + 'static) -> u16 {
+    assert!(addr.starts_with("127."), "loopback only: {addr}");
+    let listener = TcpListener::bind((addr, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
