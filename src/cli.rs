@@ -131,6 +131,10 @@ pub struct PlanArgs {
     /// `-out`, which is accepted too).
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +156,10 @@ pub struct ApplyArgs {
     /// even when this run's file writes failed. Failed handlers stay pending.
     #[arg(long)]
     pub force_handlers: bool,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,4 +181,8 @@ pub struct UnlockArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }

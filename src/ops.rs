@@ -40,6 +40,8 @@ pub struct Options {
     /// `-b`, `--become-user`, `-K`: become settings for the SSH hosts whose variables leave
     /// them unset.
     pub escalation: Escalation,
+    /// `--verbose`: print the checks' notes (what they left alone) on stderr.
+    pub verbose: bool,
 }
 
 impl Options {
@@ -59,6 +61,7 @@ impl Options {
             identities: sel.identities.clone(),
             rev: sel.rev.clone(),
             escalation: become_defaults(&sel.escalation)?,
+            verbose: false,
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -122,6 +125,9 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
         },
         report,
     } = check(opts)?;
+    if opts.verbose {
+        output::eprint_check_notes(&report, &masker);
+    }
     if !report.passed() {
         return Err(masked_error(
             Error::Checks {

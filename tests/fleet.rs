@@ -28,6 +28,7 @@ pub(crate) fn render_fleet() -> Vec<HostDesired> {
         // The stand-in secrets in secrets/motoko.yml.age are encrypted to this demo key.
         rev: None,
         escalation: Default::default(),
+        verbose: false,
         identities: vec![
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/fleet-demo-identity.txt"),
