@@ -161,6 +161,10 @@ pub struct PlanArgs {
     /// `-out`, which is accepted too).
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +195,10 @@ pub struct ApplyArgs {
     /// batch failed). Wins over deploy.yml's `max_fail_percentage:`.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub max_fail_percentage: Option<f64>,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 fn parse_serial(text: &str) -> Result<crate::rollout::Serial, String> {
@@ -228,4 +236,8 @@ pub struct UnlockArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
+    /// renders no vLLM config).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }

@@ -45,6 +45,8 @@ pub struct Options {
     /// `--vault-password-file`, `--ask-vault-pass`: opens vaulted values of group_vars/ and
     /// host_vars/.
     pub vault_password: Option<VaultPassword>,
+    /// `--verbose`: print the checks' notes (what they left alone) on stderr.
+    pub verbose: bool,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Options {
             rev: sel.rev.clone(),
             escalation: become_defaults(&sel.escalation)?,
             vault_password: vault_password(&sel.vault)?,
+            verbose: false,
             ssh: SshOptions {
                 known_hosts_files,
                 accept_new_host_keys: sel.accept_new_host_keys,
@@ -148,6 +151,9 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
         },
         report,
     } = check(opts)?;
+    if opts.verbose {
+        output::eprint_check_notes(&report, &masker);
+    }
     if !report.passed() {
         return Err(masked_error(
             Error::Checks {

@@ -359,3 +359,27 @@ pub fn check_report_text(report: &Report) -> String {
 pub fn print_check_report(report: &Report, masker: &crate::mask::Masker) {
     anstream::print!("{}", masker.mask(&check_report_text(report)));
 }
+
+/// What the checks left alone and why, one line each (`--verbose`).
+pub fn check_notes_text(report: &Report) -> String {
+    let mut out = String::new();
+    for n in &report.notes {
+        let at = if n.key.is_empty() {
+            n.file.clone()
+        } else {
+            format!("{} {}", n.file, n.key)
+        };
+        let _ = writeln!(out, "note: {} ({}): {at}: {}", n.host, n.check, n.text);
+    }
+    out
+}
+
+/// `--verbose` on check: the notes before the report.
+pub fn print_check_notes(report: &Report, masker: &crate::mask::Masker) {
+    anstream::print!("{}", masker.mask(&check_notes_text(report)));
+}
+
+/// `--verbose` on plan and apply: the notes on stderr, apart from the plan.
+pub fn eprint_check_notes(report: &Report, masker: &crate::mask::Masker) {
+    anstream::eprint!("{}", masker.mask(&check_notes_text(report)));
+}

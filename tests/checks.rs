@@ -82,7 +82,7 @@ fn seed_404_wrong_served_name_is_refused_before_any_host() {
       problem:  route `local/reasoner` asks for `llama31-8b-wintermute` at wintermute:8000, but wintermute's vLLM serves `casperhansen/llama-3-8b-instruct-awq` (/Users/mdt/dev/wintermute/config.yml: vllm.model); without served_model_name vLLM serves the model's path, so requests 404 (or set served_model_name: llama31-8b-wintermute in wintermute's vLLM config)
       expected: openai/casperhansen/llama-3-8b-instruct-awq
 
-    Checks: 1 failed, 1 passed on 2 hosts.
+    Checks: 1 failed, 2 passed on 2 hosts.
     ");
     // `--host motoko` alone still checks against wintermute's rendered config.
     p.run(&["check", "--host", "motoko"]).expect(1);
@@ -107,7 +107,7 @@ fn seed_404_wrong_served_name_is_refused_before_any_host() {
 fn seed_404_fixed_by_the_served_name_passes() {
     let p = seed_fleet(SERVED_NAME, "");
     let run = p.run(&["check"]).expect(0);
-    assert_eq!(run.stdout, "Checks: all 2 passed on 2 hosts.\n");
+    assert_eq!(run.stdout, "Checks: all 3 passed on 2 hosts.\n");
     p.run(&["apply", "--yes"]).expect(0);
 }
 
@@ -181,7 +181,7 @@ groups:
       key:      vllm.max_model_len
       problem:  max_model_len is 9000, below 16384
 
-    Checks: 1 failed, 3 passed on 2 hosts.
+    Checks: 1 failed, 4 passed on 2 hosts.
     ");
     p.file("hosts/group_vars/all.yml", "min_context: 8192\n");
     p.run(&["check"]).expect(0);
@@ -249,4 +249,86 @@ fn the_real_fleet_windows_hosts_are_checked_with_their_password_secrets() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no age identity found"), "{stderr}");
     assert!(stderr.contains("wintermute.yml.age"), "{stderr}");
+}
+
+/// A LiteLLM config on motoko reading A, B, C and D through os.environ/, and the Compose
+/// file `compose` (none when empty) beside an `.env` defining A.
+fn env_fleet(compose: &str) -> Project {
+    let p = Project::new();
+    let compose_file = if compose.is_empty() {
+        ""
+    } else {
+        "      - template: compose.yml\n        dest: /opt/litellm/docker-compose.yml\n"
+    };
+    p.local_hosts(&[("litellm", &["motoko"])])
+        .manifest(&format!(
+            "groups:\n  litellm:\n    files:\n      - template: litellm.yaml\n        dest: /opt/litellm/config/litellm.yaml\n      - template: env\n        dest: /opt/litellm/.env\n{compose_file}"
+        ))
+        .template("env", "A=1\n")
+        .template(
+            "litellm.yaml",
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/A\n      api_base: os.environ/B\n      organization: os.environ/C\n      api_version: os.environ/D\n",
+        )
+        .template("compose.yml", compose);
+    p
+}
+
+#[test]
+fn env_check_reads_compose_files_as_compose_does() {
+    // The service is the one that mounts the config (here with the long syntax), not `db`,
+    // which has every name; a list-form environment's bare name is the shell's.
+    let p = env_fleet(
+        r#"services:
+  db:
+    image: postgres
+    environment: [A=1, B=1, C=1, D=1]
+  proxy:
+    image: registry.example/proxy:1
+    env_file: .env
+    environment:
+      - B=set
+      - C
+    volumes:
+      - type: bind
+        source: ./config/litellm.yaml
+        target: /app/config.yaml
+"#,
+    );
+    let run = p.run(&["check", "--verbose"]).expect(1);
+    insta::assert_snapshot!(run.stdout, @r"
+    note: motoko (litellm-route-api-base): /opt/litellm/config/litellm.yaml model_list[0].litellm_params.api_base: route `m` reads its api_base from os.environ/B: not checked against a vLLM host
+    check failed: litellm-env
+      host:     motoko
+      file:     /opt/litellm/config/litellm.yaml
+      key:      model_list[0].litellm_params.organization
+      problem:  reads os.environ/C, which environment: of service `proxy` of /opt/litellm/docker-compose.yml names without a value: it would come from the shell `docker compose` runs in, which deploy does not render; LiteLLM starts without it: route `m`'s organization is unset
+      expected: C=<value> in /opt/litellm/.env (env_file of service `proxy` of /opt/litellm/docker-compose.yml)
+
+    check failed: litellm-env
+      host:     motoko
+      file:     /opt/litellm/config/litellm.yaml
+      key:      model_list[0].litellm_params.api_version
+      problem:  reads os.environ/D, which service `proxy` of /opt/litellm/docker-compose.yml does not define (env_file /opt/litellm/.env: A; environment: B); LiteLLM starts without it: route `m`'s api_version is unset
+      expected: D=<value> in /opt/litellm/.env (env_file of service `proxy` of /opt/litellm/docker-compose.yml)
+
+    Checks: 2 failed, 2 passed on 1 host.
+    ");
+    // An env_file deploy does not render cannot be read: what it would define is unknown.
+    let p = env_fleet(
+        "services:\n  litellm:\n    image: litellm\n    env_file:\n      - path: ./.env\n      - path: /etc/litellm.env\n        required: false\n    environment: {B: x, C: y}\n",
+    );
+    let run = p.run(&["check"]).expect(1);
+    assert!(
+        run.stdout.contains("does not define (env_file /opt/litellm/.env: A; environment: B, C; env_file /etc/litellm.env: not rendered by deploy for motoko, so unknown)"),
+        "{}",
+        run.stdout
+    );
+    // No Compose file: the names are not checked, and --verbose says so.
+    let p = env_fleet("");
+    let run = p.run(&["check", "--verbose"]).expect(0);
+    assert!(
+        run.stdout.contains("\nnote: motoko (litellm-env): /opt/litellm/config/litellm.yaml: no Docker Compose service among motoko's rendered files mounts /opt/litellm/config/litellm.yaml (or runs a litellm image): the environment variables it reads (A, B, C, D) are not checked\n"),
+        "{}",
+        run.stdout
+    );
 }

@@ -29,6 +29,7 @@ pub(crate) fn render_fleet() -> Vec<HostDesired> {
         rev: None,
         escalation: Default::default(),
         vault_password: None,
+        verbose: false,
         identities: vec![
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/fleet-demo-identity.txt"),

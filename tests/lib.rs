@@ -4,6 +4,7 @@ mod checks;
 mod errors;
 mod examples;
 mod fleet;
+mod litellm_checks;
 mod local_apply;
 mod newline;
 mod plain_files;

@@ -17,6 +17,7 @@ use crate::saved::{self, SavedPlan};
 
 pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
     let mut opts = ops::Options::new(global, &args.selection)?;
+    opts.verbose = args.verbose;
     let saved = match &args.plan_file {
         Some(path) => {
             let sel = &args.selection;

@@ -11,6 +11,9 @@ use crate::output;
 pub fn run(global: &Global, args: CheckArgs) -> Result<ExitCode, Error> {
     let opts = ops::Options::new(global, &args.selection)?;
     let checked = ops::check(&opts)?;
+    if args.verbose {
+        output::print_check_notes(&checked.report, &checked.rendered.masker);
+    }
     output::print_check_report(&checked.report, &checked.rendered.masker);
     Ok(if checked.report.passed() {
         ExitCode::SUCCESS

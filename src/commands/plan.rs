@@ -9,7 +9,8 @@ use crate::output;
 use crate::saved::{self, SavedPlan};
 
 pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
-    let opts = ops::Options::new(global, &args.selection)?;
+    let mut opts = ops::Options::new(global, &args.selection)?;
+    opts.verbose = args.verbose;
     let rt = super::runtime()?;
     let prepared = rt.block_on(ops::prepare(&opts))?;
     if args.json {
