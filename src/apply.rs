@@ -452,5 +452,6 @@ fn state_write(path: &str, record: &HostState) -> WriteFile {
         mode: 0o600,
         owner: None,
         group: None,
+        validate: None,
     }
 }

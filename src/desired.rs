@@ -49,6 +49,8 @@ pub struct DesiredFile {
     pub from_group: String,
     /// How to show the file when its rendering used a secret (`None`: it used none).
     pub view: Option<MaskedView>,
+    /// `validate:` rendered: run on the host with `%s` as the temporary copy.
+    pub validate: Option<String>,
 }
 
 /// What a desired file's content is made from.
@@ -548,6 +550,17 @@ fn render_host(
                 ),
                 None => None,
             };
+            let validate = match &f.validate {
+                Some(v) => {
+                    let origin = format!("{}: validate", manifest.location(v));
+                    Some(
+                        renderer
+                            .render_str(&origin, &v.value, ctx)
+                            .map_err(render_err)?,
+                    )
+                }
+                None => None,
+            };
             let template = match f.content() {
                 Content::Absent => {
                     removals.push(DesiredRemoval {
@@ -579,6 +592,7 @@ fn render_host(
                             source: FileSource::File(copy.from),
                             from_group: group_name.clone(),
                             view: None,
+                            validate: validate.clone(),
                         };
                         add_file(&mut files, file, &host.name)?;
                     }
@@ -618,6 +632,7 @@ fn render_host(
                 source: FileSource::Template(template.clone()),
                 from_group: group_name.clone(),
                 view,
+                validate,
             };
             add_file(&mut files, file, &host.name)?;
         }
@@ -666,6 +681,16 @@ fn render_host(
             file.mode = None;
             file.owner = None;
             file.group = None;
+        }
+        if let Some(file) = files.iter().find(|f| f.validate.is_some()) {
+            return Err(Error::config(
+                format!("host {}", host.name),
+                format!(
+                    "{} has `validate:`, which deploy does not run on WinRM hosts yet",
+                    file.dest
+                ),
+            )
+            .with_hint("validate it on a Linux host, or in a `checks:` entry of deploy.yml"));
         }
     }
     let state_var = ctx

@@ -342,6 +342,7 @@ mod tests {
             source: crate::desired::FileSource::Template("x.j2".into()),
             from_group: "all".into(),
             view: None,
+            validate: None,
         }
     }
 

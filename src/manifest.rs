@@ -176,6 +176,11 @@ pub struct FileSpec {
     /// win_template); wins over the host's `deploy_newline` var.
     #[serde(default)]
     pub newline: Option<Spanned<String>>,
+    /// Ansible's `validate`: a command (a template) run on the host with `%s` as the new
+    /// file's temporary copy, before any of the host's files is replaced; a non-zero exit
+    /// replaces nothing.
+    #[serde(default)]
+    pub validate: Option<Spanned<String>>,
 }
 
 /// `state:` of a file entry, as in Ansible's `file` module.
@@ -400,6 +405,27 @@ impl Manifest {
     /// Exactly one of `template:` and `src:` (neither with `state: absent`), a `src:` inside
     /// `files/`, `delete:` only with `src:`.
     fn validate_content(&self, file: &FileSpec) -> Result<(), Error> {
+        if let Some(v) = &file.validate {
+            if !v.value.contains("%s") {
+                return Err(Error::config(
+                    self.location(v),
+                    format!(
+                        "`validate:` of {} has no `%s` (where the new file's temporary copy goes)",
+                        file.dest.value
+                    ),
+                )
+                .with_hint("e.g. validate: visudo -cf %s"));
+            }
+            if file.absent() {
+                return Err(Error::config(
+                    self.location(v),
+                    format!(
+                        "`state: absent` removes {}; there is nothing to validate",
+                        file.dest.value
+                    ),
+                ));
+            }
+        }
         if file.absent() {
             let state = file.state.as_ref().map(|s| self.location(s));
             let extra: Option<(&str, Option<Location>)> = if let Some(t) = &file.template {

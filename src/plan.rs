@@ -190,6 +190,7 @@ impl HostPlan {
                             mode: change.final_mode,
                             owner: want.owner.clone(),
                             group: want.group.clone(),
+                            validate: want.validate.clone(),
                         })
                     });
                     let (template, src) = match &want.source {

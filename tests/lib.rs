@@ -20,6 +20,7 @@ mod ssh_transport;
 mod state;
 mod sudo;
 mod support;
+mod validate;
 mod vault;
 mod verify;
 mod winrm_e2e;

@@ -29,6 +29,7 @@ fn wf(path: &Path, content: &[u8], mode: u32) -> WriteFile {
         mode,
         owner: None,
         group: None,
+        validate: None,
     }
 }
 

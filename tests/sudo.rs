@@ -553,3 +553,53 @@ fn ask_become_pass_asks_once_on_the_terminal_for_every_session() {
     );
     assert_eq!(host.handler_log(), "restart root\n");
 }
+
+#[test]
+fn validate_runs_as_the_become_user_before_anything_is_replaced() {
+    let login = users::user("dpl-nopw", None, Some("dpl-nopw ALL=(ALL) NOPASSWD: ALL\n"));
+    let host = BecomeHost::new(&login, sshd_for(&login), "      ansible_become: true\n");
+    let manifest = |validate: &str| {
+        format!(
+            r#"
+groups:
+  all:
+    files:
+      - template: app.conf.j2
+        dest: "{{{{ root }}}}/etc/app/app.conf"
+        validate: {validate}
+        notify: restart app
+    handlers:
+      - name: restart app
+        run: echo "restart $(id -un)" >> '{{{{ root }}}}/root-only/handlers.log'
+"#
+        )
+    };
+    // Root's validator (only root can read root-only/), given the temporary copy.
+    host.project.manifest(&manifest(
+        "\"test \\\"$(id -u)\\\" = 0 && grep -q alpha %s && echo checked >> '{{ root }}/root-only/validated'\"",
+    ));
+    host.run(&["apply", "--yes"]).expect(0);
+    assert_eq!(
+        fs::read_to_string(host.root().join("root-only/validated")).expect("validator ran"),
+        "checked\n"
+    );
+    assert_eq!(host.handler_log(), "restart root\n");
+
+    // A validator that fails: the old file stays, no handler, its output in the report.
+    host.project
+        .template("app.conf.j2", "host = {{ inventory_hostname }} (new)\n")
+        .manifest(&manifest(
+            "\"test -s %s && echo 'refused by the validator' >&2; exit 1\"",
+        ));
+    let run = host.run(&["apply", "--yes"]).expect(1);
+    assert!(
+        run.stdout.contains("refused by the validator"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(host.conf()).expect("kept"),
+        "host = alpha\n"
+    );
+    assert_eq!(host.handler_log(), "restart root\n");
+}

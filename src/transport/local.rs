@@ -83,6 +83,41 @@ impl Transport for LocalTransport {
                 )));
             }
         }
+        // Ansible's `validate`: each new copy checked where it lies, before anything is
+        // replaced.
+        let mut next_tmp = 0;
+        for op in ops {
+            let FileOp::Write(file) = op else { continue };
+            next_tmp += 1;
+            let (Some(command), Some(tmp)) = (&file.validate, staged.get(next_tmp - 1)) else {
+                continue;
+            };
+            let quoted = super::ssh::sh_quote(&tmp.to_string_lossy());
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(command.replace("%s", &quoted))
+                .stdin(std::process::Stdio::null());
+            if let Some(root) = &self.root {
+                cmd.env("DEPLOY_ROOT", root);
+            }
+            let failed = match cmd.output() {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(output) = failed {
+                cleanup(&staged);
+                return Err(TransportError::Io(format!(
+                    "validate of {} failed: {} (nothing was replaced)",
+                    file.path,
+                    output.trim()
+                )));
+            }
+        }
         // Every temporary file is complete; now each rename replaces one destination whole.
         let mut next_tmp = 0;
         for (i, op) in ops.iter().enumerate() {

@@ -59,6 +59,10 @@ pub struct WriteFile {
     pub owner: Option<String>,
     /// Group to set (a name or a numeric id); `None` leaves it as is.
     pub group: Option<String>,
+    /// A command the host runs with every `%s` replaced by the temporary copy's path (shell-
+    /// quoted), after every temporary file of the batch is in place and before anything is
+    /// replaced; a non-zero exit replaces nothing (Ansible's `validate`).
+    pub validate: Option<String>,
 }
 
 /// One step of an atomic batch (see [`Transport::write_batch`]).

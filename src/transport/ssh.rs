@@ -1077,6 +1077,17 @@ fn write_script(ops: &[FileOp]) -> String {
     if let Some(&(first, ..)) = writes.first() {
         stage_script(&mut s, &writes, first);
     }
+    // Ansible's `validate`: each new copy is checked in place before anything is replaced;
+    // its output goes to stderr for the report, stdin is closed.
+    s.push_str("phase=validate\n");
+    for (i, f, tmp, _) in &writes {
+        if let Some(command) = &f.validate {
+            let command = command.replace("%s", &sh_quote(tmp));
+            s.push_str(&format!(
+                "if ! v_out=$( {{ {command}\n}} </dev/null 2>&1 ); then fail {i} \"$v_out\"; fi\n"
+            ));
+        }
+    }
 
     s.push_str("phase=rename\n");
     let mut tmps = writes.iter().map(|(_, _, tmp, _)| tmp);
@@ -1289,10 +1300,10 @@ impl Transport for SshTransport {
         let failed = stdout.lines().find_map(|l| {
             let mut f = l.strip_prefix("FAIL ")?.split(' ');
             let index: usize = f.next()?.parse().ok()?;
-            Some((index, f.next() == Some("rename")))
+            Some((index, f.next().unwrap_or("write").to_string()))
         });
         Err(TransportError::Io(match failed {
-            Some((index, renaming)) => {
+            Some((index, phase)) => {
                 let op = ops.get(index);
                 let path = op.map_or("?", FileOp::path);
                 let verb = match op {
@@ -1304,7 +1315,12 @@ impl Transport for SshTransport {
                 } else {
                     stderr
                 };
-                if renaming && index > 0 {
+                if phase == "validate" {
+                    format!(
+                        "validate of {path} failed on {}: {what} (nothing was replaced)",
+                        self.label
+                    )
+                } else if phase == "rename" && index > 0 {
                     format!(
                         "cannot {verb} {path} on {}: {what} (the files before it in this batch \
                          were already replaced)",
@@ -1434,6 +1450,7 @@ mod tests {
             mode,
             owner: None,
             group: None,
+            validate: None,
         })
     }
 
