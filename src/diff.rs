@@ -198,7 +198,13 @@ pub fn unified(
         Some(line) => line.text().to_string(),
         None => masker.mask(new_lines[j]),
     };
-    let old_name = if old.is_some() { path } else { "/dev/null" };
+    // A path rendered from a secret is masked like the lines.
+    let path = &masker.mask(path);
+    let old_name = if old.is_some() {
+        path.as_str()
+    } else {
+        "/dev/null"
+    };
     let diff = TextDiff::from_lines(old_text, new_text);
     let mut out = String::new();
     for group in diff.grouped_ops(3) {

@@ -167,7 +167,7 @@ fn file_text(out: &mut String, file: &FilePlan) {
     } else {
         format!(" ({})", meta.join(", "))
     };
-    let _ = writeln!(out, "  {} {}{meta}", paint(style, sign), file.path);
+    let _ = writeln!(out, "  {} {}{meta}", paint(style, sign), file.shown);
     if let Some(diff) = &c.diff {
         for line in diff.lines() {
             let styled = if line.starts_with("+++") || line.starts_with("---") {

@@ -42,7 +42,12 @@ pub struct HostPlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FilePlan {
+    /// The real path on the host (never printed: a `dest:` may be rendered from a secret).
+    #[serde(skip)]
     pub path: String,
+    /// `path` as printed, secrets masked.
+    #[serde(rename = "path")]
+    pub shown: String,
     /// The template it is rendered from (relative to `templates/`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
@@ -198,6 +203,7 @@ impl HostPlan {
                         FileSource::File(f) => (None, Some(f.clone())),
                     };
                     files.push(FilePlan {
+                        shown: String::new(),
                         path: want.dest.clone(),
                         template,
                         src,
@@ -232,6 +238,10 @@ impl HostPlan {
         if !blocked.is_empty() {
             return HostPlan::failed(&desired.host, masker.mask(&blocked.join("; ")));
         }
+        // Every printed path goes through the masker: a `dest:` may use a secret.
+        for f in &mut files {
+            f.shown = masker.mask(&f.path);
+        }
         let pending = |name: &str| {
             state?
                 .pending_handlers
@@ -246,7 +256,7 @@ impl HostPlan {
                 let notified_by: Vec<String> = files
                     .iter()
                     .filter(|plan| plan.op.is_some() && plan.notify.contains(&h.name))
-                    .map(|plan| plan.path.clone())
+                    .map(|plan| plan.shown.clone())
                     .collect();
                 let pending_from = pending(&h.name);
                 (!notified_by.is_empty() || pending_from.is_some()).then(|| PlannedHandler {
@@ -306,6 +316,7 @@ fn removals(
     let entries = listed.as_ref().map_err(|why| format!("{root}: {why}"))?;
     let top = entries.iter().find(|e| e.rel.is_empty());
     let remove = |path: String, kind: &EntryKind| FilePlan {
+        shown: String::new(),
         path: path.clone(),
         template: None,
         src: None,
@@ -317,6 +328,7 @@ fn removals(
     if !removal.tree {
         return match top.map(|e| &e.kind) {
             None => Ok(vec![FilePlan {
+                shown: String::new(),
                 path: root.clone(),
                 template: None,
                 src: None,

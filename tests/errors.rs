@@ -21,7 +21,7 @@ fn unknown_key_in_deploy_yml_names_file_line_and_column() {
     let p = minimal();
     p.manifest("groups:\n  all:\n    files:\n      - templat: a.j2\n        dest: /etc/a\n");
     insta::assert_snapshot!(error_of(&p, &["plan"]), @r"
-    error: [REPO]/hosts/deploy.yml:4:9: unknown field `templat`, expected one of template, src, delete, state, dest, mode, owner, group, notify, newline
+    error: [REPO]/hosts/deploy.yml:4:9: unknown field `templat`, expected one of template, src, delete, state, dest, mode, owner, group, notify, newline, validate
       |
     4 |       - templat: a.j2
       |         ^

@@ -341,3 +341,31 @@ fn a_handler_command_with_a_transformed_secret_is_hidden_not_garbled() {
     );
     assert_no_secret(&run.stdout);
 }
+
+#[test]
+fn a_secret_in_a_dest_path_is_masked_in_the_plan_and_its_json() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: plain.j2\n        dest: \"/etc/app/{{ bearer }}.conf\"\n        notify: restart\n    handlers:\n      - name: restart\n        run: \"true\"\n",
+    );
+    let id = identity.to_str().expect("utf-8");
+    for args in [
+        vec!["plan", "--host", "alpha", "--identity", id],
+        vec!["plan", "--host", "alpha", "--identity", id, "--json"],
+    ] {
+        let run = p.run(&args).expect(0);
+        let printed = format!("{}{}", run.stdout, run.stderr);
+        assert!(!printed.contains(TOKEN), "{printed}");
+        assert!(
+            printed.contains("/etc/app/<secret:bearer>.conf"),
+            "{printed}"
+        );
+    }
+    // The host still gets the real name.
+    p.run(&["apply", "--yes", "--host", "alpha", "--identity", id])
+        .expect(0);
+    assert!(
+        p.host_file("alpha", &format!("/etc/app/{TOKEN}.conf"))
+            .is_some()
+    );
+}
