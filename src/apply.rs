@@ -47,6 +47,9 @@ pub struct HostOutcome {
     /// Why the host was not started: an earlier batch of a rolling restart failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_started: Option<String>,
+    /// What deploy cleaned up on the way (a stale lock broken, stale temporary files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl HostOutcome {
@@ -196,6 +199,7 @@ fn not_started(host: &str, reason: &str) -> HostOutcome {
         verified: Vec::new(),
         error: None,
         not_started: Some(reason.to_string()),
+        notes: Vec::new(),
     }
 }
 
@@ -262,6 +266,7 @@ async fn apply_host(
         verified: Vec::new(),
         error: host.error.clone(),
         not_started: None,
+        notes: Vec::new(),
     };
     if outcome.error.is_some() || !host.has_work() {
         return outcome;
@@ -275,9 +280,13 @@ async fn apply_host(
         return outcome;
     }
     let lock_path = state::lock_path(&desired.state_path);
-    if let Err(e) = acquire(transport, &lock_path, settings).await {
-        outcome.error = Some(e);
-        return outcome;
+    match acquire(transport, &lock_path, settings).await {
+        Ok(Some(note)) => outcome.notes.push(note),
+        Ok(None) => {}
+        Err(e) => {
+            outcome.error = Some(e);
+            return outcome;
+        }
     }
     settings.hold(index, &lock_path, true);
     locked(transport, desired, masker, settings, &mut outcome).await;
@@ -292,14 +301,39 @@ async fn apply_host(
     outcome
 }
 
-/// Takes the host lock, polling while another run holds it until `lock_timeout` passes.
-async fn acquire(transport: &dyn Transport, path: &str, settings: &Settings) -> Result<(), String> {
+/// Takes the host lock, polling while another run holds it until `lock_timeout` passes. A
+/// lock this controller took in a process that is gone (a killed deploy) is broken, once,
+/// and said so in the returned note; another controller's lock needs `deploy unlock`.
+async fn acquire(
+    transport: &dyn Transport,
+    path: &str,
+    settings: &Settings,
+) -> Result<Option<String>, String> {
     let lock = Lock::new(&settings.run_id, &settings.who, SystemTime::now()).to_bytes();
     let deadline = Instant::now() + settings.lock_timeout;
+    let mut broke: Option<String> = None;
     loop {
         match transport.create_exclusive(path, &lock).await {
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(broke),
             Ok(Some(holder)) => {
+                let stale = serde_json::from_slice::<Lock>(&holder).ok().filter(|held| {
+                    held.controller == settings.who.controller
+                        && held.pid != std::process::id()
+                        && crate::controller::process_gone_since(held.pid, held.started_unix)
+                });
+                if let Some(held) = stale
+                    && broke.is_none()
+                {
+                    transport
+                        .remove(path)
+                        .await
+                        .map_err(|e| format!("cannot break the stale lock {path}: {e}"))?;
+                    broke = Some(format!(
+                        "broke the lock of {} (its process is gone from this controller)",
+                        held.describe()
+                    ));
+                    continue;
+                }
                 let now = Instant::now();
                 if now >= deadline || settings.cancelled() {
                     let waited = if settings.lock_timeout.is_zero() {
@@ -379,7 +413,21 @@ async fn locked(
         // The record goes last in the batch: it names the handlers as pending before any
         // of them runs, and it is replaced only once every file is written or removed.
         ops.push(FileOp::Write(state_write(&desired.state_path, &record)));
-        if let Err(e) = transport.write_batch(&ops).await {
+        let written = transport.write_batch(&ops).await;
+        if let Ok(swept) = &written
+            && !swept.is_empty()
+        {
+            outcome.notes.push(format!(
+                "removed {} left by an earlier run that died mid-write: {}",
+                if swept.len() == 1 {
+                    "a temporary file".to_string()
+                } else {
+                    format!("{} temporary files", swept.len())
+                },
+                swept.join(", ")
+            ));
+        }
+        if let Err(e) = written {
             outcome.error = Some(format!("writing files: {e}"));
             // The old record stands; with --force-handlers, what it left pending still runs.
             match old_state {

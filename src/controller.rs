@@ -92,3 +92,35 @@ pub fn hostname() -> String {
 pub fn process_gone(pid: u32) -> bool {
     Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// Whether the process `pid` that took a lock at `since` (Unix seconds) is gone: no such
+/// process, or the one with that pid now started after the lock was taken (the pid was
+/// reused). Linux only: anything it cannot read counts as alive.
+pub fn process_gone_since(pid: u32, since: u64) -> bool {
+    if process_gone(pid) {
+        return true;
+    }
+    match process_start_unix(pid) {
+        // One second of slack: the lock records whole seconds, boot time too.
+        Some(start) => start > since + 1,
+        None => false,
+    }
+}
+
+/// When process `pid` started, in Unix seconds: its start in clock ticks after boot
+/// (`/proc/PID/stat`, field 22) plus the boot time (`btime` in `/proc/stat`).
+fn process_start_unix(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on every Linux deploy runs on.
+    Some(boot + ticks / 100)
+}

@@ -233,6 +233,7 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
             && o.removed.is_empty()
             && o.handlers.is_empty()
             && o.error.is_none()
+            && o.notes.is_empty()
             || o.not_started.is_some()
         {
             continue;
@@ -257,6 +258,9 @@ pub fn outcomes_text(outcomes: &[HostOutcome]) -> String {
         }
         if !o.verified.is_empty() {
             let _ = write!(out, "; verified {}", o.verified.join(", "));
+        }
+        for note in &o.notes {
+            let _ = write!(out, "; {note}");
         }
         if let Some(e) = &o.error {
             let _ = write!(out, "; {} {e}", paint(RED, "failed:"));

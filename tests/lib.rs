@@ -1,6 +1,7 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
 mod checks;
+mod debris;
 mod errors;
 mod examples;
 mod fleet;

@@ -76,7 +76,7 @@ fn breakable(lock: Option<&Lock>, here: &str, force: bool) -> Result<&'static st
     if lock.age(SystemTime::now()) > state::STALE_LOCK {
         return Ok("older than 1 h");
     }
-    if lock.controller == here && controller::process_gone(lock.pid) {
+    if lock.controller == here && controller::process_gone_since(lock.pid, lock.started_unix) {
         return Ok("its process is gone");
     }
     Err(format!(

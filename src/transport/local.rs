@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile,
+    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile, Swept,
     Transport, TransportError, TreeEntry, WriteFile, too_many_entries, under_root,
 };
 
@@ -21,6 +21,40 @@ pub struct LocalTransport {
 }
 
 impl LocalTransport {
+    /// Removes deploy's own stale temporary files (`.NAME.deploy-*.tmp`, regular files only)
+    /// from the folders `ops` writes to; returns their host paths.
+    fn sweep(&self, ops: &[FileOp]) -> Swept {
+        let mut dirs: Vec<String> = Vec::new();
+        for op in ops {
+            if let FileOp::Write(f) = op {
+                let dir = match f.path.rsplit_once('/') {
+                    Some(("", _)) => "/".to_string(),
+                    Some((d, _)) => d.to_string(),
+                    None => continue,
+                };
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        let mut swept = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(self.path(&dir)) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours =
+                    name.starts_with('.') && name.ends_with(".tmp") && name.contains(".deploy-");
+                let regular = entry.file_type().is_ok_and(|t| t.is_file());
+                if ours && regular && fs::remove_file(entry.path()).is_ok() {
+                    swept.push(format!("{}/{name}", dir.trim_end_matches('/')));
+                }
+            }
+        }
+        swept
+    }
+
     pub fn new(root: Option<&Path>) -> LocalTransport {
         LocalTransport {
             root: root.map(Path::to_path_buf),
@@ -55,7 +89,8 @@ impl Transport for LocalTransport {
         })
     }
 
-    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
+        let swept = self.sweep(ops);
         let mut staged: Vec<PathBuf> = Vec::new();
         let cleanup = |staged: &[PathBuf]| {
             for tmp in staged {
@@ -157,7 +192,7 @@ impl Transport for LocalTransport {
                 let _ = fs::File::open(dir).and_then(|d| d.sync_all());
             }
         }
-        Ok(())
+        Ok(swept)
     }
 
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {

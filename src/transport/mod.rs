@@ -65,6 +65,10 @@ pub struct WriteFile {
     pub validate: Option<String>,
 }
 
+/// Stale temporary files of earlier runs that a write batch removed (see
+/// [`Transport::write_batch`]).
+pub type Swept = Vec<String>;
+
 /// One step of an atomic batch (see [`Transport::write_batch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOp {
@@ -408,12 +412,16 @@ pub trait Transport: Send + Sync {
     /// ops carried out in the order given: a rename over the destination, or an unlink.
     /// Missing parent directories are created. On error no destination has been replaced by
     /// a partial file.
-    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError>;
+    ///
+    /// Before staging, deploy's own stale temporary files (`.NAME.deploy-*.tmp`, regular
+    /// files only) in the folders the batch writes to are removed: what a run that died
+    /// mid-write left. The paths removed are returned.
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError>;
 
     /// [`Transport::write_batch`] of writes only.
     async fn write_files(&self, files: &[WriteFile]) -> Result<(), TransportError> {
         let ops: Vec<FileOp> = files.iter().cloned().map(FileOp::Write).collect();
-        self.write_batch(&ops).await
+        self.write_batch(&ops).await.map(|_| ())
     }
 
     /// Runs `command` through the host's shell and waits for it.

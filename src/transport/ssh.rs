@@ -43,7 +43,7 @@ use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
     CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_TREE_ENTRIES, ReadResult,
-    RemoteFile, SshOptions, SshTarget, Transport, TransportError, TreeEntry, WriteFile,
+    RemoteFile, SshOptions, SshTarget, Swept, Transport, TransportError, TreeEntry, WriteFile,
     relative_to, too_many_entries,
 };
 
@@ -1061,6 +1061,22 @@ fn write_script(ops: &[FileOp]) -> String {
         "fail() {\n  if [ $# -gt 1 ]; then printf '%s\\n' \"$2\" >&2; fi\n  \
          printf 'FAIL %s %s\\n' \"$1\" \"${phase:-write}\"\n  cleanup\n  exit 1\n}\n",
     );
+    // A session cut by a dropped connection or a killed deploy still takes its temporary
+    // files with it.
+    s.push_str("trap 'cleanup; exit 129' HUP PIPE TERM INT\n");
+    // What an earlier run that died harder than that (the host rebooted, sh killed) left in
+    // these folders: only deploy's own temporary names, only regular files. The host lock is
+    // held, so no other deploy run is writing here now.
+    let mut swept: Vec<&str> = Vec::new();
+    for (_, _, _, dir) in &writes {
+        if !swept.contains(&dir.as_str()) {
+            swept.push(dir);
+            s.push_str(&format!(
+                "for f in {}/.*.deploy-*.tmp; do if [ -f \"$f\" ] && [ ! -L \"$f\" ] && rm -f -- \"$f\"; then printf 'SWEPT %s\\n' \"$f\"; fi; done\n",
+                sh_quote(dir.trim_end_matches('/'))
+            ));
+        }
+    }
 
     for (i, op) in ops.iter().enumerate() {
         let p = sh_quote(op.path());
@@ -1275,9 +1291,9 @@ impl Transport for SshTransport {
         })
     }
 
-    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
         if ops.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         for op in ops {
             check_path(op.path())?;
@@ -1294,7 +1310,11 @@ impl Transport for SshTransport {
         let out = self.run_script(&script, &data).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.success() && stdout.lines().any(|l| l == "OK") {
-            return Ok(());
+            return Ok(stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("SWEPT "))
+                .map(str::to_string)
+                .collect());
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         let failed = stdout.lines().find_map(|l| {

@@ -206,6 +206,11 @@ impl Sshd {
         }
     }
 
+    /// sshd's own process id (its sessions are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -42,7 +42,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile,
+    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile, Swept,
     Transport, TransportError, TreeEntry,
 };
 use client::{Client, ClientConfig, ClientError};
@@ -629,9 +629,10 @@ impl Transport for WinRmTransport {
         Ok(ReadResult { files, trees })
     }
 
-    async fn write_batch(&self, ops: &[FileOp]) -> Result<(), TransportError> {
+    /// Stale temporary files are not swept on Windows hosts yet (always an empty list).
+    async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
         if ops.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         let header: Vec<serde_json::Value> = ops
@@ -657,7 +658,7 @@ impl Transport for WinRmTransport {
         if !out.success() {
             return Err(self.failed("writing files", &out));
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
