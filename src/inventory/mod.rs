@@ -2,7 +2,7 @@
 //! merged with Ansible's precedence. Files are read unchanged from an Ansible repo: YAML and
 //! INI inventories (`yaml.rs`, `ini.rs`), one file or a folder of them (`sources.rs`; without
 //! `-i`, the repo's `hosts/inventory.yml`), and `group_vars/` and `host_vars/` next to each
-//! source.
+//! source. `pattern.rs` evaluates `--limit` patterns against the result.
 //!
 //! Every source adds to one inventory, as Ansible's `InventoryData` does: a group or host
 //! named again is the same one (vars merged, later files winning); once all are read, every
@@ -29,6 +29,7 @@
 
 mod hostpattern;
 mod ini;
+pub mod pattern;
 mod pyliteral;
 pub mod sources;
 mod yaml;
@@ -300,6 +301,55 @@ impl Inventory {
                     || groups.iter().any(|g| h.in_group(g))
             })
             .collect())
+    }
+
+    /// `--host`/`--group` (as [`Inventory::select`]) intersected with `--limit PATTERN`
+    /// (Ansible's pattern language, see [`pattern`]), in inventory order, and the limit's
+    /// names that matched nothing (to warn about). A limit that leaves no host is an error
+    /// naming it.
+    pub fn select_limited(
+        &self,
+        hosts: &[String],
+        groups: &[String],
+        limit: Option<&str>,
+    ) -> Result<(Vec<&Host>, Vec<String>), Error> {
+        let selected = self.select(hosts, groups)?;
+        let Some(limit) = limit else {
+            return Ok((selected, Vec::new()));
+        };
+        let patterns = pattern::limit_patterns(limit)?;
+        let matched = pattern::evaluate(self, &patterns, limit)?;
+        let chosen: BTreeSet<&str> = matched.hosts.iter().map(String::as_str).collect();
+        let limited: Vec<&Host> = selected
+            .into_iter()
+            .filter(|h| chosen.contains(h.name.as_str()))
+            .collect();
+        if limited.is_empty() {
+            let also = if hosts.is_empty() && groups.is_empty() {
+                String::new()
+            } else {
+                " among the hosts of --host/--group".to_string()
+            };
+            return Err(Error::usage(
+                format!("--limit {limit} matches no host{also}"),
+                Some(if matched.unmatched.is_empty() {
+                    "deploy check --list-hosts lists the hosts a selection has".into()
+                } else {
+                    let names: Vec<&String> = self
+                        .groups
+                        .keys()
+                        .filter(|g| *g != "all" && *g != "ungrouped")
+                        .chain(self.hosts.keys())
+                        .collect();
+                    format!(
+                        "no group or host matches {}; {}",
+                        matched.unmatched.join(", "),
+                        suggest("groups and hosts", &matched.unmatched[0], names.into_iter())
+                    )
+                }),
+            ));
+        }
+        Ok((limited, matched.unmatched))
     }
 }
 
