@@ -98,7 +98,7 @@ impl Project {
         meta.permissions().mode() & 0o7777
     }
 
-    /// Runs `deploy --inventory <repo> ARGS` with NO_COLOR and HOME inside the project.
+    /// Runs `deploy --repo <repo> ARGS` with NO_COLOR and HOME inside the project.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with_env(args, &[])
     }
@@ -110,7 +110,7 @@ impl Project {
     /// Runs with `env` added and `stdin` fed to the process (or no stdin).
     pub fn run_full(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
-        cmd.arg("--inventory")
+        cmd.arg("--repo")
             .arg(self.dir.path())
             .args(args)
             .env("NO_COLOR", "1")
