@@ -4,6 +4,7 @@ mod checks;
 mod errors;
 mod examples;
 mod fleet;
+mod inventories;
 mod local_apply;
 mod newline;
 mod powershell;
