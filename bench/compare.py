@@ -15,7 +15,7 @@ hits every tool alike. Every tool gets the same concurrency: min(N, 50) (Ansible
 pyinfra --parallel, deploy --forks).
 
 Environment: BENCH_HARNESS (the harness folder), BENCH_STATE, BENCH_RESULTS (as for the
-harness), DEPLOY_BIN (the deploy binary), DEPLOY_REPO (the folder deploy's --inventory points
+harness), DEPLOY_BIN (the deploy binary), DEPLOY_REPO (the folder deploy's --repo points
 at; see gen_deploy.py), DEPLOY_HOME (HOME for deploy: its .ssh/known_hosts is the fleet's),
 SSH_FLOOR_BIN (the ssh_floor example), QUIET_WAIT (as for the harness).
 """
@@ -65,7 +65,7 @@ class Deploy:
         return f"{out} ({commit}{'+dirty' if dirty else ''})"
 
     def command(self, plan, forks, run_dir):
-        cmd = [str(DEPLOY_BIN), "--inventory", str(DEPLOY_REPO), "--forks", str(forks)]
+        cmd = [str(DEPLOY_BIN), "--repo", str(DEPLOY_REPO), "--forks", str(forks)]
         cmd += ["plan", "--json"] if plan else ["apply", "--yes"]
         # Each host's state record and lock under its own root, as its files are: the
         # default /var/lib/deploy is this one machine's, which every simulated host shares.

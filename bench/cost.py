@@ -10,7 +10,7 @@ sshd, shell, every process a session ran; the harness's remote_cpu_s). CPU secon
 far less than wall time on a shared machine, so variants are compared by them, e.g.
 
     cost.py 3 -- target/release/examples/ssh_floor FLEET_TSV KEY KNOWN_HOSTS 50 true
-    cost.py 3 -- target/release/deploy --inventory REPO --forks 50 plan --json -e ...
+    cost.py 3 -- target/release/deploy --repo REPO --forks 50 plan --json -e ...
 """
 import json
 import os

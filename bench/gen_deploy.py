@@ -7,7 +7,7 @@ FLEET_DIR is what ../shared/bench/gen.py wrote (hosts.yml, group_vars/, host_var
 playbook.yml, templates/, fleet.json). This writes FLEET_DIR/deploy.yml beside the inventory:
 the same files (template, dest under the host's `root`, mode) and the same `restart` handler
 as the playbook, for the group the play targets. It also makes REPO_DIR, the folder deploy's
-`--inventory` points at: REPO_DIR/hosts -> FLEET_DIR and REPO_DIR/templates ->
+`--repo` points at: REPO_DIR/hosts -> FLEET_DIR and REPO_DIR/templates ->
 FLEET_DIR/templates (symlinks), so deploy reads the generated inventory, vars and templates
 unchanged.
 """

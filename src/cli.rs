@@ -19,9 +19,14 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The repo holding hosts/, templates/ and secrets/.
+    /// The repo holding hosts/ (deploy.yml, the default inventory), templates/ and secrets/.
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
-    pub inventory: PathBuf,
+    pub repo: PathBuf,
+    /// An inventory file (YAML or INI) or a folder of them, as Ansible's -i, relative to the
+    /// current directory (repeatable; default: the repo's hosts/inventory.yml). Its
+    /// group_vars/ and host_vars/ are the ones beside it.
+    #[arg(short = 'i', long = "inventory", global = true, value_name = "PATH")]
+    pub inventories: Vec<PathBuf>,
     /// Hosts in flight at once.
     #[arg(long, global = true, default_value_t = 50, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -95,6 +100,11 @@ pub struct Selection {
     /// Only the hosts of this group (repeatable).
     #[arg(long = "group", value_name = "GROUP")]
     pub groups: Vec<String>,
+    /// Only the hosts this Ansible pattern selects (as `ansible-playbook --limit`): `a:b` or
+    /// `a,b`, `&group`, `!host`, wildcards, `~regex`, `group[0]`/`group[1:3]`, `@file`.
+    /// With --host/--group, the hosts in both.
+    #[arg(short = 'l', long = "limit", value_name = "PATTERN")]
+    pub limit: Option<String>,
     /// Extra variables, highest precedence: key=value, @file.yml, or a YAML/JSON mapping.
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
@@ -106,8 +116,9 @@ pub struct Selection {
     /// ~/.config/deploy/identity.txt, ~/.ssh/id_ed25519).
     #[arg(long = "identity", value_name = "FILE")]
     pub identities: Vec<std::path::PathBuf>,
-    /// Render hosts/, templates/ and secrets/ as they were at this git revision (e.g.
-    /// HEAD~1); the working tree and index are not touched.
+    /// Render hosts/, templates/ and secrets/ (and the -i inventory, when git tracks it) as
+    /// they were at this git revision (e.g. HEAD~1); the working tree and index are not
+    /// touched.
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
     #[command(flatten)]
@@ -165,6 +176,10 @@ pub struct PlanArgs {
     /// renders no vLLM config).
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Print the selected hosts, one per line, and stop: nothing is rendered and no host is
+    /// contacted (as `ansible-playbook --list-hosts`).
+    #[arg(long)]
+    pub list_hosts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,4 +255,8 @@ pub struct CheckArgs {
     /// renders no vLLM config).
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Print the selected hosts, one per line, and stop: nothing is rendered and no host is
+    /// contacted (as `ansible --list-hosts`).
+    #[arg(long)]
+    pub list_hosts: bool,
 }

@@ -11,7 +11,7 @@ use crate::cli::{BecomeArgs, Global, Selection, VaultArgs};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
 use crate::files::Files;
-use crate::inventory::{self, Host, Inventory, Vars};
+use crate::inventory::{self, Host, Inventory, Sources, Vars};
 use crate::manifest::Manifest;
 use crate::mask::Masker;
 use crate::mask::Secret;
@@ -30,8 +30,12 @@ use crate::transport::{Connection, SshOptions};
 pub struct Options {
     /// The repo holding hosts/ and templates/.
     pub repo: PathBuf,
+    /// `-i`: inventory files or folders (empty: the repo's hosts/).
+    pub inventories: Vec<PathBuf>,
     pub hosts: Vec<String>,
     pub groups: Vec<String>,
+    /// `-l/--limit`: an Ansible host pattern the selection is narrowed to.
+    pub limit: Option<String>,
     pub extra_vars: Vars,
     pub forks: usize,
     pub ssh: SshOptions,
@@ -58,9 +62,11 @@ impl Options {
         }
         known_hosts_files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
         Ok(Options {
-            repo: global.inventory.clone(),
+            repo: global.repo.clone(),
+            inventories: global.inventories.clone(),
             hosts: sel.hosts.clone(),
             groups: sel.groups.clone(),
+            limit: sel.limit.clone(),
             extra_vars: inventory::parse_extra_vars(&sel.extra_vars)?,
             forks: usize::from(global.forks),
             identities: sel.identities.clone(),
@@ -188,14 +194,12 @@ pub struct Checked {
 /// what routes point at; one of them failing to render (e.g. it needs a secret this run did
 /// not open) only leaves it out of the checks.
 pub fn check(opts: &Options) -> Result<Checked, Error> {
-    let source = match &opts.rev {
-        Some(rev) => Source::at_revision(&opts.repo, rev)?,
-        None => Source::working_tree(&opts.repo),
-    };
-    let hosts_dir = source.dir.join("hosts");
-    let mut inventory = Inventory::load(&hosts_dir, &opts.extra_vars)?;
-    let manifest = Manifest::load(&hosts_dir)?;
-    let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let source = open_source(opts)?;
+    let (sources, manifest_dir) = inventory_sources(&source)?;
+    let mut inventory = Inventory::load_sources(&sources, &opts.extra_vars)?;
+    let selected = select(opts, &inventory)?;
+    let names: Vec<String> = selected.iter().map(|h| h.name.clone()).collect();
+    let manifest = Manifest::load(&manifest_dir)?;
     let mut secrets =
         secrets::decrypt_for(&source.dir.join("secrets"), &selected, &opts.identities)?;
     if !inventory.vaulted.is_empty() {
@@ -216,7 +220,10 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     if !secrets.is_empty() {
         inventory.merge_secrets(&secrets);
     }
-    let selected = inventory.select(&opts.hosts, &opts.groups)?;
+    let selected: Vec<&Host> = names
+        .iter()
+        .filter_map(|n| inventory.hosts.get(n))
+        .collect();
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::new(&source.dir.join("templates"));
     let files = Files::new(&source.dir.join(crate::files::FILES_DIR));
@@ -247,6 +254,49 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     .unwrap_or_default();
     let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
     Ok(Checked { rendered, report })
+}
+
+/// The selected hosts' names (`--host`, `--group`, `--limit`), in inventory order: what
+/// `--list-hosts` prints. Renders nothing, opens no secret, contacts no host.
+pub fn list_hosts(opts: &Options) -> Result<Vec<String>, Error> {
+    let source = open_source(opts)?;
+    let (sources, _) = inventory_sources(&source)?;
+    let inventory = Inventory::load_sources(&sources, &opts.extra_vars)?;
+    Ok(select(opts, &inventory)?
+        .iter()
+        .map(|h| h.name.clone())
+        .collect())
+}
+
+/// The working tree, or the `--rev` snapshot.
+fn open_source(opts: &Options) -> Result<Source, Error> {
+    match &opts.rev {
+        Some(rev) => Source::at_revision(&opts.repo, rev, &opts.inventories),
+        None => Ok(Source::working_tree(&opts.repo, &opts.inventories)),
+    }
+}
+
+/// `-i` (or the repo's hosts/) and the folder of the deploy.yml that goes with it.
+fn inventory_sources(source: &Source) -> Result<(Sources, PathBuf), Error> {
+    let hosts_dir = source.dir.join("hosts");
+    let sources = if source.inventories.is_empty() {
+        Sources::repo_hosts(&hosts_dir)
+    } else {
+        Sources::paths(&source.inventories)?
+    };
+    let manifest_dir = sources.manifest_dir(&hosts_dir)?;
+    Ok((sources, manifest_dir))
+}
+
+/// `--host`, `--group` and `--limit`; a limit's names that match nothing are warned about,
+/// as Ansible does.
+fn select<'a>(opts: &Options, inventory: &'a Inventory) -> Result<Vec<&'a Host>, Error> {
+    let (selected, unmatched) =
+        inventory.select_limited(&opts.hosts, &opts.groups, opts.limit.as_deref())?;
+    for p in unmatched {
+        eprintln!("warning: --limit: no group or host matches `{p}`; ignoring it");
+    }
+    Ok(selected)
 }
 
 /// Inventory (+ the secrets the selected hosts use) -> rendered desired state of the selected

@@ -26,6 +26,12 @@ pub struct SavedPlan {
     pub commit: Option<String>,
     pub hosts_selected: Vec<String>,
     pub groups_selected: Vec<String>,
+    /// `--limit PATTERN`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// `-i` inventory files or folders, absolute (empty: the repo's hosts/).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventories: Vec<std::path::PathBuf>,
     pub extra_vars: Vars,
     pub hosts: Vec<SavedHost>,
 }

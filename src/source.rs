@@ -1,6 +1,7 @@
 //! Where the repo's inputs are read from: the working tree, or `--rev REV`, a git revision's
-//! `hosts/`, `templates/`, `files/` and `secrets/` read with gix and written to a private
-//! temporary folder. The working tree and the index are never touched.
+//! `hosts/`, `templates/`, `files/` and `secrets/` (and the `-i` inventory, when git tracks
+//! it) read with gix and written to a private temporary folder, laid out as the repository
+//! is. The working tree and the index are never touched.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,8 @@ const INPUT_DIRS: [&str; 4] = ["hosts", "templates", crate::files::FILES_DIR, "s
 pub struct Source {
     /// The folder holding hosts/, templates/, files/ and secrets/.
     pub dir: PathBuf,
+    /// The `-i` inventory files and folders (in the snapshot, with `--rev`).
+    pub inventories: Vec<PathBuf>,
     /// The commit the inputs come from (`None`: the working tree).
     pub commit: Option<Commit>,
     /// Keeps the extracted revision alive for the run.
@@ -36,17 +39,20 @@ impl Commit {
 }
 
 impl Source {
-    /// The working tree at `repo`.
-    pub fn working_tree(repo: &Path) -> Source {
+    /// The working tree at `repo`, and the `-i` paths as given.
+    pub fn working_tree(repo: &Path, inventories: &[PathBuf]) -> Source {
         Source {
             dir: repo.to_path_buf(),
+            inventories: inventories.to_vec(),
             commit: None,
             _snapshot: None,
         }
     }
 
-    /// `repo`'s inputs as they were at `rev`.
-    pub fn at_revision(repo: &Path, rev: &str) -> Result<Source, Error> {
+    /// `repo`'s inputs as they were at `rev`, with each `-i` path (which must be inside the
+    /// git repository) as it was then: a folder whole, a file with the `group_vars/`,
+    /// `host_vars/` and `deploy.yml` beside it.
+    pub fn at_revision(repo: &Path, rev: &str, inventories: &[PathBuf]) -> Result<Source, Error> {
         let fail = |msg: String| Error::usage(format!("--rev {rev}: {msg}"), None);
         let git = gix::discover(repo).map_err(|e| {
             Error::usage(
@@ -76,16 +82,64 @@ impl Source {
             .prefix("deploy-rev-")
             .tempdir()
             .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
-        for dir in INPUT_DIRS {
-            let path = prefix.join(dir);
+        // Extracts `path` (relative to the repository's root) if that commit has it; whether
+        // it is a folder.
+        let copy = |path: &Path| -> Result<Option<bool>, Error> {
+            if path.as_os_str().is_empty() {
+                extract(&git, tree.id, snapshot.path()).map_err(fail)?;
+                return Ok(Some(true));
+            }
             let entry = tree
-                .lookup_entry_by_path(&path)
+                .lookup_entry_by_path(path)
                 .map_err(|e| fail(e.to_string()))?;
-            let Some(entry) = entry else { continue };
-            extract(&git, entry.object_id(), &snapshot.path().join(dir)).map_err(fail)?;
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            extract(&git, entry.object_id(), &snapshot.path().join(path)).map_err(fail)?;
+            Ok(Some(entry.mode().is_tree()))
+        };
+        for dir in INPUT_DIRS {
+            copy(&prefix.join(dir))?;
+        }
+        let mut mapped = Vec::new();
+        for given in inventories {
+            let rel = inside(&workdir, given).ok_or_else(|| {
+                Error::usage(
+                    format!(
+                        "--rev {rev}: the inventory {} is outside the git repository {}",
+                        given.display(),
+                        workdir.display()
+                    ),
+                    Some(
+                        "--rev reads only what git tracks: pass an -i inside the repository, \
+                         or leave out --rev"
+                            .into(),
+                    ),
+                )
+            })?;
+            let Some(is_folder) = copy(&rel)? else {
+                return Err(Error::usage(
+                    format!(
+                        "--rev {rev}: the inventory {} is not in that commit",
+                        given.display()
+                    ),
+                    Some(format!("git tracks no {} there", rel.display())),
+                ));
+            };
+            if let Some(dir) = rel.parent().filter(|_| !is_folder) {
+                for beside in [
+                    "group_vars",
+                    "host_vars",
+                    crate::inventory::sources::MANIFEST_FILE,
+                ] {
+                    copy(&dir.join(beside))?;
+                }
+            }
+            mapped.push(snapshot.path().join(&rel));
         }
         Ok(Source {
-            dir: snapshot.path().to_path_buf(),
+            dir: snapshot.path().join(&prefix),
+            inventories: mapped,
             commit: Some(Commit {
                 id: commit.id().to_string(),
                 rev: rev.to_string(),
@@ -93,6 +147,24 @@ impl Source {
             _snapshot: Some(snapshot),
         })
     }
+}
+
+/// `path` relative to `workdir` when it is inside it (`path` itself need not exist: a
+/// rollback may name an inventory the working tree no longer has).
+fn inside(workdir: &Path, path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    // Resolve symlinks and `..` through the deepest part that exists.
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+    }
+    let mut real = existing.canonicalize().ok()?;
+    for part in rest.iter().rev() {
+        real.push(part);
+    }
+    real.strip_prefix(workdir).ok().map(Path::to_path_buf)
 }
 
 /// Writes the tree (or blob) `id` to `to`, recursively.

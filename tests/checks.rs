@@ -197,7 +197,7 @@ groups:
 
 fn deploy_in_repo(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--inventory")
+        .arg("--repo")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")))
         .args(args)
         .env("NO_COLOR", "1")

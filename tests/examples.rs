@@ -23,7 +23,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn deploy(repo: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--inventory")
+        .arg("--repo")
         .arg(repo)
         .args(args)
         .env("NO_COLOR", "1")

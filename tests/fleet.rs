@@ -14,8 +14,10 @@ use serde_json::Value;
 pub(crate) fn render_fleet() -> Vec<HostDesired> {
     let opts = Options {
         repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        inventories: Vec::new(),
         hosts: Vec::new(),
         groups: Vec::new(),
+        limit: None,
         extra_vars: Default::default(),
         forks: 1,
         ssh: SshOptions {

@@ -5,6 +5,7 @@ mod debris;
 mod errors;
 mod examples;
 mod fleet;
+mod inventories;
 mod litellm_checks;
 mod local_apply;
 mod newline;

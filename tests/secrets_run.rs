@@ -205,7 +205,7 @@ fn a_passphrase_protected_identity_without_a_terminal_is_a_clear_error() {
     let out = std::process::Command::new("setsid")
         .arg("-w")
         .arg(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--inventory")
+        .arg("--repo")
         .arg(p.path())
         .args(["plan", "--identity"])
         .arg(&key)
@@ -223,7 +223,7 @@ fn a_passphrase_protected_identity_is_asked_for_on_the_terminal() {
     let (p, key) = locked_project();
     // script(1) runs deploy on a pseudo-terminal and types what it reads on stdin.
     let command = format!(
-        "{} --inventory {} plan --identity {}",
+        "{} --repo {} plan --identity {}",
         env!("CARGO_BIN_EXE_deploy"),
         p.path().display(),
         key.display()

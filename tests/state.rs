@@ -42,7 +42,7 @@ fn commit_all(p: &Project) -> String {
 /// `deploy apply --yes ARGS` started in the background.
 fn spawn_apply(p: &Project, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--inventory")
+        .arg("--repo")
         .arg(p.path())
         .args(["apply", "--yes"])
         .args(args)

@@ -500,7 +500,7 @@ fn ask_become_pass_asks_once_on_the_terminal_for_every_session() {
     // password into it after the prompt.
     let deploy = env!("CARGO_BIN_EXE_deploy");
     let command = format!(
-        "{deploy} --inventory {} apply --yes -b -K",
+        "{deploy} --repo {} apply --yes -b -K",
         host.project.path().display()
     );
     let mut child = std::process::Command::new("script")

@@ -23,17 +23,21 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
             let sel = &args.selection;
             if !sel.hosts.is_empty()
                 || !sel.groups.is_empty()
+                || sel.limit.is_some()
+                || !global.inventories.is_empty()
                 || !sel.extra_vars.is_empty()
                 || sel.rev.is_some()
             {
                 return Err(Error::usage(
-                    "a saved plan carries its own --host, --group, -e and --rev",
+                    "a saved plan carries its own -i, --host, --group, --limit, -e and --rev",
                     Some("give only the plan file (and --identity if it uses secrets)".into()),
                 ));
             }
             let saved = SavedPlan::read(path)?;
             opts.hosts = saved.hosts_selected.clone();
             opts.groups = saved.groups_selected.clone();
+            opts.limit = saved.limit.clone();
+            opts.inventories = saved.inventories.clone();
             opts.extra_vars = saved.extra_vars.clone();
             opts.rev = saved.commit.clone();
             Some((path, saved))

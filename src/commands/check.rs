@@ -10,6 +10,12 @@ use crate::output;
 
 pub fn run(global: &Global, args: CheckArgs) -> Result<ExitCode, Error> {
     let opts = ops::Options::new(global, &args.selection)?;
+    if args.list_hosts {
+        for host in ops::list_hosts(&opts)? {
+            println!("{host}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let checked = ops::check(&opts)?;
     if args.verbose {
         output::print_check_notes(&checked.report, &checked.rendered.masker);

@@ -11,6 +11,12 @@ use crate::saved::{self, SavedPlan};
 pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
     let mut opts = ops::Options::new(global, &args.selection)?;
     opts.verbose = args.verbose;
+    if args.list_hosts {
+        for host in ops::list_hosts(&opts)? {
+            println!("{host}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = super::runtime()?;
     let prepared = rt.block_on(ops::prepare(&opts))?;
     if args.json {
@@ -29,6 +35,12 @@ pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
             commit: prepared.plan.commit.as_ref().map(|c| c.id.clone()),
             hosts_selected: opts.hosts.clone(),
             groups_selected: opts.groups.clone(),
+            limit: opts.limit.clone(),
+            inventories: opts
+                .inventories
+                .iter()
+                .map(|p| std::path::absolute(p).map_err(|e| Error::io(p, e)))
+                .collect::<Result<_, _>>()?,
             extra_vars: opts.extra_vars.clone(),
             hosts,
         }

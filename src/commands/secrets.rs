@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::secrets::files::{self, Edited};
 
 pub fn run(global: &Global, args: SecretsArgs) -> Result<ExitCode, Error> {
-    let dir = global.inventory.join("secrets");
+    let dir = global.repo.join("secrets");
     let ids = &args.identities;
     match args.command {
         SecretsCommand::Init => {

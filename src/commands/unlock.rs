@@ -13,9 +13,12 @@ use crate::state::{self, Lock};
 use crate::transport::{self, RemoteFile};
 
 pub fn run(global: &Global, args: UnlockArgs) -> Result<ExitCode, Error> {
-    if args.selection.hosts.is_empty() && args.selection.groups.is_empty() {
+    if args.selection.hosts.is_empty()
+        && args.selection.groups.is_empty()
+        && args.selection.limit.is_none()
+    {
         return Err(Error::usage(
-            "deploy unlock needs --host (or --group)",
+            "deploy unlock needs --host (or --group, or --limit)",
             Some("name the hosts whose lock to break".into()),
         ));
     }

@@ -126,7 +126,7 @@ impl Project {
         meta.permissions().mode() & 0o7777
     }
 
-    /// Runs `deploy --inventory <repo> ARGS` with NO_COLOR and HOME inside the project.
+    /// Runs `deploy --repo <repo> ARGS` with NO_COLOR and HOME inside the project.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with_env(args, &[])
     }
@@ -137,10 +137,33 @@ impl Project {
 
     /// Runs with `env` added and `stdin` fed to the process (or no stdin).
     pub fn run_full(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        self.run_from(None, args, env, stdin)
+    }
+
+    /// Runs `deploy ARGS` in the folder `rel` of the repo, without `--repo`: as an operator
+    /// types it after `cd`-ing there (relative paths such as `-i inventories/hosts.ini` are
+    /// relative to it).
+    pub fn run_in(&self, rel: &str, args: &[&str]) -> Run {
+        self.run_from(Some(rel), args, &[], None)
+    }
+
+    fn run_from(
+        &self,
+        cwd: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
-        cmd.arg("--inventory")
-            .arg(self.dir.path())
-            .args(args)
+        match cwd {
+            Some(rel) => {
+                cmd.current_dir(self.dir.path().join(rel));
+            }
+            None => {
+                cmd.arg("--repo").arg(self.dir.path());
+            }
+        }
+        cmd.args(args)
             .env("NO_COLOR", "1")
             .env("HOME", self.dir.path().join("home"))
             .env_remove("SSH_AUTH_SOCK")

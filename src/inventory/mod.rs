@@ -1,14 +1,22 @@
-//! `hosts/` -> [`Inventory`]: the hosts, their groups, and each host's variables merged with
-//! Ansible's precedence. Files are read unchanged from an Ansible repo: `inventory.yml`
-//! (YAML inventory: `all` / `children` / `hosts` / `vars`), `group_vars/` and `host_vars/`.
+//! Inventory sources -> [`Inventory`]: the hosts, their groups, and each host's variables
+//! merged with Ansible's precedence. Files are read unchanged from an Ansible repo: YAML and
+//! INI inventories (`yaml.rs`, `ini.rs`), one file or a folder of them (`sources.rs`; without
+//! `-i`, the repo's `hosts/inventory.yml`), and `group_vars/` and `host_vars/` next to each
+//! source. `pattern.rs` evaluates `--limit` patterns against the result.
+//!
+//! Every source adds to one inventory, as Ansible's `InventoryData` does: a group or host
+//! named again is the same one (vars merged, later files winning); once all are read, every
+//! group without a parent becomes a child of `all`, and hosts in no group but `all` are
+//! `ungrouped` (hosts an INI file lists before any section are `ungrouped` until another
+//! group has them).
 //!
 //! Precedence, lowest first (Ansible's, for what deploy supports; top-level keys replace,
 //! as with Ansible's default `hash_behaviour = replace`):
-//! 1. inventory-file group vars, `all` first, then groups by depth (parents before
-//!    children) and name;
+//! 1. inventory-file group vars (YAML `vars:`, INI `[group:vars]`), `all` first, then groups
+//!    by depth (parents before children) and name;
 //! 2. `group_vars/all.yml` (or `group_vars/all/*.yml`);
 //! 3. `group_vars/<group>.yml` of the host's other groups, in the same order as 1;
-//! 4. host vars written in the inventory file;
+//! 4. host vars written in the inventory file (YAML host vars, INI host-line `key=value`);
 //! 5. `host_vars/<host>.yml` (or `host_vars/<host>/*.yml`);
 //! 6. extra vars (`-e`).
 //!
@@ -19,6 +27,13 @@
 //! This is Ansible's real order: any `group_vars/` file beats any group var written in the
 //! inventory file, which is what an operator who moves a var between the two expects.
 
+mod hostpattern;
+mod ini;
+pub mod pattern;
+mod pyliteral;
+pub mod sources;
+mod yaml;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -26,13 +41,11 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::yaml;
+
+pub use sources::Sources;
 
 /// Variables: name -> value, in the order they were first defined.
 pub type Vars = serde_json::Map<String, Value>;
-
-/// The inventory file names looked for in `hosts/`, in this order.
-const INVENTORY_FILES: [&str; 3] = ["inventory.yml", "inventory.yaml", "hosts.yml"];
 
 /// One group of the inventory.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +53,7 @@ pub struct Group {
     pub name: String,
     /// Groups this group is a child of (`all` for top-level groups).
     pub parents: Vec<String>,
+    /// Child groups, in the order they were added (Ansible's order for `group[N]`).
     pub children: Vec<String>,
     /// Hosts listed directly under this group, in inventory order.
     pub hosts: Vec<String>,
@@ -129,14 +143,15 @@ impl Host {
     }
 }
 
-/// Hosts, groups and merged variables, as read from `hosts/`.
+/// Hosts, groups and merged variables, as read from the inventory sources.
 #[derive(Debug, Clone)]
 pub struct Inventory {
-    /// The `hosts/` folder.
+    /// The folder of the (first) inventory source: the one whose group_vars/ and host_vars/
+    /// come first.
     pub dir: PathBuf,
     /// Hosts in the order the inventory first names them.
     pub hosts: IndexMap<String, Host>,
-    /// Groups in the order the inventory first names them; `all` and `ungrouped` included.
+    /// Groups in the order the inventory first names them; `all` and `ungrouped` first.
     pub groups: IndexMap<String, Group>,
     /// `-e` vars, kept to merge again with secrets.
     extra: Vars,
@@ -162,52 +177,38 @@ pub struct Vaulted {
 }
 
 impl Inventory {
-    /// Reads `dir` (the `hosts/` folder) and merges every host's variables, with `extra`
-    /// (`-e`) on top.
+    /// Reads the repo's `hosts/` folder (`dir`: its first inventory file, group_vars/ and
+    /// host_vars/) and merges every host's variables, with `extra` (`-e`) on top.
     pub fn load(dir: &Path, extra: &Vars) -> Result<Inventory, Error> {
-        let file = INVENTORY_FILES
-            .iter()
-            .map(|name| dir.join(name))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                Error::usage(
-                    format!("no inventory in {}", dir.display()),
-                    Some(format!(
-                        "create {} (an Ansible YAML inventory), or pass --inventory DIR",
-                        dir.join(INVENTORY_FILES[0]).display()
-                    )),
-                )
-            })?;
-        let doc: Value = yaml::read(&file)?;
-        let mut parsed = Parsed::default();
-        parsed.group("all", &[]);
-        match doc {
-            Value::Null => {}
-            Value::Object(top) => {
-                for (name, body) in &top {
-                    let parents: &[&str] = if name == "all" { &[] } else { &["all"] };
-                    parsed.parse_group(&file, name, body, parents, name)?;
-                }
-            }
-            _ => {
-                return Err(Error::config(
-                    file.display(),
-                    "an inventory is a mapping of groups (usually `all:`)",
-                ));
-            }
-        }
-        parsed.finish(&file)?;
+        Inventory::load_sources(&Sources::repo_hosts(dir), extra)
+    }
 
+    /// Reads every source (in order, into one inventory), then the group_vars/ and
+    /// host_vars/ next to them, and merges every host's variables, with `extra` on top.
+    pub fn load_sources(sources: &Sources, extra: &Vars) -> Result<Inventory, Error> {
+        let mut parsed = Parsed::new();
+        sources.read_into(&mut parsed)?;
+        parsed.reconcile();
+
+        let var_dirs = sources.var_dirs();
+        let dir = var_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("."));
         let mut groups = parsed.groups;
-        compute_depths(&file, &mut groups)?;
+        compute_depths(&dir, &mut groups)?;
 
         let mut vaulted = Vec::new();
         let mut group_files: HashMap<String, Vars> = HashMap::new();
         for g in groups.keys() {
-            group_files.insert(
-                g.clone(),
-                load_vars_dir(&dir.join("group_vars"), g, &mut vaulted)?,
-            );
+            let mut vars = Vars::new();
+            for d in &var_dirs {
+                merge(
+                    &mut vars,
+                    &load_vars_dir(&d.join("group_vars"), g, &mut vaulted)?,
+                );
+            }
+            group_files.insert(g.clone(), vars);
         }
         let no_secrets = HashMap::new();
         let mut hosts = IndexMap::new();
@@ -220,7 +221,10 @@ impl Inventory {
                 layers.group_files.push((g.clone(), file));
             }
             layers.inline = parsed.host_vars.get(name).cloned().unwrap_or_default();
-            layers.host_files = load_vars_dir(&dir.join("host_vars"), name, &mut vaulted)?;
+            for d in &var_dirs {
+                let file = load_vars_dir(&d.join("host_vars"), name, &mut vaulted)?;
+                merge(&mut layers.host_files, &file);
+            }
             let (vars, secret_keys) = layers.merge(name, &no_secrets, extra);
             hosts.insert(
                 name.clone(),
@@ -234,7 +238,7 @@ impl Inventory {
             );
         }
         Ok(Inventory {
-            dir: dir.to_path_buf(),
+            dir,
             hosts,
             groups,
             extra: extra.clone(),
@@ -298,6 +302,55 @@ impl Inventory {
             })
             .collect())
     }
+
+    /// `--host`/`--group` (as [`Inventory::select`]) intersected with `--limit PATTERN`
+    /// (Ansible's pattern language, see [`pattern`]), in inventory order, and the limit's
+    /// names that matched nothing (to warn about). A limit that leaves no host is an error
+    /// naming it.
+    pub fn select_limited(
+        &self,
+        hosts: &[String],
+        groups: &[String],
+        limit: Option<&str>,
+    ) -> Result<(Vec<&Host>, Vec<String>), Error> {
+        let selected = self.select(hosts, groups)?;
+        let Some(limit) = limit else {
+            return Ok((selected, Vec::new()));
+        };
+        let patterns = pattern::limit_patterns(limit)?;
+        let matched = pattern::evaluate(self, &patterns, limit)?;
+        let chosen: BTreeSet<&str> = matched.hosts.iter().map(String::as_str).collect();
+        let limited: Vec<&Host> = selected
+            .into_iter()
+            .filter(|h| chosen.contains(h.name.as_str()))
+            .collect();
+        if limited.is_empty() {
+            let also = if hosts.is_empty() && groups.is_empty() {
+                String::new()
+            } else {
+                " among the hosts of --host/--group".to_string()
+            };
+            return Err(Error::usage(
+                format!("--limit {limit} matches no host{also}"),
+                Some(if matched.unmatched.is_empty() {
+                    "deploy check --list-hosts lists the hosts a selection has".into()
+                } else {
+                    let names: Vec<&String> = self
+                        .groups
+                        .keys()
+                        .filter(|g| *g != "all" && *g != "ungrouped")
+                        .chain(self.hosts.keys())
+                        .collect();
+                    format!(
+                        "no group or host matches {}; {}",
+                        matched.unmatched.join(", "),
+                        suggest("groups and hosts", &matched.unmatched[0], names.into_iter())
+                    )
+                }),
+            ));
+        }
+        Ok((limited, matched.unmatched))
+    }
 }
 
 fn suggest<'a>(what: &str, wanted: &str, known: impl Iterator<Item = &'a String>) -> String {
@@ -322,146 +375,168 @@ pub fn merge(base: &mut Vars, top: &Vars) {
     }
 }
 
-#[derive(Default)]
-struct Parsed {
+/// The inventory as its files build it, before any variable is merged: Ansible's
+/// `InventoryData` (groups and hosts in the order first named, vars as set).
+#[derive(Debug, Clone)]
+pub struct Parsed {
     groups: IndexMap<String, Group>,
     host_order: Vec<String>,
     host_vars: HashMap<String, Vars>,
 }
 
 impl Parsed {
-    fn group(&mut self, name: &str, parents: &[&str]) -> &mut Group {
-        for p in parents {
-            let parent = self.groups.entry(p.to_string()).or_insert_with(|| Group {
-                name: p.to_string(),
-                ..Group::default()
-            });
-            if !parent.children.iter().any(|c| c == name) {
-                parent.children.push(name.to_string());
-            }
-        }
-        let group = self
-            .groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group {
-                name: name.to_string(),
-                ..Group::default()
-            });
-        for p in parents {
-            if !group.parents.iter().any(|x| x == p) {
-                group.parents.push(p.to_string());
-            }
-        }
-        group
-    }
-
-    fn parse_group(
-        &mut self,
-        file: &Path,
-        name: &str,
-        body: &Value,
-        parents: &[&str],
-        path: &str,
-    ) -> Result<(), Error> {
-        check_name(file, path, name)?;
-        self.group(name, parents);
-        let body = match body {
-            Value::Null => return Ok(()),
-            Value::Object(map) => map,
-            _ => {
-                return Err(Error::config(
-                    format!("{}: {path}", file.display()),
-                    "a group is a mapping with `hosts`, `vars` and `children`",
-                ));
-            }
+    /// `all` and its child `ungrouped`, as Ansible starts.
+    fn new() -> Parsed {
+        let mut p = Parsed {
+            groups: IndexMap::new(),
+            host_order: Vec::new(),
+            host_vars: HashMap::new(),
         };
-        for (key, value) in body {
-            match key.as_str() {
-                "vars" => {
-                    let vars = as_vars(file, &format!("{path}.vars"), value)?;
-                    merge(&mut self.group(name, &[]).vars, &vars);
-                }
-                "hosts" => {
-                    let Value::Object(hosts) = value else {
-                        if value.is_null() {
-                            continue;
-                        }
-                        return Err(Error::config(
-                            format!("{}: {path}.hosts", file.display()),
-                            "`hosts` is a mapping of host names to their vars",
-                        ));
-                    };
-                    for (host, vars) in hosts {
-                        check_name(file, &format!("{path}.hosts"), host)?;
-                        let vars = as_vars(file, &format!("{path}.hosts.{host}"), vars)?;
-                        if !self.host_vars.contains_key(host) {
-                            self.host_order.push(host.clone());
-                        }
-                        merge(self.host_vars.entry(host.clone()).or_default(), &vars);
-                        let group = self.group(name, &[]);
-                        if !group.hosts.contains(host) {
-                            group.hosts.push(host.clone());
-                        }
-                    }
-                }
-                "children" => {
-                    let Value::Object(children) = value else {
-                        if value.is_null() {
-                            continue;
-                        }
-                        return Err(Error::config(
-                            format!("{}: {path}.children", file.display()),
-                            "`children` is a mapping of group names",
-                        ));
-                    };
-                    for (child, child_body) in children {
-                        self.parse_group(
-                            file,
-                            child,
-                            child_body,
-                            &[name],
-                            &format!("{path}.children.{child}"),
-                        )?;
-                    }
-                }
-                other => {
-                    return Err(Error::config(
-                        format!("{}: {path}", file.display()),
-                        format!("unknown key `{other}` in group `{name}`"),
-                    )
-                    .with_hint("a group has only `hosts`, `vars` and `children`"));
-                }
+        p.add_group("all");
+        p.add_group("ungrouped");
+        p.link("all", "ungrouped");
+        p
+    }
+
+    fn add_group(&mut self, name: &str) {
+        if !self.groups.contains_key(name) {
+            self.groups.insert(
+                name.to_string(),
+                Group {
+                    name: name.to_string(),
+                    ..Group::default()
+                },
+            );
+        }
+    }
+
+    /// Adds `host` (once; a new host's `port` becomes its `ansible_port`) to `group`.
+    fn add_host(&mut self, host: &str, group: Option<&str>, port: Option<u64>) {
+        if !self.host_vars.contains_key(host) {
+            self.host_order.push(host.to_string());
+            let mut vars = Vars::new();
+            if let Some(port) = port {
+                vars.insert("ansible_port".into(), Value::from(port));
+            }
+            self.host_vars.insert(host.to_string(), vars);
+        }
+        if let Some(group) = group {
+            self.add_group(group);
+            if let Some(g) = self.groups.get_mut(group)
+                && !g.hosts.iter().any(|h| h == host)
+            {
+                g.hosts.push(host.to_string());
             }
         }
+    }
+
+    fn set_host_var(&mut self, host: &str, key: &str, value: Value) {
+        self.host_vars
+            .entry(host.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
+    }
+
+    fn set_group_var(&mut self, group: &str, key: &str, value: Value) {
+        self.add_group(group);
+        if let Some(g) = self.groups.get_mut(group) {
+            g.vars.insert(key.to_string(), value);
+        }
+    }
+
+    /// Makes `child` a child group of `parent` (both exist); a loop is an error.
+    fn add_child(&mut self, parent: &str, child: &str) -> Result<(), String> {
+        self.add_group(parent);
+        self.add_group(child);
+        if parent == child {
+            return Err(format!("group `{child}` cannot be a child of itself"));
+        }
+        if self.groups[parent].children.iter().any(|c| c == child) {
+            return Ok(());
+        }
+        if self.ancestors(parent).contains(child) {
+            return Err(format!(
+                "groups form a cycle: `{child}` cannot be a child of `{parent}`, which is in it"
+            ));
+        }
+        self.link(parent, child);
         Ok(())
     }
 
-    /// Puts hosts that no group but `all` names into `ungrouped`, as Ansible does.
-    fn finish(&mut self, file: &Path) -> Result<(), Error> {
-        let all_hosts = self
-            .groups
-            .get("all")
-            .map(|g| g.hosts.clone())
-            .unwrap_or_default();
-        let ungrouped: Vec<String> = all_hosts
-            .into_iter()
-            .filter(|h| {
-                !self
-                    .groups
-                    .values()
-                    .any(|g| g.name != "all" && g.name != "ungrouped" && g.hosts.contains(h))
-            })
-            .collect();
-        self.group("ungrouped", &["all"]).hosts.extend(ungrouped);
-        for group in self.groups.values() {
-            if group.name != "all" && group.parents.is_empty() {
-                return Err(Error::config(
-                    file.display(),
-                    format!("group `{}` has no parent", group.name),
-                ));
+    fn link(&mut self, parent: &str, child: &str) {
+        if let Some(p) = self.groups.get_mut(parent)
+            && !p.children.iter().any(|c| c == child)
+        {
+            p.children.push(child.to_string());
+        }
+        if let Some(c) = self.groups.get_mut(child)
+            && !c.parents.iter().any(|p| p == parent)
+        {
+            c.parents.push(parent.to_string());
+        }
+    }
+
+    fn ancestors(&self, group: &str) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let mut todo = vec![group.to_string()];
+        while let Some(g) = todo.pop() {
+            for p in self
+                .groups
+                .get(&g)
+                .map(|g| g.parents.clone())
+                .unwrap_or_default()
+            {
+                if found.insert(p.clone()) {
+                    todo.push(p);
+                }
             }
         }
-        Ok(())
+        found
+    }
+
+    /// Ansible's `reconcile_inventory`, once every source is read: groups without a parent
+    /// become children of `all`; a host in `ungrouped` and another group leaves `ungrouped`,
+    /// a host in no group but `all` joins it.
+    fn reconcile(&mut self) {
+        let orphans: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.name != "all" && g.parents.is_empty())
+            .map(|g| g.name.clone())
+            .collect();
+        for g in orphans {
+            self.link("all", &g);
+        }
+        let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
+        for g in self.groups.values() {
+            for h in &g.hosts {
+                direct.entry(h.as_str()).or_default().push(g.name.as_str());
+            }
+        }
+        let mut ancestors: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        let (mut leave, mut join) = (std::collections::HashSet::new(), Vec::new());
+        for host in &self.host_order {
+            let mut mine: BTreeSet<String> = BTreeSet::new();
+            for g in direct.get(host.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+                mine.insert(g.to_string());
+                let up = ancestors.entry(g).or_insert_with(|| self.ancestors(g));
+                mine.extend(up.iter().cloned());
+            }
+            let others = mine.iter().any(|g| g != "all" && g != "ungrouped");
+            if mine.contains("ungrouped") {
+                if others {
+                    leave.insert(host.clone());
+                }
+            } else if !others {
+                join.push(host.clone());
+            }
+        }
+        if let Some(u) = self.groups.get_mut("ungrouped") {
+            u.hosts.retain(|h| !leave.contains(h));
+        }
+        for host in join {
+            self.add_host(&host, Some("ungrouped"), None);
+        }
     }
 }
 
@@ -491,14 +566,14 @@ fn as_vars(file: &Path, path: &str, value: &Value) -> Result<Vars, Error> {
 }
 
 /// Longest distance from `all`; a cycle in `children` is an error.
-fn compute_depths(file: &Path, groups: &mut IndexMap<String, Group>) -> Result<(), Error> {
+fn compute_depths(dir: &Path, groups: &mut IndexMap<String, Group>) -> Result<(), Error> {
     let names: Vec<String> = groups.keys().cloned().collect();
     let mut depth: HashMap<String, usize> = HashMap::new();
     for name in &names {
         let mut stack = Vec::new();
         let d = depth_of(groups, name, &mut depth, &mut stack).ok_or_else(|| {
             Error::config(
-                file.display(),
+                dir.display(),
                 format!("groups form a cycle: {}", stack.join(" -> ")),
             )
         })?;
@@ -648,7 +723,7 @@ pub fn load_vars_file(path: &Path) -> Result<Vars, Error> {
 
 /// The text of a vars file -> its mapping (an empty file is no vars).
 pub fn parse_vars(path: &Path, text: &str) -> Result<Vars, Error> {
-    match yaml::parse::<Value>(path, text)? {
+    match crate::yaml::parse::<Value>(path, text)? {
         Value::Null => Ok(Vars::new()),
         Value::Object(map) => Ok(map),
         _ => Err(Error::config(
@@ -666,7 +741,7 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vars, Error> {
         if let Some(file) = arg.strip_prefix('@') {
             merge(&mut vars, &load_vars_file(Path::new(file))?);
         } else if arg.trim_start().starts_with('{') {
-            let v: Value = yaml::parse(Path::new("--extra-vars"), arg)?;
+            let v: Value = crate::yaml::parse(Path::new("--extra-vars"), arg)?;
             match v {
                 Value::Object(map) => merge(&mut vars, &map),
                 _ => return Err(Error::usage(format!("-e {arg}: not a mapping"), None)),
