@@ -28,6 +28,7 @@ pub mod saved;
 pub mod secrets;
 pub mod source;
 pub mod state;
+pub mod text;
 pub mod transport;
 pub mod verify;
 pub mod yaml;

@@ -129,11 +129,12 @@ impl RenderError {
         let mut text = match (&self.excerpt, self.line) {
             (Some(ex), Some(line)) => {
                 let src = &ex.source;
-                let range = ex
-                    .range
-                    .clone()
-                    .filter(|r| r.end <= src.len() && src.is_char_boundary(r.start))
-                    .unwrap_or_else(|| line_range(src, line));
+                // minijinja's spans are bytes and may end inside a character (its lexer
+                // marks one byte past an unexpected `€`): widen them to whole characters.
+                let range = match ex.range.clone() {
+                    Some(r) if r.end <= src.len() => crate::text::char_range(src, r),
+                    _ => line_range(src, line),
+                };
                 let report = &[Level::ERROR.primary_title(&title).element(
                     Snippet::source(src.as_str())
                         .line_start(1)

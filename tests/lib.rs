@@ -17,6 +17,7 @@ mod ssh_transport;
 mod state;
 mod sudo;
 mod support;
+mod unicode_reports;
 mod verify;
 mod winrm_e2e;
 mod winrm_replay;
