@@ -14,6 +14,7 @@ pub mod controller;
 pub mod desired;
 pub mod diff;
 pub mod error;
+pub mod fuzz;
 pub mod handlers;
 pub mod inventory;
 pub mod manifest;

@@ -4,6 +4,7 @@ mod checks;
 mod errors;
 mod examples;
 mod fleet;
+mod fuzz_props;
 mod local_apply;
 mod newline;
 mod powershell;
