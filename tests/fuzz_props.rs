@@ -737,3 +737,30 @@ fn inputs_that_once_panicked() {
         "{err}"
     );
 }
+
+/// Every entry has its cargo-fuzz target (`fuzz/fuzz_targets/`), declared in
+/// `fuzz/Cargo.toml`, so the long runs cover what the property tests cover.
+#[test]
+fn every_entry_has_a_cargo_fuzz_target() {
+    let manifest = String::from_utf8(read("fuzz/Cargo.toml")).expect("utf8");
+    let sources: Vec<(String, String)> = std::fs::read_dir(repo("fuzz/fuzz_targets"))
+        .expect("fuzz/fuzz_targets")
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(e.path()).expect("target");
+            (name, text)
+        })
+        .collect();
+    for target in Target::ALL {
+        let call = format!("run(Target::{target}, data)");
+        let (file, _) = sources
+            .iter()
+            .find(|(_, text)| text.contains(&call))
+            .unwrap_or_else(|| panic!("no fuzz target calls {call}"));
+        assert!(
+            manifest.contains(&format!("path = \"fuzz_targets/{file}\"")),
+            "fuzz/Cargo.toml does not declare {file}"
+        );
+    }
+}
