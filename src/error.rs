@@ -94,21 +94,29 @@ fn excerpt_suffix(excerpt: &str) -> String {
     }
 }
 
+/// How many characters of a line an excerpt shows; a longer line (minified JSON written as
+/// YAML, say) is shown as a window around the column.
+const EXCERPT_WIDTH: usize = 160;
+
 /// A source excerpt in the style of rustc: the numbered line and a caret under `column`
-/// (1-based; 0 means no column). Empty when the line is not in `text`.
+/// (1-based characters; 0 means no column). Empty when the line is not in `text`. Cut on
+/// character boundaries ([`crate::text`]), whatever the text.
 pub fn excerpt(text: &str, line: usize, column: usize) -> String {
     let Some(src) = line.checked_sub(1).and_then(|i| text.lines().nth(i)) else {
         return String::new();
     };
+    let (shown, cut) = crate::text::window(src, column.saturating_sub(1), EXCERPT_WIDTH);
     let number = line.to_string();
     let pad = " ".repeat(number.len());
-    let mut out = format!("{pad} |\n{number} | {src}");
+    let mut out = format!("{pad} |\n{number} | {shown}");
     if column > 0 {
-        let indent: String = src
-            .chars()
-            .take(column - 1)
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
+        let mut indent = String::from(if cut > 0 { "   " } else { "" });
+        indent.extend(
+            src.chars()
+                .skip(cut)
+                .take((column - 1).saturating_sub(cut))
+                .map(|c| if c == '\t' { '\t' } else { ' ' }),
+        );
         out.push_str(&format!("\n{pad} | {indent}^"));
     }
     out
@@ -144,5 +152,16 @@ mod tests {
         let text = "a: 1\nbb: [\n";
         assert_eq!(excerpt(text, 2, 5), "  |\n2 | bb: [\n  |     ^");
         assert_eq!(excerpt(text, 9, 1), "");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let text = format!("{}: [\n", "é".repeat(1000));
+        let out = excerpt(&text, 1, 1003);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].ends_with("éé: ["), "{out}");
+        assert!(lines[1].chars().count() < 200, "{out}");
+        let caret = lines[2].chars().count() - 1;
+        assert_eq!(lines[1].chars().nth(caret), Some('['), "{out}");
     }
 }

@@ -103,7 +103,7 @@ fn host_text(out: &mut String, host: &HostPlan, to: Option<&str>) {
         .as_ref()
         .filter(|c| c.as_str() != crate::controller::UNKNOWN_COMMIT)
     {
-        let from = &from[..from.len().min(12)];
+        let from = crate::text::prefix(from, 12);
         let _ = writeln!(out, "  commit {from} -> {}", to.unwrap_or("working tree"));
     }
     for file in host.files.iter().filter(|f| f.op.is_some()) {

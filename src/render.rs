@@ -129,11 +129,12 @@ impl RenderError {
         let mut text = match (&self.excerpt, self.line) {
             (Some(ex), Some(line)) => {
                 let src = &ex.source;
-                let range = ex
-                    .range
-                    .clone()
-                    .filter(|r| r.end <= src.len() && src.is_char_boundary(r.start))
-                    .unwrap_or_else(|| line_range(src, line));
+                // minijinja's spans are bytes and may end inside a character (its lexer
+                // marks one byte past an unexpected `€`): widen them to whole characters.
+                let range = match ex.range.clone() {
+                    Some(r) if r.end <= src.len() => crate::text::char_range(src, r),
+                    _ => line_range(src, line),
+                };
                 let report = &[Level::ERROR.primary_title(&title).element(
                     Snippet::source(src.as_str())
                         .line_start(1)
@@ -196,6 +197,99 @@ fn line_range(src: &str, line: usize) -> std::ops::Range<usize> {
     src.len()..src.len()
 }
 
+/// Most chained operators (`-`, `not`, `+`, `~`, `.`, `[`, `(`, `|`, `and`, `if`...) one tag
+/// or expression may hold. minijinja bounds nested brackets and blocks, but parses, compiles
+/// and drops a chain like `- - - 1`, `1 + 1 + ...` or `a.b.c...` recursively without a limit,
+/// and some 8000 of them overflow a 2 MiB thread stack (deploy renders on such threads). No
+/// template needs a thousand in one tag.
+const MAX_TAG_OPERATORS: usize = 1000;
+
+/// Where the first tag of `source` (or, for an `expression`, the whole text) holding more
+/// than [`MAX_TAG_OPERATORS`] chained operators starts, as a byte offset. Strings and
+/// comments are skipped; the count is a cheap over-estimate of minijinja's nesting.
+fn overlong_tag(source: &str, expression: bool) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    let mut tag: Option<usize> = expression.then_some(0);
+    let mut count = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        let Some(start) = tag else {
+            if rest.starts_with(b"{#") {
+                i = source[i..].find("#}").map_or(bytes.len(), |e| i + e + 2);
+            } else if rest.starts_with(b"{{") || rest.starts_with(b"{%") {
+                tag = Some(i);
+                count = 0;
+                i += 2;
+            } else {
+                i += 1;
+            }
+            continue;
+        };
+        match bytes[i] {
+            q @ (b'\'' | b'"') => {
+                // Skip the string literal, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            b'}' | b'%' if !expression && rest.get(1) == Some(&b'}') => {
+                tag = None;
+                i += 2;
+                continue;
+            }
+            b'-' | b'+' | b'*' | b'/' | b'%' | b'~' | b'|' | b'.' | b'[' | b'(' | b'=' | b'!'
+            | b'<' | b'>' => count += 1,
+            c if c.is_ascii_alphabetic() => {
+                let end = rest
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .unwrap_or(rest.len());
+                if matches!(
+                    &rest[..end],
+                    b"not" | b"and" | b"or" | b"if" | b"else" | b"is" | b"in"
+                ) {
+                    count += 1;
+                }
+                i += end;
+                if count > MAX_TAG_OPERATORS {
+                    return Some(start);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if count > MAX_TAG_OPERATORS {
+            return Some(start);
+        }
+        i += 1;
+    }
+    None
+}
+
+impl RenderError {
+    /// `source` (named `template`) has a tag at byte `at` too long for minijinja to parse
+    /// safely.
+    fn overlong(template: &str, source: &str, at: usize) -> RenderError {
+        let line = source.get(..at).map_or(0, |b| b.matches('\n').count()) + 1;
+        RenderError {
+            template: template.to_string(),
+            line: Some(line),
+            message: format!(
+                "syntax error: this tag chains more than {MAX_TAG_OPERATORS} operators"
+            ),
+            excerpt: Some(Box::new(Excerpt {
+                source: source.to_string(),
+                range: Some(at..at + 2),
+            })),
+            hint: Some("split the expression with {% set %}".into()),
+        }
+    }
+}
+
 /// Renders templates the way Ansible's `template` module does. Cheap to share between
 /// threads (`Send + Sync`); templates are loaded once and cached.
 pub struct Renderer {
@@ -213,7 +307,20 @@ impl fmt::Debug for Renderer {
 
 fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_loader(minijinja::path_loader(templates_dir));
+    let load = minijinja::path_loader(templates_dir);
+    env.set_loader(move |name| {
+        let source = load(name)?;
+        let text = source.as_ref().map_or("", |s| s.source());
+        if let Some(at) = overlong_tag(text, false) {
+            // The report, with its excerpt, replaces the render's error (as a variable's does).
+            let err = RenderError::overlong(name, text, at);
+            VAR_FAILURE.with(|f| {
+                f.borrow_mut().get_or_insert(err);
+            });
+            return Err(Error::new(ErrorKind::SyntaxError, "template refused"));
+        }
+        Ok(source)
+    });
     // Loaded once and kept, as the API promises; a deploy run does not edit its templates.
     env.set_auto_reload(false);
     let mut syntax = minijinja::syntax::SyntaxConfig::builder();
@@ -264,20 +371,21 @@ impl Renderer {
 
     /// Render the template file `name` with `vars` (a minijinja Value made from a map).
     pub fn render_file(&self, name: &str, vars: &Value) -> Result<String, RenderError> {
-        let tmpl = self.env.get_template(name).map_err(|e| {
-            if e.kind() == ErrorKind::TemplateNotFound {
-                let mut err = RenderError::plain(name, format!("template not found: {name}"));
-                err.hint = Some(format!(
-                    "looked for {}; template names are relative to the templates directory {}",
-                    self.templates_dir.join(name).display(),
-                    self.templates_dir.display()
-                ));
-                err
-            } else {
-                RenderError::from_minijinja(name, None, &e)
-            }
-        })?;
+        // Loading runs inside: a template the loader refuses reports through VAR_FAILURE.
         with_var_failures(|| {
+            let tmpl = self.env.get_template(name).map_err(|e| {
+                if e.kind() == ErrorKind::TemplateNotFound {
+                    let mut err = RenderError::plain(name, format!("template not found: {name}"));
+                    err.hint = Some(format!(
+                        "looked for {}; template names are relative to the templates directory {}",
+                        self.templates_dir.join(name).display(),
+                        self.templates_dir.display()
+                    ));
+                    err
+                } else {
+                    RenderError::from_minijinja(name, None, &e)
+                }
+            })?;
             tmpl.render(vars)
                 .map(|out| preserve_trailing_newlines(tmpl.source(), out))
                 .map_err(|e| RenderError::from_minijinja(name, Some(tmpl.source()), &e))
@@ -293,6 +401,9 @@ impl Renderer {
         source: &str,
         vars: &Value,
     ) -> Result<String, RenderError> {
+        if let Some(at) = overlong_tag(source, false) {
+            return Err(RenderError::overlong(origin, source, at));
+        }
         with_var_failures(|| {
             let tmpl = self
                 .env
@@ -314,6 +425,9 @@ impl Renderer {
         expr: &str,
         vars: &Value,
     ) -> Result<Value, RenderError> {
+        if let Some(at) = overlong_tag(expr, true) {
+            return Err(RenderError::overlong(origin, expr, at));
+        }
         with_var_failures(|| {
             let compiled = self
                 .env
@@ -377,8 +491,9 @@ impl Renderer {
 thread_local! {
     /// Variables being resolved on this thread, innermost last (cycle detection).
     static RESOLVING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// The first variable failure met by the render running on this thread: minijinja's
-    /// lookups cannot fail, so the failure travels here and replaces the render's error.
+    /// The first variable failure met by the render running on this thread (or a template
+    /// the loader refused): minijinja's lookups cannot fail with our errors, so the failure
+    /// travels here and replaces the render's error.
     static VAR_FAILURE: RefCell<Option<RenderError>> = const { RefCell::new(None) };
 }
 
@@ -387,7 +502,9 @@ fn with_var_failures<T>(render: impl FnOnce() -> Result<T, RenderError>) -> Resu
     let result = render();
     match VAR_FAILURE.with(|f| f.borrow_mut().take()) {
         Some(mut var_err) => {
-            if let Err(outer) = &result {
+            if let Err(outer) = &result
+                && outer.template != var_err.template
+            {
                 var_err.message = format!(
                     "{} (used by {}{})",
                     var_err.message,
@@ -512,6 +629,9 @@ impl LazyVars {
     fn template_string(self: &Arc<Self>, name: &str, s: &str) -> Result<Value, RenderError> {
         let origin = format!("variable '{name}'");
         let ctx = Value::from_dyn_object(Arc::clone(self));
+        if let Some(at) = overlong_tag(s, false) {
+            return Err(RenderError::overlong(&origin, s, at));
+        }
         if let Some(expr) = single_expression(s) {
             let compiled = self
                 .env
@@ -565,6 +685,23 @@ mod tests {
     #[test]
     fn renderer_is_send_sync() {
         assert_send_sync::<Renderer>();
+    }
+
+    #[test]
+    fn overlong_tags_are_found_and_strings_and_comments_skipped() {
+        let chain = "-".repeat(MAX_TAG_OPERATORS + 1);
+        assert_eq!(
+            overlong_tag(&format!("a\n{{{{ 1 }}}} {{{{ {chain}1 }}}}"), false),
+            Some(10)
+        );
+        assert_eq!(overlong_tag(&format!("{{{{ '{chain}' }}}}"), false), None);
+        assert_eq!(overlong_tag(&format!("{{# {chain} #}}"), false), None);
+        assert_eq!(overlong_tag(&format!("text {chain}"), false), None);
+        assert_eq!(overlong_tag(&format!("x{chain}1"), true), Some(0));
+        let nots = "not ".repeat(MAX_TAG_OPERATORS + 1);
+        assert_eq!(overlong_tag(&format!("{{% if {nots}x %}}"), false), Some(0));
+        let fine = "a.b | default(1) + 2 if x else -3 ".repeat(50);
+        assert_eq!(overlong_tag(&format!("{{{{ {fine} }}}}"), false), None);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn describe_holder(bytes: &[u8]) -> String {
         Err(_) if bytes.is_empty() => "another deploy (its lock is being written)".into(),
         Err(_) => format!(
             "an unreadable lock: {}",
-            String::from_utf8_lossy(bytes).trim()
+            crate::text::shorten(String::from_utf8_lossy(bytes).trim(), 200)
         ),
     }
 }

@@ -59,7 +59,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// written (at most 400 × 25 ms).
 fn apply_until_mid_write(fleet: &SshFleet) -> std::process::Child {
     let p = &fleet.project;
-    let child = Command::new(env!("CARGO_BIN_EXE_deploy"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deploy"))
         .arg("--repo")
         .arg(p.path())
         .args(["apply", "--yes"])
@@ -81,6 +81,8 @@ fn apply_until_mid_write(fleet: &SshFleet) -> std::process::Child {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("no temporary copy of big.bin appeared in {}", dir.display());
 }
 

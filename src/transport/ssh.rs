@@ -922,8 +922,9 @@ fn check_path(path: &str) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Splits the read script's output into one [`RemoteFile`] per path.
-fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFile>, String> {
+/// Splits the read script's output into one [`RemoteFile`] per path (public for the
+/// property tests: the host writes every byte of it).
+pub fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFile>, String> {
     let mut rest = stdout;
     let mut next_line = || -> Result<String, String> {
         let end = rest
@@ -957,7 +958,10 @@ fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFile>,
         states
             .push(parse_stat_line(&line).ok_or_else(|| format!("unexpected stat line {line:?}"))?);
     }
-    let total: usize = states.iter().map(|s| s.0).sum();
+    let total = states
+        .iter()
+        .try_fold(0usize, |sum, s| sum.checked_add(s.0))
+        .ok_or_else(|| "the host's stat lines add up to more bytes than exist".to_string())?;
     if total != rest.len() {
         return Err(format!(
             "got {} bytes of file content where stat said {total}; a file changed while it was \

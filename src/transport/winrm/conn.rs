@@ -253,115 +253,146 @@ impl Conn {
     }
 
     fn read_response(&mut self) -> Result<Response, ConnError> {
-        let mut head = Vec::new();
-        loop {
-            let n = self
-                .stream
-                .read_until(b'\n', &mut head)
-                .map_err(|e| ConnError {
-                    message: format!("reading the answer: {e}"),
-                    nothing_answered: head.is_empty()
-                        && e.kind() == std::io::ErrorKind::ConnectionReset,
-                })?;
-            if n == 0 {
-                return Err(ConnError {
-                    message: if head.is_empty() {
-                        "the server closed the connection without answering".into()
-                    } else {
-                        "the server closed the connection in the middle of an answer".into()
-                    },
-                    nothing_answered: head.is_empty(),
-                });
-            }
-            if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
-                break;
-            }
-            if head.len() > MAX_HEAD {
-                return Err("the answer's head is too long".to_string().into());
-            }
-        }
-        let mut parsed = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut parsed);
-        match res.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err("the answer's head is incomplete".to_string().into());
-            }
-            Err(e) => return Err(format!("the answer is not HTTP: {e}").into()),
-        }
-        let status = res.code.unwrap_or(0);
-        let headers: Vec<(String, String)> = res
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).trim().to_string(),
-                )
-            })
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        let chunked = response
-            .header("Transfer-Encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            response.body = self.read_chunked()?;
-        } else if let Some(len) = response.header("Content-Length") {
-            let len: usize = len
-                .parse()
-                .map_err(|_| format!("bad Content-Length {len:?}"))?;
-            if len > MAX_BODY {
-                return Err(format!("the answer is too large ({len} bytes)").into());
-            }
-            response.body = vec![0; len];
-            self.stream
-                .read_exact(&mut response.body)
-                .map_err(|e| format!("reading the answer's body: {e}"))?;
-        } else if !(status < 200 || status == 204 || status == 304) {
-            // No length: the body runs to the end of the stream, which ends the connection.
-            self.stream
-                .by_ref()
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut response.body)
-                .map_err(|e| format!("reading the answer's body: {e}"))?;
+        let (response, to_end) = read_response(&mut self.stream)?;
+        if to_end {
             self.open = false;
         }
         Ok(response)
     }
+}
 
-    fn read_chunked(&mut self) -> Result<Vec<u8>, String> {
-        let mut body = Vec::new();
-        let err = |e: std::io::Error| format!("reading the answer's body: {e}");
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).map_err(err)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| format!("bad chunk size {:?}", line.trim()))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                for _ in 0..100 {
-                    line.clear();
-                    if self.stream.read_line(&mut line).map_err(err)? == 0 || line.trim().is_empty()
-                    {
-                        return Ok(body);
-                    }
-                }
-                return Err("too many trailers".into());
-            }
-            if body.len() + size > MAX_BODY {
-                return Err("the answer is too large".into());
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.stream.read_exact(&mut body[start..]).map_err(err)?;
-            let mut crlf = [0u8; 2];
-            self.stream.read_exact(&mut crlf).map_err(err)?;
+/// Reads one HTTP/1.1 answer from `stream`: (the answer, whether its body ran to the end of
+/// the stream, which ends the connection). Every read is bounded: a head over 64 KiB, a
+/// body over 64 MiB or a chunk-size line without end is an error, whatever the server sends.
+pub fn read_response(stream: &mut impl BufRead) -> Result<(Response, bool), ConnError> {
+    let mut head = Vec::new();
+    loop {
+        // Bounded even when no newline ever comes.
+        let room = (MAX_HEAD + 1).saturating_sub(head.len()) as u64;
+        let n = stream
+            .by_ref()
+            .take(room)
+            .read_until(b'\n', &mut head)
+            .map_err(|e| ConnError {
+                message: format!("reading the answer: {e}"),
+                nothing_answered: head.is_empty()
+                    && e.kind() == std::io::ErrorKind::ConnectionReset,
+            })?;
+        if head.len() > MAX_HEAD {
+            return Err("the answer's head is too long".to_string().into());
         }
+        if n == 0 {
+            return Err(ConnError {
+                message: if head.is_empty() {
+                    "the server closed the connection without answering".into()
+                } else {
+                    "the server closed the connection in the middle of an answer".into()
+                },
+                nothing_answered: head.is_empty(),
+            });
+        }
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+            break;
+        }
+    }
+    let mut parsed = [httparse::EMPTY_HEADER; 64];
+    let mut res = httparse::Response::new(&mut parsed);
+    match res.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err("the answer's head is incomplete".to_string().into());
+        }
+        Err(e) => return Err(format!("the answer is not HTTP: {e}").into()),
+    }
+    let status = res.code.unwrap_or(0);
+    let headers: Vec<(String, String)> = res
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let mut to_end = false;
+    let chunked = response
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        response.body = read_chunked(stream)?;
+    } else if let Some(len) = response.header("Content-Length") {
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad Content-Length {len:?}"))?;
+        if len > MAX_BODY {
+            return Err(format!("the answer is too large ({len} bytes)").into());
+        }
+        response.body = vec![0; len];
+        stream
+            .read_exact(&mut response.body)
+            .map_err(|e| format!("reading the answer's body: {e}"))?;
+    } else if !(status < 200 || status == 204 || status == 304) {
+        // No length: the body runs to the end of the stream, which ends the connection.
+        stream
+            .by_ref()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut response.body)
+            .map_err(|e| format!("reading the answer's body: {e}"))?;
+        if response.body.len() > MAX_BODY {
+            return Err("the answer is too large".to_string().into());
+        }
+        to_end = true;
+    }
+    Ok((response, to_end))
+}
+
+/// Longest chunk-size or trailer line read.
+const MAX_CHUNK_LINE: u64 = 4096;
+
+fn read_chunked(stream: &mut impl BufRead) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let err = |e: std::io::Error| format!("reading the answer's body: {e}");
+    let read_line = |stream: &mut dyn BufRead, line: &mut String| {
+        line.clear();
+        let n = stream.take(MAX_CHUNK_LINE).read_line(line).map_err(err)?;
+        if n as u64 == MAX_CHUNK_LINE && !line.ends_with('\n') {
+            return Err("a chunk line is too long".to_string());
+        }
+        Ok(n)
+    };
+    let mut line = String::new();
+    loop {
+        if read_line(stream, &mut line)? == 0 {
+            return Err(
+                "the server closed the connection in the middle of a chunked answer".into(),
+            );
+        }
+        let size = line.trim().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| format!("bad chunk size {:?}", line.trim()))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            for _ in 0..100 {
+                if read_line(stream, &mut line)? == 0 || line.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+            return Err("too many trailers".into());
+        }
+        if size > MAX_BODY.saturating_sub(body.len()) {
+            return Err("the answer is too large".into());
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        stream.read_exact(&mut body[start..]).map_err(err)?;
+        let mut crlf = [0u8; 2];
+        stream.read_exact(&mut crlf).map_err(err)?;
     }
 }
 

@@ -511,8 +511,11 @@ pub fn unwrap_winrm(sealer: &mut Sealer, body: &[u8]) -> Result<Vec<u8>, String>
     let sig = body
         .get(data + 4..data + 20)
         .ok_or_else(|| bad("ends early"))?;
+    let end = (data + 20)
+        .checked_add(length)
+        .ok_or_else(|| bad("bad OriginalContent length"))?;
     let mut message = body
-        .get(data + 20..data + 20 + length)
+        .get(data + 20..end)
         .ok_or_else(|| bad("shorter than its OriginalContent length"))?
         .to_vec();
     sealer.unseal(&mut message, sig)?;

@@ -57,8 +57,13 @@ pub struct Element {
     pub children: Vec<Element>,
 }
 
+/// How deep elements may nest in an answer (WS-Man answers and CLIXML error records go
+/// about 10 deep); recursion over a tree this deep is cheap.
+const MAX_DEPTH: usize = 256;
+
 impl Element {
-    /// Parses a whole document; its root element is returned.
+    /// Parses a whole document; its root element is returned. Nesting deeper than 256 is an
+    /// error.
     pub fn parse(xml: &str) -> Result<Element, String> {
         let mut reader = quick_xml::Reader::from_str(xml);
         let mut stack: Vec<Element> = Vec::new();
@@ -68,7 +73,13 @@ impl Element {
                 .read_event()
                 .map_err(|e| format!("bad XML at byte {}: {e}", reader.buffer_position()))?;
             match event {
-                Event::Start(start) => stack.push(element_of(&start)?),
+                Event::Start(start) => {
+                    // Walking, cloning and dropping an element recurse: bound the depth.
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(format!("XML nested deeper than {MAX_DEPTH} elements"));
+                    }
+                    stack.push(element_of(&start)?)
+                }
                 Event::Empty(start) => {
                     let el = element_of(&start)?;
                     match stack.last_mut() {
@@ -575,7 +586,7 @@ pub fn received(body: &Element) -> Result<Received, AnswerError> {
 pub fn max_envelope_size(body: &Element) -> Option<usize> {
     body.find("MaxEnvelopeSizekb")
         .and_then(|e| e.text.trim().parse::<usize>().ok())
-        .map(|kb| kb * 1024)
+        .and_then(|kb| kb.checked_mul(1024))
 }
 
 /// How many stdin bytes fit in one Send envelope of at most `max_envelope` bytes, given the
