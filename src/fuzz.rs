@@ -20,8 +20,10 @@ use crate::transport::{FileState, RemoteFile, known_hosts, ssh};
 /// One parser of outside input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// `hosts/inventory.yml` (YAML; Ansible's INI inventory is not read yet).
+    /// `hosts/inventory.yml` (YAML).
     Inventory,
+    /// `hosts/hosts.ini` (Ansible's INI inventory: sections, ranges, typed values).
+    IniInventory,
     /// A `group_vars/` or `host_vars/` file, and `-e` arguments.
     VarsFile,
     /// `hosts/deploy.yml`.
@@ -56,8 +58,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 16] = [
+    pub const ALL: [Target; 17] = [
         Target::Inventory,
+        Target::IniInventory,
         Target::VarsFile,
         Target::Manifest,
         Target::Template,
@@ -144,6 +147,7 @@ impl Outcome {
 pub fn run(target: Target, data: &[u8]) -> Outcome {
     match target {
         Target::Inventory => inventory(data),
+        Target::IniInventory => ini_inventory(data),
         Target::VarsFile => vars_file(data),
         Target::Manifest => manifest(data),
         Target::Template => template(data),
@@ -205,6 +209,16 @@ fn inventory(data: &[u8]) -> Outcome {
         for host in inv.hosts.values() {
             let _ = host.group_names();
         }
+    }
+    Outcome::of(result).naming(path.display().to_string())
+}
+
+fn ini_inventory(data: &[u8]) -> Outcome {
+    let path = scratch_file("ini-inventory/hosts/hosts.ini", data);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let result = crate::inventory::Inventory::load(dir, &crate::inventory::Vars::new());
+    if let Ok(inv) = &result {
+        let _ = inv.groups_var();
     }
     Outcome::of(result).naming(path.display().to_string())
 }

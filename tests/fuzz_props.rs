@@ -85,6 +85,24 @@ const COMMON: &[&str] = &[
 
 fn tokens(target: Target) -> &'static [&'static str] {
     match target {
+        Target::IniInventory => &[
+            "[web]",
+            "[web:vars]",
+            "[web:children]",
+            "host[01:10]",
+            "db-[a:c]:22",
+            "x=1",
+            "y='a b'",
+            "z=[1, {'a': None}]",
+            "# c",
+            "; c",
+            "\n",
+            "=",
+            "[",
+            "]",
+            ":",
+            "\"",
+        ],
         Target::Inventory | Target::VarsFile | Target::Manifest | Target::ChecksFile => &[
             "all:",
             "hosts:",
@@ -262,6 +280,12 @@ fn tokens(target: Target) -> &'static [&'static str] {
 fn seeds(target: Target) -> Vec<Vec<u8>> {
     let text = |s: &str| s.as_bytes().to_vec();
     match target {
+        Target::IniInventory => vec![
+            text(
+                "# the seeds' layout\n[litellm]\nmotoko ansible_host=motoko ansible_user=mdt\n\n[vllm]\nwin[01:03] ansible_port=5986 gpu=True\ndb-[a:c]:2222\n\n[vllm:vars]\nansible_connection=winrm\nworkers = 4\n\n[gpu:children]\nvllm\n[gpu]\n",
+            ),
+            text("ungrouped1 x=\"a b\" y=[1, 'two'] z={'k': None}\n[g]\nh ; comment\n"),
+        ],
         Target::Inventory => vec![
             read("hosts/inventory.yml"),
             text(
@@ -515,6 +539,11 @@ fn no_panic(target: Target, cases: u32) {
 #[test]
 fn inventory() {
     no_panic(Target::Inventory, 5000);
+}
+
+#[test]
+fn ini_inventory() {
+    no_panic(Target::IniInventory, 5000);
 }
 
 #[test]

@@ -140,6 +140,7 @@ pub fn expand_range(line: &str) -> Result<Vec<String>, String> {
             }
             let letters: Vec<char> = LETTERS.chars().collect();
             py_range(b as i128, e as i128 + 1, step)
+                .map_err(|e| format!("`{line}`: {e}"))?
                 .into_iter()
                 .map(|i| letters[i as usize].to_string())
                 .collect()
@@ -153,7 +154,8 @@ pub fn expand_range(line: &str) -> Result<Vec<String>, String> {
             if step == 0 {
                 return Err(format!("`{line}`: a host range's step must not be zero"));
             }
-            py_range(b, e + 1, step)
+            py_range(b, e.saturating_add(1), step)
+                .map_err(|e| format!("`{line}`: {e}"))?
                 .into_iter()
                 .map(|i| match width {
                     Some(w) => zfill(&i.to_string(), w),
@@ -169,6 +171,12 @@ pub fn expand_range(line: &str) -> Result<Vec<String>, String> {
             names.extend(expand_range(&name)?);
         } else {
             names.push(name);
+        }
+        if names.len() > MAX_EXPANDED {
+            return Err(format!(
+                "`{}`: more than {MAX_EXPANDED} host names from one pattern",
+                crate::text::shorten(line, 80)
+            ));
         }
     }
     Ok(names)
@@ -194,17 +202,39 @@ fn py_int(text: &str) -> Option<i128> {
 }
 
 /// Python's `range(start, stop, step)` (step is not 0), at most a million items.
-fn py_range(start: i128, stop: i128, step: i128) -> Vec<i128> {
-    let mut out = Vec::new();
+/// At most this many host names from one pattern (nested ranges multiply): more is an
+/// error, never a truncated inventory nor unbounded memory.
+pub const MAX_EXPANDED: usize = 100_000;
+
+fn py_range(start: i128, stop: i128, step: i128) -> Result<Vec<i128>, String> {
+    let span = |a: i128, b: i128, by: i128| {
+        a.checked_sub(b)
+            .and_then(|d| d.checked_add(by - 1))
+            .map(|d| d / by)
+    };
+    let count = if step > 0 && start < stop {
+        span(stop, start, step)
+    } else if step < 0 && start > stop {
+        step.checked_neg().and_then(|by| span(start, stop, by))
+    } else {
+        Some(0)
+    }
+    .unwrap_or(i128::MAX);
+    if count > MAX_EXPANDED as i128 {
+        return Err(format!(
+            "a host range of more than {MAX_EXPANDED} names (at most {MAX_EXPANDED} per pattern)"
+        ));
+    }
+    let mut out = Vec::with_capacity(count as usize);
     let mut i = start;
     while (step > 0 && i < stop) || (step < 0 && i > stop) {
         out.push(i);
-        if out.len() >= 1_000_000 {
-            break;
+        match i.checked_add(step) {
+            Some(next) => i = next,
+            None => break,
         }
-        i += step;
     }
-    out
+    Ok(out)
 }
 
 /// Python's `str.zfill(width)`: zeros after the sign.
@@ -219,6 +249,18 @@ fn zfill(s: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_ranges_are_an_error_not_a_truncated_or_unbounded_list() {
+        let err = super::expand_range("web[0:99999999999]").expect_err("too many");
+        assert!(err.contains("at most 100000"), "{err}");
+        let err = super::expand_range("a[0:999]b[0:999]").expect_err("nested");
+        assert!(err.contains("more than 100000"), "{err}");
+        let err = super::expand_range("x[0:170141183460469231731687303715884105727]")
+            .expect_err("i128::MAX");
+        assert!(err.contains("at most"), "{err}");
+        assert_eq!(super::expand_range("a[1:3]").expect("small").len(), 3);
+    }
+
     use super::*;
 
     fn names(p: &str) -> Vec<String> {

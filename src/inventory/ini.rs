@@ -41,7 +41,13 @@ struct Pending {
 
 /// Adds the INI inventory `text` (read from `path`) to `parsed`.
 pub fn parse(path: &Path, text: &str, parsed: &mut Parsed) -> Result<(), Error> {
-    let at = |line: usize, msg: String| Error::config(format!("{}:{line}", path.display()), msg);
+    // Messages quote the line: a line of 40 KB is quoted in part.
+    let at = |line: usize, msg: String| {
+        Error::config(
+            format!("{}:{line}", path.display()),
+            crate::text::shorten(&msg, 300),
+        )
+    };
     let mut pending: indexmap::IndexMap<String, Pending> = indexmap::IndexMap::new();
     let mut group = "ungrouped".to_string();
     let mut state = State::Hosts;

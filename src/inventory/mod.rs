@@ -212,8 +212,19 @@ impl Inventory {
         }
         let no_secrets = HashMap::new();
         let mut hosts = IndexMap::new();
+        // Each host's direct groups, found in one pass (not one pass over every group's
+        // hosts per host: that is quadratic in a large inventory).
+        let mut direct: HashMap<&str, Vec<String>> = HashMap::new();
+        for g in groups.values() {
+            for h in &g.hosts {
+                direct.entry(h.as_str()).or_default().push(g.name.clone());
+            }
+        }
         for name in &parsed.host_order {
-            let host_groups = groups_of(&groups, name);
+            let host_groups = groups_of(
+                &groups,
+                direct.get(name.as_str()).map_or(&[], Vec::as_slice),
+            );
             let mut layers = Layers::default();
             for g in &host_groups {
                 merge(&mut layers.inventory_groups, &groups[g].vars);
@@ -382,6 +393,8 @@ pub struct Parsed {
     groups: IndexMap<String, Group>,
     host_order: Vec<String>,
     host_vars: HashMap<String, Vars>,
+    /// (group, host) pairs already listed, so adding a host stays O(1).
+    members: std::collections::HashSet<(String, String)>,
 }
 
 impl Parsed {
@@ -391,6 +404,7 @@ impl Parsed {
             groups: IndexMap::new(),
             host_order: Vec::new(),
             host_vars: HashMap::new(),
+            members: std::collections::HashSet::new(),
         };
         p.add_group("all");
         p.add_group("ungrouped");
@@ -423,7 +437,7 @@ impl Parsed {
         if let Some(group) = group {
             self.add_group(group);
             if let Some(g) = self.groups.get_mut(group)
-                && !g.hosts.iter().any(|h| h == host)
+                && self.members.insert((group.to_string(), host.to_string()))
             {
                 g.hosts.push(host.to_string());
             }
@@ -534,6 +548,8 @@ impl Parsed {
         if let Some(u) = self.groups.get_mut("ungrouped") {
             u.hosts.retain(|h| !leave.contains(h));
         }
+        self.members
+            .retain(|(g, h)| !(g == "ungrouped" && leave.contains(h)));
         for host in join {
             self.add_host(&host, Some("ungrouped"), None);
         }
@@ -611,14 +627,11 @@ fn depth_of(
     Some(d)
 }
 
-/// Every group `host` is in, directly or through a child group, sorted by depth then name.
-fn groups_of(groups: &IndexMap<String, Group>, host: &str) -> Vec<String> {
+/// Every group a host is in, from the groups that list it (`direct`) and their ancestors,
+/// sorted by depth then name.
+fn groups_of(groups: &IndexMap<String, Group>, direct: &[String]) -> Vec<String> {
     let mut found: BTreeSet<(usize, String)> = BTreeSet::new();
-    let mut todo: Vec<String> = groups
-        .values()
-        .filter(|g| g.hosts.iter().any(|h| h == host))
-        .map(|g| g.name.clone())
-        .collect();
+    let mut todo: Vec<String> = direct.to_vec();
     todo.push("all".to_string());
     while let Some(name) = todo.pop() {
         let Some(g) = groups.get(&name) else { continue };
