@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::ssh_apply::SshFleet;
@@ -58,19 +58,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// Starts `deploy apply --yes` and returns once its temporary copy of big.bin is being
 /// written (at most 400 × 25 ms).
 fn apply_until_mid_write(fleet: &SshFleet) -> std::process::Child {
-    let p = &fleet.project;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--repo")
-        .arg(p.path())
-        .args(["apply", "--yes"])
-        .env("NO_COLOR", "1")
-        .env("HOME", p.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("deploy");
+    let mut child = fleet.project.spawn(&["apply", "--yes"]);
     let dir = fleet.root("alpha").join("etc/app");
     for _ in 0..400 {
         if names(&dir)

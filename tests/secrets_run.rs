@@ -221,54 +221,15 @@ fn a_passphrase_protected_identity_without_a_terminal_is_a_clear_error() {
 #[test]
 fn a_passphrase_protected_identity_is_asked_for_on_the_terminal() {
     let (p, key) = locked_project();
-    // script(1) runs deploy on a pseudo-terminal and types what it reads on stdin.
-    let command = format!(
-        "{} --repo {} plan --identity {}",
-        env!("CARGO_BIN_EXE_deploy"),
-        p.path().display(),
-        key.display()
+    // A pseudo-terminal (script(1)); the passphrase is typed once the prompt is up. (Whether
+    // the terminal echoes it is rpassword's business and racy to observe, so not asserted.)
+    let id = key.display().to_string();
+    let (code, text) = p.run_on_terminal(
+        &["plan", "--identity", &id],
+        "Passphrase for",
+        "correct horse",
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("HOME", p.path().join("home"))
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Type the passphrase once the prompt is up, as a person would. (Whether the terminal
-    // echoes it is rpassword's business and racy to observe from here, so not asserted.)
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !String::from_utf8_lossy(&seen).contains("Passphrase for") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => seen.extend(chunk),
-            Err(_) => panic!("no prompt within 20 s: {}", String::from_utf8_lossy(&seen)),
-        }
-    }
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"correct horse\n").unwrap();
-    }
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    seen.extend(rx.try_iter().flatten());
-    let text = String::from_utf8_lossy(&seen).into_owned();
-    assert_eq!(status.code(), Some(0), "{text}");
+    assert_eq!(code, 0, "{text}");
     assert!(text.contains("Passphrase for"), "{text}");
     assert!(text.contains("+OPENAI_API_KEY=<secret:api_key>"), "{text}");
     assert_no_secret(&text);

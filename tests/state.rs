@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::ssh_apply::SshFleet;
@@ -41,19 +41,7 @@ fn commit_all(p: &Project) -> String {
 
 /// `deploy apply --yes ARGS` started in the background.
 fn spawn_apply(p: &Project, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("--repo")
-        .arg(p.path())
-        .args(["apply", "--yes"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("HOME", p.path().join("home"))
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn deploy")
+    p.spawn(&[&["apply", "--yes"], args].concat())
 }
 
 fn finish(child: Child) -> Run {

@@ -496,55 +496,13 @@ fn ask_become_pass_asks_once_on_the_terminal_for_every_session() {
     let password = "correct-horse-7d1f";
     let login = users::user("dpl-pw", Some(password), Some("dpl-pw ALL=(ALL) ALL\n"));
     let host = BecomeHost::new(&login, sshd_for(&login), "");
-    // A real terminal for -K: util-linux `script` runs deploy on a pty and types the
-    // password into it after the prompt.
-    let deploy = env!("CARGO_BIN_EXE_deploy");
-    let command = format!(
-        "{deploy} --repo {} apply --yes -b -K",
-        host.project.path().display()
+    // A real terminal for -K (util-linux `script`), the password typed at the prompt.
+    let (code, printed) = host.project.run_on_terminal(
+        &["apply", "--yes", "-b", "-K"],
+        "BECOME password:",
+        password,
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("NO_COLOR", "1")
-        .env("HOME", host.project.path().join("home"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("script (bsdutils)");
-    // Typed once the prompt shows (bounded: 300 × 100 ms).
-    let mut stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    for _ in 0..300 {
-        if let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            seen.extend(chunk);
-        }
-        if String::from_utf8_lossy(&seen).contains("BECOME password:") {
-            break;
-        }
-    }
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("type");
-    }
-    let status = child.wait().expect("wait");
-    let _ = reader.join();
-    seen.extend(rx.try_iter().flatten());
-    let printed = String::from_utf8_lossy(&seen).into_owned();
-    assert!(status.success(), "{printed}");
+    assert_eq!(code, 0, "{printed}");
     assert_eq!(printed.matches("BECOME password:").count(), 1, "{printed}");
     assert!(!printed.contains(password), "{printed}");
     assert_eq!(

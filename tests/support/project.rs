@@ -199,3 +199,83 @@ impl Project {
         text.replace(&self.dir.path().display().to_string(), "[REPO]")
     }
 }
+
+impl Project {
+    /// `deploy --repo <repo> ARGS` started in the background (stdout and stderr piped).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg("--repo")
+            .arg(self.dir.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn deploy")
+    }
+
+    /// Runs `deploy --repo <repo> ARGS` on a pseudo-terminal (util-linux `script`) and types
+    /// `answer` and a newline once `prompt` shows (waiting at most 20 s), as a person would.
+    /// Returns the exit code and everything the terminal showed.
+    pub fn run_on_terminal(&self, args: &[&str], prompt: &str, answer: &str) -> (i32, String) {
+        let command = format!(
+            "{} --repo {} {}",
+            env!("CARGO_BIN_EXE_deploy"),
+            self.dir.path().display(),
+            args.join(" ")
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("HOME", self.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (bsdutils)");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains(prompt) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "no `{prompt}` within 20 s: {}",
+                        String::from_utf8_lossy(&seen)
+                    );
+                }
+            }
+        }
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all(format!("{answer}\n").as_bytes())
+                .expect("type the answer");
+        }
+        let status = child.wait().expect("wait");
+        let _ = reader.join();
+        seen.extend(rx.try_iter().flatten());
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&seen).into_owned(),
+        )
+    }
+}
