@@ -63,8 +63,59 @@ pub fn window(line: &str, column: usize, width: usize) -> (String, usize) {
     (format!("{before}{text}{after}"), start)
 }
 
+/// Python's `str.splitlines()` (without keepends): every line break Python knows, `\r\n`
+/// as one. For the filters and the INI inventory, which Ansible reads this way.
+pub fn python_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let is_br = matches!(
+            c,
+            '\n' | '\r'
+                | '\x0b'
+                | '\x0c'
+                | '\x1c'
+                | '\x1d'
+                | '\x1e'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        );
+        if is_br {
+            out.push(&s[start..i]);
+            let mut end = i + c.len_utf8();
+            if c == '\r'
+                && let Some(&(j, '\n')) = chars.peek()
+            {
+                chars.next();
+                end = j + 1;
+            }
+            start = end;
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn python_splitlines_knows_every_break() {
+        assert_eq!(
+            super::python_splitlines("a\r\nb\n\nc"),
+            vec!["a", "b", "", "c"]
+        );
+        assert_eq!(super::python_splitlines("a\n"), vec!["a"]);
+        assert_eq!(
+            super::python_splitlines("a\r\nb\rc\nd"),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(super::python_splitlines("a\n\nb\n"), ["a", "", "b"]);
+    }
+
     use super::{ceil_boundary, char_range, floor_boundary, prefix, shorten, window};
 
     #[test]

@@ -51,7 +51,7 @@ pub fn parse(path: &Path, text: &str, parsed: &mut Parsed) -> Result<(), Error> 
     let mut pending: indexmap::IndexMap<String, Pending> = indexmap::IndexMap::new();
     let mut group = "ungrouped".to_string();
     let mut state = State::Hosts;
-    for (n, raw) in python_lines(text).into_iter().enumerate() {
+    for (n, raw) in crate::text::python_splitlines(text).into_iter().enumerate() {
         let lineno = n + 1;
         let line = raw.trim();
         if line.is_empty() || line.starts_with(['#', ';']) {
@@ -211,43 +211,6 @@ fn add_pending_children(
     Ok(())
 }
 
-/// Python's `str.splitlines()`: every line break Python knows, `\r\n` as one.
-fn python_lines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let br = matches!(
-            c,
-            '\n' | '\r'
-                | '\x0b'
-                | '\x0c'
-                | '\x1c'
-                | '\x1d'
-                | '\x1e'
-                | '\u{85}'
-                | '\u{2028}'
-                | '\u{2029}'
-        );
-        if !br {
-            continue;
-        }
-        lines.push(&text[start..i]);
-        let mut next = i + c.len_utf8();
-        if c == '\r'
-            && let Some((_, '\n')) = chars.peek()
-        {
-            chars.next();
-            next += 1;
-        }
-        start = next;
-    }
-    if start < text.len() {
-        lines.push(&text[start..]);
-    }
-    lines
-}
-
 /// Python's `shlex.split(line, comments=True)` (POSIX mode): whitespace separates words,
 /// quotes group, a backslash escapes (inside `"` only `\"` and `\\`), `#` starts a comment.
 pub fn shlex_split(line: &str) -> Result<Vec<String>, String> {
@@ -345,11 +308,5 @@ mod tests {
         assert_eq!(vars["q"], json!(80));
         assert_eq!(vars["flag"], json!(true));
         assert_eq!(vars["t"], json!("true"));
-    }
-
-    #[test]
-    fn lines_break_where_python_breaks_them() {
-        assert_eq!(python_lines("a\r\nb\rc\nd"), ["a", "b", "c", "d"]);
-        assert_eq!(python_lines("a\n\nb\n"), ["a", "", "b"]);
     }
 }
