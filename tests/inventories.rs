@@ -631,32 +631,14 @@ fn a_saved_plan_keeps_its_inventory_and_limit() {
     assert_eq!(p.host_file("motoko", "/opt/litellm/config"), None);
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .expect("git must be installed");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn rev_reads_the_inventory_file_and_its_vars_at_that_commit() {
     let p = Project::new();
     seed_repo(&p);
     p.file(".gitignore", "roots/\nhome/\n");
-    git(p.path(), &["init", "-q", "-b", "main"]);
-    git(p.path(), &["add", "-A"]);
-    git(p.path(), &["commit", "-qm", "litellm on 4000"]);
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["add", "-A"]);
+    p.git(&["commit", "-qm", "litellm on 4000"]);
     // Work in progress: another port, another host.
     p.file("inventories/group_vars/litellm.yml", "litellm_port: 4999\n");
     p.file(

@@ -1,29 +1,7 @@
 //! `--rev`: render the repo as it was at a git revision; rollback by `--rev HEAD~1` equals
 //! rollback by `git revert` + apply. The working tree and index are never touched.
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::support::project::Project;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .expect("git must be installed");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// One local host and a committed history: workers 4, then workers 8.
 fn history() -> Project {
@@ -33,11 +11,11 @@ fn history() -> Project {
         .manifest("groups:\n  all:\n    files:\n      - template: app.conf.j2\n        dest: /etc/app.conf\n")
         .template("app.conf.j2", "workers = {{ workers }}\n")
         .file(".gitignore", "roots/\nhome/\n");
-    git(p.path(), &["init", "-q", "-b", "main"]);
-    git(p.path(), &["add", "-A"]);
-    git(p.path(), &["commit", "-qm", "four workers"]);
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["add", "-A"]);
+    p.git(&["commit", "-qm", "four workers"]);
     p.file("hosts/group_vars/all.yml", "workers: 8\n");
-    git(p.path(), &["commit", "-qam", "eight workers"]);
+    p.git(&["commit", "-qam", "eight workers"]);
     p
 }
 
@@ -51,10 +29,10 @@ fn rev_renders_an_older_commit_without_touching_the_working_tree() {
     );
     // Uncommitted work in progress must survive --rev untouched.
     p.file("hosts/group_vars/all.yml", "workers: 16\n");
-    let status_before = git(p.path(), &["status", "--porcelain"]);
+    let status_before = p.git(&["status", "--porcelain"]);
 
     let plan = p.run(&["plan", "--rev", "HEAD~1"]).expect(0);
-    let short = git(p.path(), &["rev-parse", "--short=12", "HEAD~1"]);
+    let short = p.git(&["rev-parse", "--short=12", "HEAD~1"]);
     assert!(
         plan.stdout
             .contains(&format!("Rendered from HEAD~1 ({})", short.trim())),
@@ -72,7 +50,7 @@ fn rev_renders_an_older_commit_without_touching_the_working_tree() {
         p.host_file("alpha", "/etc/app.conf").as_deref(),
         Some("workers = 4\n")
     );
-    assert_eq!(git(p.path(), &["status", "--porcelain"]), status_before);
+    assert_eq!(p.git(&["status", "--porcelain"]), status_before);
     assert_eq!(
         std::fs::read_to_string(p.path().join("hosts/group_vars/all.yml")).unwrap(),
         "workers: 16\n"
@@ -85,7 +63,7 @@ fn rollback_by_rev_equals_rollback_by_git_revert() {
     p.run(&["apply", "--yes", "--rev", "HEAD~1"]).expect(0);
     let by_rev = p.host_file("alpha", "/etc/app.conf");
     p.run(&["apply", "--yes"]).expect(0);
-    git(p.path(), &["revert", "--no-edit", "HEAD"]);
+    p.git(&["revert", "--no-edit", "HEAD"]);
     p.run(&["apply", "--yes"]).expect(0);
     assert_eq!(p.host_file("alpha", "/etc/app.conf"), by_rev);
     p.run(&["plan", "--detailed-exitcode", "--rev", "HEAD~2"])
