@@ -88,15 +88,11 @@ impl Options {
 /// The command line's become options; `-K` asks for the password here, once.
 fn become_defaults(args: &BecomeArgs) -> Result<Escalation, Error> {
     let password = if args.ask_become_pass {
-        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return Err(Error::usage(
-                "-K/--ask-become-pass needs a terminal to ask on",
-                Some("set ansible_become_password in secrets/<host>.yml.age instead".into()),
-            ));
-        }
-        let pw = rpassword::prompt_password("BECOME password: ")
-            .map_err(|e| Error::usage(format!("cannot read the become password: {e}"), None))?;
-        Some(pw)
+        Some(ask_on_terminal(
+            "-K/--ask-become-pass",
+            "BECOME password: ",
+            "set ansible_become_password in secrets/<host>.yml.age instead",
+        )?)
     } else {
         None
     };
@@ -118,15 +114,26 @@ pub fn vault_password(args: &VaultArgs) -> Result<Option<VaultPassword>, Error> 
     if !args.ask_vault_pass {
         return Ok(None);
     }
+    let pw = ask_on_terminal(
+        "--ask-vault-pass",
+        "Vault password: ",
+        "pass --vault-password-file FILE instead",
+    )?;
+    Ok(Some(VaultPassword::new(pw.into_bytes())))
+}
+
+/// Asks once on the terminal, without echo; `flag` (the option that asked) and `hint` make
+/// the error when there is no terminal.
+fn ask_on_terminal(flag: &str, prompt: &str, hint: &str) -> Result<String, Error> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Err(Error::usage(
-            "--ask-vault-pass needs a terminal to ask on",
-            Some("pass --vault-password-file FILE instead".into()),
+            format!("{flag} needs a terminal to ask on"),
+            Some(hint.into()),
         ));
     }
-    let pw = rpassword::prompt_password("Vault password: ")
-        .map_err(|e| Error::usage(format!("cannot read the vault password: {e}"), None))?;
-    Ok(Some(VaultPassword::new(pw.into_bytes())))
+    let what = prompt.trim_end_matches(": ").to_lowercase();
+    rpassword::prompt_password(prompt)
+        .map_err(|e| Error::usage(format!("cannot read the {what}: {e}"), None))
 }
 
 /// A computed plan with the open connections it was computed over.

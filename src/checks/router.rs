@@ -54,11 +54,7 @@ pub(super) fn check(
             Json::Object(map) => {
                 for (alias, target) in map {
                     let key = format!("router_settings.model_group_alias.{alias}");
-                    let name = match target {
-                        Json::String(s) => Some(s.as_str()),
-                        Json::Object(o) => o.get("model").and_then(Json::as_str),
-                        _ => None,
-                    };
+                    let name = target_name(target);
                     match name {
                         Some(n) if names.contains(&n) => {}
                         Some(n) => fail(
@@ -221,11 +217,7 @@ pub(super) fn check(
                         }
                     };
                     for t in targets {
-                        let name = match t {
-                            Json::String(s) => Some(s.as_str()),
-                            Json::Object(o) => o.get("model").and_then(Json::as_str),
-                            _ => None,
-                        };
+                        let name = target_name(t);
                         match name {
                             Some(n) if names.contains(&n) => {}
                             Some(n) => fail(
@@ -291,5 +283,15 @@ fn json_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// The model group an alias or fallback entry names: a string, or LiteLLM's mapping form
+/// (`{model: NAME, ...}`).
+fn target_name(target: &Json) -> Option<&str> {
+    match target {
+        Json::String(s) => Some(s.as_str()),
+        Json::Object(o) => o.get("model").and_then(Json::as_str),
+        _ => None,
     }
 }
