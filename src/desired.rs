@@ -673,25 +673,25 @@ fn render_host(
     }
     let connection = Connection::from_vars(&host.name, &host.vars)
         .map_err(|msg| Error::config(format!("host {}", host.name), msg))?;
-    if matches!(connection, Connection::WinRm(_)) {
-        // Windows has ACLs, not Unix modes and owners: the WinRM transport reports every
-        // file as 0644 and applies none of these, so they are dropped here rather than
-        // shown as a change on every plan (README: Windows hosts).
+    if !connection.keeps_unix_metadata() {
+        // Dropped here rather than shown as a change on every plan (README: Windows hosts).
         for file in &mut files {
             file.mode = None;
             file.owner = None;
             file.group = None;
         }
-        if let Some(file) = files.iter().find(|f| f.validate.is_some()) {
-            return Err(Error::config(
-                format!("host {}", host.name),
-                format!(
-                    "{} has `validate:`, which deploy does not run on WinRM hosts yet",
-                    file.dest
-                ),
-            )
-            .with_hint("validate it on a Linux host, or in a `checks:` entry of deploy.yml"));
-        }
+    }
+    if !connection.runs_validate()
+        && let Some(file) = files.iter().find(|f| f.validate.is_some())
+    {
+        return Err(Error::config(
+            format!("host {}", host.name),
+            format!(
+                "{} has `validate:`, which deploy does not run on WinRM hosts yet",
+                file.dest
+            ),
+        )
+        .with_hint("validate it on a Linux host, or in a `checks:` entry of deploy.yml"));
     }
     let state_var = ctx
         .get_attr(crate::state::STATE_PATH_VAR)

@@ -219,10 +219,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn state_path(connection: &Connection, var: Option<&str>) -> String {
     match var {
         Some(p) if !p.is_empty() => p.to_string(),
-        _ => match connection {
-            Connection::WinRm(_) => WINDOWS_STATE_PATH.to_string(),
-            _ => UNIX_STATE_PATH.to_string(),
-        },
+        _ => connection.default_state_path().to_string(),
     }
 }
 

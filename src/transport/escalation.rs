@@ -68,14 +68,7 @@ pub const PASSWORD_VARS: [&str; 3] = [
 impl Escalation {
     /// Reads the `ansible_become*` variables. The error names the variable and the value.
     pub fn from_vars(vars: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match vars.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(format!("{key} must be a string")),
-            }
-        };
+        let text = |key: &str| super::var_text(vars, key);
         let enabled = match vars.get("ansible_become") {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(ansible_bool(v).ok_or_else(|| {

@@ -211,14 +211,7 @@ impl Connection {
         name: &str,
         vars: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Connection, String> {
-        let text = |key: &str| -> Result<Option<String>, String> {
-            match vars.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(other) => Err(format!("{key} must be a string, not {other}")),
-            }
-        };
+        let text = |key: &str| var_text(vars, key);
         let kind = text("ansible_connection")?.unwrap_or_else(|| "ssh".into());
         let address = text("ansible_host")?.unwrap_or_else(|| name.to_string());
         let port = |default: u16| -> Result<u16, String> {
@@ -314,6 +307,25 @@ impl Connection {
         }
     }
 
+    /// Whether files there have Unix modes and owners. Windows has ACLs: the WinRM
+    /// transport reports every file as 0644 and applies no `mode`/`owner`/`group`.
+    pub fn keeps_unix_metadata(&self) -> bool {
+        !matches!(self, Connection::WinRm(_))
+    }
+
+    /// Whether the transport runs a file's `validate:` command (not on WinRM yet).
+    pub fn runs_validate(&self) -> bool {
+        !matches!(self, Connection::WinRm(_))
+    }
+
+    /// Where the state record lives when `deploy_state_path` is not set.
+    pub fn default_state_path(&self) -> &'static str {
+        match self {
+            Connection::WinRm(_) => crate::state::WINDOWS_STATE_PATH,
+            _ => crate::state::UNIX_STATE_PATH,
+        }
+    }
+
     /// The become password this host uses, if any (to be masked in every output).
     pub fn become_password(&self) -> Option<&str> {
         match self {
@@ -330,6 +342,20 @@ impl Connection {
             Connection::WinRm(_) => path.replace('/', "\\").to_lowercase(),
             _ => path.to_string(),
         }
+    }
+}
+
+/// A connection variable as text (a number is taken as written); `None` when unset or null.
+/// The error names the variable.
+pub fn var_text(
+    vars: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<String>, String> {
+    match vars.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(format!("{key} must be a string, not {other}")),
     }
 }
 
