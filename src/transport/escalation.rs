@@ -252,8 +252,9 @@ impl Become {
     }
 
     /// The command line that runs `body` (a POSIX sh script) as the become user under
-    /// `/bin/sh`, printing the marker first. `quote` is the transport's sh quoting.
-    pub fn wrap(&self, body: &str, quote: fn(&str) -> String) -> String {
+    /// `/bin/sh`, printing the marker first.
+    pub fn wrap(&self, body: &str) -> String {
+        use super::ssh::sh_quote as quote;
         let inner = format!(
             "printf '%s\\n' {marker}; LC_ALL=C; export LC_ALL; {body}",
             marker = self.marker
@@ -447,10 +448,6 @@ mod tests {
         assert_eq!(e.password.as_deref(), Some("typed"));
     }
 
-    fn quote(s: &str) -> String {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-
     #[test]
     fn the_password_is_never_on_the_command_line() {
         let b = Become::new(
@@ -459,7 +456,7 @@ mod tests {
             Some("hunter2".into()),
             Some("-H -S -n -E".into()),
         );
-        let cmd = b.wrap("echo hi", quote);
+        let cmd = b.wrap("echo hi");
         assert!(!cmd.contains("hunter2"), "{cmd}");
         assert!(
             cmd.starts_with("LC_ALL=C sudo -H -E -S -p '[deploy-become-password-"),
@@ -467,7 +464,7 @@ mod tests {
         );
         assert!(!cmd.contains(" -n "), "{cmd}");
         let b = Become::new(BecomeMethod::Sudo, "root".into(), None, None);
-        let cmd = b.wrap("echo hi", quote);
+        let cmd = b.wrap("echo hi");
         assert!(
             cmd.starts_with("LC_ALL=C sudo -H -n -u 'root' -- /bin/sh -c "),
             "{cmd}"
@@ -475,10 +472,7 @@ mod tests {
         assert!(!b.handshake());
         let b = Become::new(BecomeMethod::Su, "svc".into(), None, None);
         assert!(b.handshake());
-        assert!(
-            b.wrap("true", quote)
-                .starts_with("LC_ALL=C su -s /bin/sh -c ")
-        );
+        assert!(b.wrap("true").starts_with("LC_ALL=C su -s /bin/sh -c "));
     }
 
     #[test]

@@ -552,10 +552,7 @@ impl SshTransport {
                 let command = format!("LC_ALL=C sh -c {}", sh_quote(&body));
                 self.exec(&command, &stdin).await
             }
-            Some(b) => {
-                self.exec_with(&b.wrap(&body, sh_quote), &stdin, Some(b))
-                    .await
-            }
+            Some(b) => self.exec_with(&b.wrap(&body), &stdin, Some(b)).await,
         }
     }
 }
@@ -1371,10 +1368,7 @@ impl Transport for SshTransport {
             // The login user's shell, as sshd runs it.
             None => self.exec(command, &[]).await,
             // As Ansible does, /bin/sh as the become user.
-            Some(b) => {
-                self.exec_with(&b.wrap(command, sh_quote), &[], Some(b))
-                    .await
-            }
+            Some(b) => self.exec_with(&b.wrap(command), &[], Some(b)).await,
         }
     }
 
