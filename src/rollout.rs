@@ -61,12 +61,9 @@ impl Serial {
         while left > 0 {
             let size = match self.0.get(step).or(self.0.last()) {
                 Some(Step::Count(n)) => *n,
-                Some(Step::Percent(p)) => ((p / 100.0) * total as f64) as usize,
+                // Ansible's pct_to_int: rounded down, at least 1.
+                Some(Step::Percent(p)) => (((p / 100.0) * total as f64) as usize).max(1),
                 None => 0,
-            };
-            let size = match self.0.get(step).or(self.0.last()) {
-                Some(Step::Percent(_)) => size.max(1),
-                _ => size,
             };
             let take = if size == 0 { left } else { size.min(left) };
             out.push(rest.by_ref().take(take).collect());
