@@ -681,18 +681,6 @@ fn render_host(
             file.group = None;
         }
     }
-    if !connection.runs_validate()
-        && let Some(file) = files.iter().find(|f| f.validate.is_some())
-    {
-        return Err(Error::config(
-            format!("host {}", host.name),
-            format!(
-                "{} has `validate:`, which deploy does not run on WinRM hosts yet",
-                file.dest
-            ),
-        )
-        .with_hint("validate it on a Linux host, or in a `checks:` entry of deploy.yml"));
-    }
     let state_var = ctx
         .get_attr(crate::state::STATE_PATH_VAR)
         .ok()

@@ -563,3 +563,82 @@ groups:
         again.stdout
     );
 }
+
+/// `validate:` on a Windows host: the write script runs the command (with `%s` as the
+/// temporary copy's path, single-quoted) in a PowerShell of its own before anything is
+/// replaced. The stand-in performs that script's effect: it runs the command's native
+/// program (python3 here) on the temporary file it wrote.
+#[test]
+fn windows_validate_runs_on_the_temporary_copy_and_a_failure_replaces_nothing() {
+    let (p, server, c) = windows_project("ok", PASSWORD);
+    let validator = r#"python3 -c "import sys; t = open(sys.argv[1]).read(); sys.exit('served name missing in ' + sys.argv[1] if 'served_model_name: llama' not in t else 0)" %s"#;
+    p.manifest(&format!(
+        r#"
+groups:
+  windows:
+    files:
+      - template: vllm.config.yml.j2
+        dest: 'C:\vllm\config.yml'
+        validate: '{}'
+        notify: restart vllm
+      - template: big.txt.j2
+        dest: 'C:\vllm\data\big.txt'
+    handlers:
+      - name: restart vllm
+        run: "Restart-Stub {{{{ handler_mode }}}}"
+"#,
+        validator.replace('\'', "''")
+    ));
+    p.run(&["apply", "--yes"]).expect(0);
+    let first = std::fs::read(c.join("C/vllm/config.yml")).expect("written");
+    server.record(|r| {
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.validate_scripts.len(), 1, "{:?}", r.validate_scripts);
+        let script = &r.validate_scripts[0];
+        assert!(
+            script.starts_with("$ErrorActionPreference = 'Stop'\n"),
+            "{script}"
+        );
+        // The temporary copy beside its destination (the stand-in names it its own way).
+        assert!(script.contains(r" 'C:\vllm\."), "{script}");
+        assert!(script.ends_with(".tmp'\nexit $LASTEXITCODE\n"), "{script}");
+    });
+
+    // A config the validator refuses: nothing on the host is replaced (the other file of
+    // the batch included), no handler runs, the host fails with the command's words.
+    p.template(
+        "vllm.config.yml.j2",
+        "vllm:\n  served_model: qwen\n  port: 8000\n",
+    )
+    .template("big.txt.j2", "changed too\n");
+    let run = p.run(&["apply", "--yes"]).expect(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains(r"validate of C:\vllm\config.yml failed on deployer@127.0.0.1"),
+        "{all}"
+    );
+    assert!(all.contains("served name missing in"), "{all}");
+    assert!(all.contains("nothing was replaced"), "{all}");
+    assert_eq!(
+        std::fs::read(c.join("C/vllm/config.yml")).expect("kept"),
+        first
+    );
+    assert!(
+        std::fs::read_to_string(c.join("C/vllm/data/big.txt"))
+            .expect("kept")
+            .starts_with("line 0 "),
+        "the batch's other file is not replaced either"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("log"),
+        "Restart-Stub ok\n",
+        "no handler ran for the refused change"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(c.join("C/vllm"))
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -313,11 +313,6 @@ impl Connection {
         !matches!(self, Connection::WinRm(_))
     }
 
-    /// Whether the transport runs a file's `validate:` command (not on WinRM yet).
-    pub fn runs_validate(&self) -> bool {
-        !matches!(self, Connection::WinRm(_))
-    }
-
     /// Where the state record lives when `deploy_state_path` is not set.
     pub fn default_state_path(&self) -> &'static str {
         match self {

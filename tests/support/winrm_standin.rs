@@ -48,6 +48,9 @@ pub struct Record {
     pub actions: Vec<String>,
     /// Decoded handler scripts, in order.
     pub handler_scripts: Vec<String>,
+    /// Each `validate` a write script ran: the PowerShell script with `%s` replaced, as the
+    /// write script hands it to a PowerShell of its own.
+    pub validate_scripts: Vec<String>,
     /// Longest command line (program and arguments joined) seen.
     pub longest_command_line: usize,
     /// Largest request body seen.
@@ -642,6 +645,38 @@ fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
         }
         staged.push((dest, Some(tmp)));
     }
+    // The write script's validate phase: for each write with a `validate` script, `%s`
+    // becomes the temporary file's path in single quotes, and the script runs in a
+    // PowerShell of its own; exit status 3 with the path and the output on stderr when it
+    // fails. The stand-in runs the script's one native command line (see `run_native`).
+    let mut writes = staged.iter().filter_map(|(_, tmp)| tmp.as_ref());
+    for f in ops.iter() {
+        if f["op"].as_str() != Some("write") {
+            continue;
+        }
+        let Some(tmp) = writes.next() else { break };
+        let Some(script) = f["validate"].as_str() else {
+            continue;
+        };
+        let path = f["path"].as_str().unwrap_or_default();
+        let win_dir = path.rsplit_once('\\').map_or("", |(dir, _)| dir);
+        let win_tmp = format!(
+            "{win_dir}\\{}",
+            tmp.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let script = script.replace("%s", &format!("'{}'", win_tmp.replace('\'', "''")));
+        st.record.validate_scripts.push(script.clone());
+        let lines: Vec<&str> = script.lines().collect();
+        let command = lines
+            .get(2..lines.len().saturating_sub(1))
+            .unwrap_or_default()
+            .join("\n");
+        let (ok, output) = run_native(&st.root, &command);
+        if !ok {
+            cleanup(&staged);
+            return (Vec::new(), format!("{path}\n{output}").into_bytes(), 3);
+        }
+    }
     if line != lines.len() {
         st.record.problems.push(format!(
             "{} content lines for {} writes",
@@ -694,4 +729,79 @@ fn handler(st: &mut State, script: &str) -> (Vec<u8>, Vec<u8>, i32) {
     text.push('\n');
     let _ = std::fs::write(&log, text);
     (b"restarted\r\n".to_vec(), PROGRESS.as_bytes().to_vec(), 0)
+}
+
+/// Runs one native command line as PowerShell would: words split on blanks, `'...'` (with
+/// `''` for a quote) and `"..."` (no `$` expansion here) as single arguments; arguments
+/// that are `C:\...` paths are mapped into the folder standing in for `C:\`. Whether it
+/// exited 0, and its output (stdout then stderr).
+fn run_native(root: &Path, line: &str) -> (bool, String) {
+    let mut words = Vec::new();
+    let mut chars = line.trim().chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            match c {
+                '\'' => loop {
+                    match chars.next() {
+                        Some('\'') if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            word.push('\'');
+                        }
+                        Some('\'') | None => break,
+                        Some(other) => word.push(other),
+                    }
+                },
+                '"' => {
+                    for c in chars.by_ref() {
+                        if c == '"' {
+                            break;
+                        }
+                        word.push(c);
+                    }
+                }
+                other => word.push(other),
+            }
+        }
+        words.push(word);
+    }
+    let Some((program, args)) = words.split_first() else {
+        return (false, "empty validate command".into());
+    };
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.len() > 2 && a.as_bytes()[1] == b':' && a.as_bytes()[0].is_ascii_alphabetic() {
+                host_path(root, a).map_or_else(|| a.clone(), |p| p.display().to_string())
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    match std::process::Command::new(program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("The term '{program}' is not recognized ({e})"),
+        ),
+    }
 }

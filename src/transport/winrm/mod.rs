@@ -123,6 +123,9 @@ const MAX_SCRIPT: Duration = Duration::from_secs(10 * 60);
 /// passes ours through it.
 const MAX_COMMAND_LINE: usize = 8000;
 
+/// The write script's exit status when a `validate` command failed (nothing replaced).
+const VALIDATE_FAILED: i32 = 3;
+
 const POWERSHELL: &str = "powershell.exe";
 const PS_ARGS: [&str; 6] = [
     "-NoProfile",
@@ -275,10 +278,13 @@ $answer = [pscustomobject]@{ files = $files.ToArray(); trees = @($trees) }
 exit 0
 "#;
 
-/// stdin line 1: base64 of a JSON array of ops, `{op: write, path, sha256}` or `{op:
-/// remove, path}`; then one line per write, in order: `b64:` and its bytes in base64. Writes
-/// every temporary file and checks its hash, refuses a directory where a path is to be
-/// removed, then carries out the ops in order: replace (or move) and delete.
+/// stdin line 1: base64 of a JSON array of ops, `{op: write, path, sha256, validate}` or
+/// `{op: remove, path}`; then one line per write, in order: `b64:` and its bytes in base64.
+/// Writes every temporary file and checks its hash, refuses a directory where a path is to
+/// be removed, runs each `validate` script (a [`handler_script`] whose `%s` becomes the
+/// temporary file's path, single-quoted) in a PowerShell of its own and stops with exit
+/// status 3 and its output on stderr when one fails, then carries out the ops in order:
+/// replace (or move) and delete.
 pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v2
 param($lines)
 $ErrorActionPreference = 'Stop'
@@ -307,6 +313,27 @@ try {
   foreach ($t in $temps) { Remove-Item -LiteralPath $t -Force -ErrorAction SilentlyContinue }
   [Console]::Error.WriteLine("writing temporary files: $($_.Exception.Message)")
   exit 1
+}
+# Ansible's validate: each new copy is checked where it lies, before anything is replaced,
+# by a PowerShell of its own (so the command's own `exit` cannot end this script).
+$next = 0
+foreach ($f in $ops) {
+  if ($f.op -eq 'remove') { continue }
+  $tmp = $temps[$next]
+  $next++
+  if (-not $f.validate) { continue }
+  $script = ([string]$f.validate).Replace('%s', "'" + $tmp.Replace("'", "''") + "'")
+  $encoded = [Convert]::ToBase64String([Text.Encoding]::Unicode.GetBytes($script))
+  $ErrorActionPreference = 'Continue'
+  $out = & powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -OutputFormat Text -EncodedCommand $encoded 2>&1 | Out-String
+  $code = $LASTEXITCODE
+  $ErrorActionPreference = 'Stop'
+  if ($code -ne 0) {
+    foreach ($t in $temps) { Remove-Item -LiteralPath $t -Force -ErrorAction SilentlyContinue }
+    [Console]::Error.WriteLine($f.path)
+    [Console]::Error.Write($out.Trim())
+    exit 3
+  }
 }
 $done = 0
 $next = 0
@@ -642,6 +669,7 @@ impl Transport for WinRmTransport {
                     "op": "write",
                     "path": f.path,
                     "sha256": hex(&Sha256::digest(&f.content)),
+                    "validate": f.validate.as_deref().map(handler_script),
                 }),
                 FileOp::Remove(path) => serde_json::json!({"op": "remove", "path": path}),
             })
@@ -655,6 +683,18 @@ impl Transport for WinRmTransport {
             }
         }
         let out = self.script(WRITE_SCRIPT, lines).await?;
+        if out.status == Some(VALIDATE_FAILED) {
+            // stderr: the file's path on the first line, then the command's output.
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            let (path, output) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+            let output = output.trim();
+            return Err(TransportError::Io(format!(
+                "validate of {} failed on {}: {} (nothing was replaced)",
+                path.trim(),
+                self.label,
+                if output.is_empty() { "failed" } else { output }
+            )));
+        }
         if !out.success() {
             return Err(self.failed("writing files", &out));
         }
