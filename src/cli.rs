@@ -27,8 +27,8 @@ pub struct Global {
     /// group_vars/ and host_vars/ are the ones beside it.
     #[arg(short = 'i', long = "inventory", global = true, value_name = "PATH")]
     pub inventories: Vec<PathBuf>,
-    /// Hosts in flight at once.
-    #[arg(long, global = true, default_value_t = 50, value_name = "N",
+    /// Hosts in flight at once (Ansible's -f/--forks).
+    #[arg(short = 'f', long, global = true, default_value_t = 50, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: u16,
 }
@@ -49,6 +49,15 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Manage the age-encrypted files in secrets/.
     Secrets(SecretsArgs),
+    /// Print a shell completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -189,8 +198,9 @@ pub struct ApplyArgs {
     pub plan_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
-    /// Apply without asking (required when stdin is not a terminal).
-    #[arg(long, short = 'y')]
+    /// Apply without asking (required when stdin is not a terminal); Terraform's
+    /// `-auto-approve` is accepted as `--auto-approve`.
+    #[arg(long, short = 'y', visible_alias = "auto-approve")]
     pub yes: bool,
     /// Wait up to this long for a host another run has locked, then fail that host
     /// (0: refuse at once).

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // Terraform spells it `-out FILE`; clap would read that as `-o ut`.
+    // Terraform spells them `-out FILE` and `-auto-approve`; clap would read `-o ut`.
     let args = std::env::args_os().map(|a| match a.to_str() {
         Some("-out") => "--out".into(),
         Some(s) if s.starts_with("-out=") => format!("-{s}").into(),
+        Some("-auto-approve") => "--auto-approve".into(),
         _ => a,
     });
     let cli = deploy::cli::Cli::parse_from(args);

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod completions;
 pub mod plan;
 pub mod secrets;
 pub mod status;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check(args) => check::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Unlock(args) => unlock::run(&cli.global, args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 
