@@ -1,7 +1,9 @@
 //! All integration tests, compiled into one binary (`cargo test --test integration`).
 
 mod checks;
+mod completions;
 mod debris;
+mod docs;
 mod errors;
 mod examples;
 mod fleet;
