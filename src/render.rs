@@ -14,6 +14,9 @@
 //! - Ansible's filters ([`filters`]), Python's str/dict methods (minijinja-contrib's
 //!   pycompat), the `ansible_managed` global (`Ansible managed` unless set).
 //! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
+//! - A `#jinja2:` first line sets that template's Jinja settings and is not output
+//!   ([`header`]); a header's `newline_sequence` applies to the template's own text only.
+//! - `lookup`/`query`/`q` run Ansible's lookups against the repository ([`lookups`]).
 //!
 //! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
 //! - The `~` operator and `format` print booleans/None the minijinja way (`true`, `none`);
@@ -24,6 +27,14 @@
 //!   `template_path`, ...) are not provided.
 //! - A variable that itself templates to a value is resolved as a whole when first used;
 //!   a container's elements are all resolved then, not one by one.
+//! - Lookups: `errors='warn'` shows no warning (it behaves as `ignore`); `fileglob` returns
+//!   its matches sorted (Python's `glob` gives directory order); `vars` of a missing variable
+//!   without `default` fails at once (Ansible returns an undefined value that fails when
+//!   used, so `| default(...)` after it works there); paths outside the repository (absolute,
+//!   `~`, `..`, links leading out) are refused where Ansible reads them; `pipe` has no timeout,
+//!   as in Ansible, and its output is capped at 64 MiB.
+//! - A `#jinja2:` header in a template that is `include`d is not read (as in Ansible, whose
+//!   overlay applies only to the template rendered), so it is output as text.
 
 mod filters;
 mod header;
