@@ -234,7 +234,9 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::with_lookups(
         &source.dir.join("templates"),
-        Lookups::new(&source.dir).allow_commands(manifest.settings.allow_command_lookups),
+        Lookups::new(&source.dir)
+            .allow_commands(manifest.settings.allow_command_lookups)
+            .deny(&secrets::identity_files(&opts.identities)),
     );
     let files = Files::new(&source.dir.join(crate::files::FILES_DIR));
     let mut rendered = render_selected(

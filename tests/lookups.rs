@@ -88,3 +88,22 @@ fn pipe_runs_only_when_deploy_yml_allows_it() {
     let text = typo.stdout + &typo.stderr;
     assert!(text.contains("allow_comand_lookups"), "{text}");
 }
+
+#[test]
+fn lookups_do_not_read_secret_files_or_identities() {
+    let (p, identity) = project("");
+    let id = identity.to_str().expect("utf-8 path");
+    for (needle, why) in [
+        ("secrets/web.yml.age", "under secrets/"),
+        ("identity.txt", "age identity"),
+    ] {
+        p.template(
+            "app.conf.j2",
+            &format!("x: {{{{ lookup('file', '{needle}') }}}}\n"),
+        );
+        let run = p.run(&["plan", "--identity", id]).expect(1);
+        let text = run.stdout + &run.stderr;
+        assert!(text.contains(why), "{needle}: {text}");
+        assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+    }
+}

@@ -385,6 +385,14 @@ fn error_bad_header() {
     );
     let report = render_err("a.j2", "#jinja2: block_start_string: '{{'\nx\n", &[]);
     assert!(report.contains("must be different"), "{report}");
+    for header in [
+        "variable_start_string: ''",
+        "comment_end_string: None",
+        "trim_blocks: 1",
+    ] {
+        let report = render_err("a.j2", &format!("#jinja2: {header}\nx {{{{ 1 }}}}\n"), &[]);
+        assert!(report.contains("a.j2:1"), "{header}: {report}");
+    }
 }
 
 #[test]

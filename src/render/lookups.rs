@@ -8,7 +8,9 @@
 //! `ROOT/files/NAME`, then `ROOT/NAME`; `template` in `ROOT/templates/NAME`, then
 //! `ROOT/NAME`; `first_found` (called from a template, Ansible gives it no subdirectory) in
 //! `ROOT/NAME`. A path that is absolute, starts with `~` or resolves (links included) outside
-//! the repository is refused: a rendered file must not carry the controller's own files.
+//! the repository is refused: a rendered file must not carry the controller's own files. So is
+//! anything under `secrets/` and the run's age identities: secrets reach templates only as
+//! variables, which deploy masks.
 //!
 //! `pipe` and `lines` run `sh -c TERM` in the repository only when deploy.yml allows it
 //! (`settings: {allow_command_lookups: true}`); `url`, `password` and the other builtin
@@ -63,6 +65,10 @@ const MAX_TEMPLATE_DEPTH: usize = 16;
 /// environment `env` reads.
 pub struct Lookups {
     root: PathBuf,
+    /// `root` with links resolved.
+    real_root: PathBuf,
+    /// Files lookups never read (the age identities of the run), links resolved.
+    denied: Vec<PathBuf>,
     allow_commands: bool,
     environ: Option<HashMap<String, String>>,
     /// Files read so far (every host's render reads the same ones).
@@ -84,7 +90,9 @@ impl Lookups {
     pub fn new(root: &Path) -> Lookups {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         Lookups {
+            real_root: root.canonicalize().unwrap_or_else(|_| root.clone()),
             root,
+            denied: Vec::new(),
             allow_commands: false,
             environ: None,
             cache: Mutex::new(HashMap::new()),
@@ -94,6 +102,13 @@ impl Lookups {
     /// Let `pipe` and `lines` run their command on the controller.
     pub fn allow_commands(mut self, yes: bool) -> Lookups {
         self.allow_commands = yes;
+        self
+    }
+
+    /// Never read these files (the identities secrets are decrypted with), wherever they are.
+    pub fn deny(mut self, paths: &[PathBuf]) -> Lookups {
+        self.denied
+            .extend(paths.iter().filter_map(|p| p.canonicalize().ok()));
         self
     }
 
@@ -151,21 +166,30 @@ impl Lookups {
         Ok(Err(candidates))
     }
 
-    /// Refuse `path` (found for `needle`) when it, or a link on the way, leaves the root.
+    /// Refuse `path` (found for `needle`) when it, or a link on the way, leaves the root,
+    /// or is a secret: under `secrets/`, or an age identity of the run.
     fn check_inside(&self, needle: &str, path: &Path) -> Result<(), String> {
-        let root = self
-            .root
-            .canonicalize()
-            .unwrap_or_else(|_| self.root.clone());
         let real = path
             .canonicalize()
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        if !real.starts_with(&root) {
+        if !real.starts_with(&self.real_root) {
             return Err(format!(
                 "{} resolves to {}, outside the repository; lookups read only files under {}",
                 q(needle),
                 real.display(),
                 self.root.display()
+            ));
+        }
+        if real.starts_with(self.real_root.join("secrets")) {
+            return Err(format!(
+                "{} is under secrets/; lookups do not read secret files (templates use the variables they hold)",
+                q(needle)
+            ));
+        }
+        if self.denied.contains(&real) {
+            return Err(format!(
+                "{} is an age identity this run decrypts secrets with; lookups do not read it",
+                q(needle)
             ));
         }
         Ok(())
