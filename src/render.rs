@@ -710,7 +710,7 @@ impl Headed {
     /// `err` (about the template without its header line) as a place in the file: one line
     /// further down, its excerpt from the file as written.
     fn shift(&self, name: &str, mut err: RenderError) -> RenderError {
-        if err.template != name {
+        if err.template != name || self.header_len == 0 {
             return err;
         }
         err.line = err.line.map(|l| l + 1);

@@ -540,3 +540,21 @@ fn template_lookups_that_fan_out_are_bounded() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+#[test]
+fn template_lookup_errors_name_both_templates() {
+    let err = render_err(
+        "a.j2",
+        "{{ lookup('template', 'inner.j2') }}\n",
+        &[(
+            "templates/inner.j2",
+            "ok {{ port }}\nbad {{ missing_var }}\n",
+        )],
+    );
+    assert!(
+        err.contains("templates/inner.j2:2")
+            && err.contains("missing_var")
+            && err.contains("a.j2:1"),
+        "{err}"
+    );
+}

@@ -620,7 +620,10 @@ fn template(shared: &Arc<super::Shared>, terms: &[Value], opt: &Opt) -> Plugin {
             &vars,
             MAX_TEMPLATE_DEPTH,
         )
-        .map_err(|e| e.report())?;
+        .map_err(|e| match e.line {
+            Some(line) => format!("{}:{line}: {}", e.template, e.message),
+            None => format!("{}: {}", e.template, e.message),
+        })?;
         out.push(value);
     }
     Ok(out)
