@@ -558,3 +558,19 @@ fn template_lookup_errors_name_both_templates() {
         "{err}"
     );
 }
+
+/// Odd delimiters a header may name render or fail with a report, never panic.
+#[test]
+fn odd_header_delimiters_never_panic() {
+    let odd = [
+        "'{'", "'}'", "'a'", "' '", "'}}'", "'€'", "'\\n'", "'{{{{'", "'%'",
+    ];
+    for start in odd {
+        for end in odd {
+            let source = format!(
+                "#jinja2: variable_start_string: {start}, variable_end_string: {end}, line_statement_prefix: {start}\nx {{{{ port }}}} € a}}}} %\n"
+            );
+            let _ = render_in_repo("a.j2", &source, &[], false);
+        }
+    }
+}

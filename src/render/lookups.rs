@@ -835,6 +835,15 @@ fn glob_regex(pattern: &str) -> Result<Glob, String> {
     })
 }
 
+/// Most items one `sequence` term may give.
+const MAX_SEQUENCE: i64 = 100_000;
+
+fn too_long(start: i64, count: i64, stride: i64) -> String {
+    format!(
+        "a sequence of {count} items from {start} by {stride} is longer than {MAX_SEQUENCE} items"
+    )
+}
+
 /// The options of `sequence`.
 const SEQUENCE_FIELDS: [&str; 5] = ["start", "end", "count", "stride", "format"];
 
@@ -898,7 +907,14 @@ fn sequence(terms: &[Value], opt: &Opt) -> Plugin {
                 return Err("can't specify both count and end in with_sequence".into());
             }
             (Some(0), None) => continue,
-            (Some(c), None) => end = Some(start + c * stride - 1),
+            (Some(c), None) => {
+                end = Some(
+                    c.checked_mul(stride)
+                        .and_then(|n| n.checked_add(start))
+                        .and_then(|n| n.checked_sub(1))
+                        .ok_or_else(|| too_long(start, c, stride))?,
+                );
+            }
             _ => {}
         }
         let end = end.unwrap_or(start);
@@ -914,9 +930,13 @@ fn sequence(terms: &[Value], opt: &Opt) -> Plugin {
         if format.matches('%').count() != 1 {
             return Err(format!("bad formatting string: {format}"));
         }
-        if (end - start) / stride > 100_000 {
+        if end
+            .checked_sub(start)
+            .and_then(|d| d.checked_div(stride))
+            .is_none_or(|n| n > MAX_SEQUENCE)
+        {
             return Err(format!(
-                "a sequence from {start} to {end} is longer than 100000 items"
+                "a sequence from {start} to {end} is longer than {MAX_SEQUENCE} items"
             ));
         }
         let mut i = start;
@@ -925,7 +945,10 @@ fn sequence(terms: &[Value], opt: &Opt) -> Plugin {
                 .push(Value::from(percent_format(&format, i).ok_or_else(
                     || format!("problem formatting {i} with {format:?}"),
                 )?));
-            i += stride;
+            match i.checked_add(stride) {
+                Some(next) => i = next,
+                None => break,
+            }
         }
     }
     Ok(results)
@@ -995,7 +1018,8 @@ fn percent_format(format: &str, i: i64) -> Option<String> {
                 break;
             }
         }
-        precision = Some(p.parse().unwrap_or(0));
+        // Bounded: `%.99999999f` must not allocate what Python would.
+        precision = Some(p.parse::<usize>().unwrap_or(4096).min(4096));
     }
     let (idx, conv) = chars.next()?;
     let after = &rest[idx + conv.len_utf8()..];
@@ -1090,6 +1114,8 @@ mod tests {
         assert_eq!(percent_format("%-3d|", 7).as_deref(), Some("7  |"));
         assert_eq!(percent_format("%+d", 7).as_deref(), Some("+7"));
         assert_eq!(percent_format("%q", 7), None);
+        let wide = percent_format("%.99999999999999999999d", 1).unwrap_or_default();
+        assert!(wide.len() <= 4096, "{}", wide.len());
     }
 
     #[test]
@@ -1101,6 +1127,26 @@ mod tests {
         assert!(m("a?[0-9]", "ab7"));
         assert!(!m("a[!0-9]", "a7"));
         assert!(!m("*.conf", "a.conf.bak"));
+    }
+
+    #[test]
+    fn huge_sequences_are_refused_without_overflow() {
+        let opt = |_: &str| -> Result<Option<Value>, String> { Ok(None) };
+        for term in [
+            "count=9223372036854775807 stride=9223372036854775807",
+            "start=-9223372036854775807 end=9223372036854775807",
+            "start=0 end=200000",
+        ] {
+            let err = sequence(&[Value::from(term)], &opt).expect_err(term);
+            assert!(err.contains("longer than"), "{term}: {err}");
+        }
+        let ok = sequence(
+            &[Value::from(
+                "start=9223372036854775806 end=9223372036854775807",
+            )],
+            &opt,
+        );
+        assert_eq!(ok.map(|v| v.len()), Ok(2));
     }
 
     #[test]
