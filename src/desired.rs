@@ -601,14 +601,24 @@ fn render_host(
                 Content::Template(t) => &t.value,
             };
             let content = renderer.render_file(template, ctx).map_err(render_err)?;
-            let newline = newline.unwrap_or(host_newline);
-            let content = with_newline(&content, newline);
+            // A `#jinja2: newline_sequence:` header already gave the template's own text its
+            // line endings (and only that text, as Ansible): kept unless the entry sets one.
+            let newline = match (newline, renderer.header_newline(template)) {
+                (Some(n), _) => Some(n),
+                (None, Some(_)) => None,
+                (None, None) => Some(host_newline),
+            };
+            let line_ends = |text: String| match newline {
+                Some(n) => with_newline(&text, n),
+                None => text,
+            };
+            let content = line_ends(content);
             let view = ctxs.canary.and_then(|canary| {
                 let secrets = ctxs.secrets;
                 match renderer.render_file(template, canary) {
                     Ok(c) => MaskedView::build(
                         &content,
-                        &with_newline(&c, newline),
+                        &line_ends(c),
                         &secrets.canaries,
                         &secrets.masker,
                         &secrets.canary_masker,

@@ -19,6 +19,8 @@
 //!       - name: restart litellm
 //!         run: systemctl restart litellm                    # a template, run by the host's shell
 //! ```
+//! `settings: {allow_command_lookups: true}` lets templates run commands on the controller
+//! with the `pipe` and `lines` lookups (refused otherwise).
 //! Unknown keys are errors; a notify that names no declared handler is an error; an entry
 //! takes exactly one of `template:` and `src:`, unless it is `state: absent`, which takes
 //! neither (nor content settings).
@@ -43,9 +45,22 @@ pub struct Manifest {
     /// Operators' own checks, run after rendering and before any host is contacted.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Settings of the whole run.
+    #[serde(default)]
+    pub settings: Settings,
     /// Where this manifest was read from; set after parsing.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// `settings:` of deploy.yml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Let templates run commands on the controller through the `pipe` and `lines` lookups
+    /// (refused by default).
+    #[serde(default)]
+    pub allow_command_lookups: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,7 +18,7 @@ use crate::mask::Secret;
 use crate::output;
 use crate::plan::Plan;
 use crate::remote::{self, Connected};
-use crate::render::Renderer;
+use crate::render::{Lookups, Renderer};
 use crate::secrets;
 use crate::secrets::vault::{self, VaultPassword};
 use crate::source::{Commit, Source};
@@ -232,7 +232,12 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         .filter_map(|n| inventory.hosts.get(n))
         .collect();
     let secret_rendering = SecretRendering::new(&inventory);
-    let renderer = Renderer::new(&source.dir.join("templates"));
+    let renderer = Renderer::with_lookups(
+        &source.dir.join("templates"),
+        Lookups::new(&source.dir)
+            .allow_commands(manifest.settings.allow_command_lookups)
+            .deny(&secrets::identity_files(&opts.identities)),
+    );
     let files = Files::new(&source.dir.join(crate::files::FILES_DIR));
     let mut rendered = render_selected(
         opts,

@@ -14,6 +14,9 @@
 //! - Ansible's filters ([`filters`]), Python's str/dict methods (minijinja-contrib's
 //!   pycompat), the `ansible_managed` global (`Ansible managed` unless set).
 //! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
+//! - A `#jinja2:` first line sets that template's Jinja settings and is not output
+//!   ([`header`]); a header's `newline_sequence` applies to the template's own text only.
+//! - `lookup`/`query`/`q` run Ansible's lookups against the repository ([`lookups`]).
 //!
 //! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
 //! - The `~` operator and `format` print booleans/None the minijinja way (`true`, `none`);
@@ -24,8 +27,18 @@
 //!   `template_path`, ...) are not provided.
 //! - A variable that itself templates to a value is resolved as a whole when first used;
 //!   a container's elements are all resolved then, not one by one.
+//! - Lookups: `errors='warn'` shows no warning (it behaves as `ignore`); `fileglob` returns
+//!   its matches sorted (Python's `glob` gives directory order); `vars` of a missing variable
+//!   without `default` fails at once (Ansible returns an undefined value that fails when
+//!   used, so `| default(...)` after it works there); paths outside the repository (absolute,
+//!   `~`, `..`, links leading out) are refused where Ansible reads them; `pipe` has no timeout,
+//!   as in Ansible, and its output is capped at 64 MiB.
+//! - A `#jinja2:` header in a template that is `include`d is not read (as in Ansible, whose
+//!   overlay applies only to the template rendered), so it is output as text.
 
 mod filters;
+mod header;
+mod lookups;
 mod pyfmt;
 mod yaml;
 
@@ -40,6 +53,7 @@ use annotate_snippets::{AnnotationKind, Level, Snippet};
 use minijinja::value::{Enumerator, Object, ObjectRepr, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
+pub use lookups::Lookups;
 pub use pyfmt::{py_repr, py_str};
 
 /// Ansible's default `ansible_managed` string (`DEFAULT_MANAGED_STR`).
@@ -175,11 +189,11 @@ fn mandatory_subject(src: &str, filter_start: usize) -> Option<&str> {
 /// Ansible's `_post_render_mutation`: when the output ends in fewer newlines than the
 /// template source, add the missing ones. (Not the same as keeping the trailing newline:
 /// a template ending in `{{ x | to_nice_yaml }}\n` gets no blank line.)
-fn preserve_trailing_newlines(source: &str, mut output: String) -> String {
+fn preserve_trailing_newlines(source: &str, mut output: String, newline: &str) -> String {
     let count = |s: &str| s.len() - s.trim_end_matches('\n').len();
     let (want, have) = (count(source), count(&output));
     if want > have {
-        output.push_str(&"\n".repeat(want - have));
+        output.push_str(&newline.repeat(want - have));
     }
     output
 }
@@ -294,22 +308,54 @@ impl RenderError {
 /// threads (`Send + Sync`); templates are loaded once and cached.
 pub struct Renderer {
     env: Arc<Environment<'static>>,
+    shared: Arc<Shared>,
+    /// Per template file: its `#jinja2:` header and the environment made for it, or `None`
+    /// when it has none (it renders in `env`).
+    headed: Mutex<HashMap<String, Option<Arc<Headed>>>>,
+}
+
+/// What every environment of a renderer is built from.
+pub(crate) struct Shared {
     templates_dir: PathBuf,
+    ansible_managed: String,
+    lookups: Lookups,
+}
+
+/// A template with a `#jinja2:` header: its settings and the environment that applies them
+/// (includes from it use them too, as Ansible's overlay environment does).
+struct Headed {
+    env: Arc<Environment<'static>>,
+    header: header::Header,
+    /// The file as written, header line included (for excerpts and the newline count).
+    source: String,
+    /// Bytes of the header line, newline included.
+    header_len: usize,
 }
 
 impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Renderer")
-            .field("templates_dir", &self.templates_dir)
+            .field("templates_dir", &self.shared.templates_dir)
+            .field("lookups", &self.shared.lookups)
             .finish_non_exhaustive()
     }
 }
 
-fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static> {
+/// The environment templates render in, with `syntax` (Ansible's settings, or a header's).
+/// `top` is a template given by source (a header template without its header line), served
+/// before the loader is asked.
+fn build_env(
+    shared: &Arc<Shared>,
+    syntax: minijinja::syntax::SyntaxConfig,
+    top: Option<(String, String)>,
+) -> Environment<'static> {
     let mut env = Environment::new();
-    let load = minijinja::path_loader(templates_dir);
+    let load = minijinja::path_loader(&shared.templates_dir);
     env.set_loader(move |name| {
-        let source = load(name)?;
+        let source = match &top {
+            Some((top_name, body)) if top_name == name => Some(body.as_str().into()),
+            _ => load(name)?,
+        };
         let text = source.as_ref().map_or("", |s| s.source());
         if let Some(at) = overlong_tag(text, false) {
             // The report, with its excerpt, replaces the render's error (as a variable's does).
@@ -323,16 +369,7 @@ fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static
     });
     // Loaded once and kept, as the API promises; a deploy run does not edit its templates.
     env.set_auto_reload(false);
-    let mut syntax = minijinja::syntax::SyntaxConfig::builder();
-    syntax
-        .trim_blocks(true)
-        .lstrip_blocks(false)
-        // Jinja drops the source's last newline; `preserve_trailing_newlines` adds back
-        // what the output lacks, as Ansible does.
-        .keep_trailing_newline(false);
-    if let Ok(syntax) = syntax.build() {
-        env.set_syntax(syntax);
-    }
+    env.set_syntax(syntax);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Config files are not HTML: never escape, whatever the file extension.
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -350,45 +387,143 @@ fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static
     });
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     filters::register(&mut env);
-    env.add_global("ansible_managed", ansible_managed.to_string());
+    lookups::register(&mut env, shared);
+    env.add_global("ansible_managed", shared.ansible_managed.clone());
     env
+}
+
+/// Ansible's settings for the `template` module (`trim_blocks` on; Jinja drops the source's
+/// last newline and `preserve_trailing_newlines` adds back what the output lacks).
+fn default_syntax() -> minijinja::syntax::SyntaxConfig {
+    header::Header::default().syntax().unwrap_or_default()
 }
 
 impl Renderer {
     /// Templates are loaded from `templates_dir` by relative name, on first use, and cached.
+    /// Lookups read files under `templates_dir` itself (see [`Renderer::with_lookups`]).
     pub fn new(templates_dir: &Path) -> Renderer {
-        Renderer::with_ansible_managed(templates_dir, DEFAULT_ANSIBLE_MANAGED)
+        Renderer::build(
+            templates_dir,
+            DEFAULT_ANSIBLE_MANAGED,
+            Lookups::new(templates_dir),
+        )
     }
 
     /// Like [`Renderer::new`], with the `ansible_managed` global set to `text` (a var of the
     /// same name passed to a render still wins).
     pub fn with_ansible_managed(templates_dir: &Path, text: &str) -> Renderer {
-        Renderer {
-            env: Arc::new(build_env(templates_dir, text)),
+        Renderer::build(templates_dir, text, Lookups::new(templates_dir))
+    }
+
+    /// Like [`Renderer::new`], with lookups reading the repository `lookups` names.
+    pub fn with_lookups(templates_dir: &Path, lookups: Lookups) -> Renderer {
+        Renderer::build(templates_dir, DEFAULT_ANSIBLE_MANAGED, lookups)
+    }
+
+    fn build(templates_dir: &Path, ansible_managed: &str, lookups: Lookups) -> Renderer {
+        let shared = Arc::new(Shared {
             templates_dir: templates_dir.to_path_buf(),
+            ansible_managed: ansible_managed.to_string(),
+            lookups,
+        });
+        Renderer {
+            env: Arc::new(build_env(&shared, default_syntax(), None)),
+            shared,
+            headed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The template file `name`'s header, when it has one (read on first use and kept).
+    fn headed(&self, name: &str) -> Result<Option<Arc<Headed>>, RenderError> {
+        if let Ok(map) = self.headed.lock()
+            && let Some(hit) = map.get(name)
+        {
+            return Ok(hit.clone());
+        }
+        let load = minijinja::path_loader(&self.shared.templates_dir);
+        // A template that is missing or unreadable is reported by the render that follows.
+        let source = match load(name) {
+            Ok(Some(s)) => s.source().to_string(),
+            _ => return Ok(None),
+        };
+        let headed = match header::split(&source) {
+            Ok(None) => None,
+            Ok(Some((header, body))) => {
+                let header_len = source.len() - body.len();
+                let syntax = header
+                    .syntax()
+                    .map_err(|msg| header_error(name, &source, msg))?;
+                let body = if header.newline_sequence == "\n" {
+                    body.to_string()
+                } else {
+                    header.normalize_newlines(body)
+                };
+                let env = build_env(&self.shared, syntax, Some((name.to_string(), body)));
+                Some(Arc::new(Headed {
+                    env: Arc::new(env),
+                    header,
+                    source: source.clone(),
+                    header_len,
+                }))
+            }
+            Err(msg) => return Err(header_error(name, &source, msg)),
+        };
+        if let Ok(mut map) = self.headed.lock() {
+            map.insert(name.to_string(), headed.clone());
+        }
+        Ok(headed)
+    }
+
+    /// The line ending the template file `name`'s `#jinja2:` header asks for, when it sets
+    /// `newline_sequence` (its output then already has them; an error is left to the render).
+    pub fn header_newline(&self, name: &str) -> Option<&'static str> {
+        match self.headed(name) {
+            Ok(Some(h)) if h.header.newline_sequence != "\n" => Some(h.header.newline_sequence),
+            _ => None,
         }
     }
 
     /// Render the template file `name` with `vars` (a minijinja Value made from a map).
     pub fn render_file(&self, name: &str, vars: &Value) -> Result<String, RenderError> {
         // Loading runs inside: a template the loader refuses reports through VAR_FAILURE.
-        with_var_failures(|| {
-            let tmpl = self.env.get_template(name).map_err(|e| {
+        with_var_failures(vars, || {
+            let headed = self.headed(name)?;
+            let env = headed.as_ref().map_or(&self.env, |h| &h.env);
+            let tmpl = env.get_template(name).map_err(|e| {
                 if e.kind() == ErrorKind::TemplateNotFound {
                     let mut err = RenderError::plain(name, format!("template not found: {name}"));
                     err.hint = Some(format!(
                         "looked for {}; template names are relative to the templates directory {}",
-                        self.templates_dir.join(name).display(),
-                        self.templates_dir.display()
+                        self.shared.templates_dir.join(name).display(),
+                        self.shared.templates_dir.display()
                     ));
                     err
                 } else {
                     RenderError::from_minijinja(name, None, &e)
                 }
-            })?;
-            tmpl.render(vars)
-                .map(|out| preserve_trailing_newlines(tmpl.source(), out))
-                .map_err(|e| RenderError::from_minijinja(name, Some(tmpl.source()), &e))
+            });
+            let tmpl = match (tmpl, &headed) {
+                (Ok(t), _) => t,
+                (Err(e), Some(h)) => return Err(h.shift(name, e)),
+                (Err(e), None) => return Err(e),
+            };
+            match &headed {
+                None => tmpl
+                    .render(vars)
+                    .map(|out| preserve_trailing_newlines(tmpl.source(), out, "\n"))
+                    .map_err(|e| RenderError::from_minijinja(name, Some(tmpl.source()), &e)),
+                Some(h) => tmpl
+                    .render(vars)
+                    .map(|out| {
+                        preserve_trailing_newlines(&h.source, out, h.header.newline_sequence)
+                    })
+                    .map_err(|e| {
+                        h.shift(
+                            name,
+                            RenderError::from_minijinja(name, Some(tmpl.source()), &e),
+                        )
+                    }),
+            }
         })
     }
 
@@ -404,13 +539,13 @@ impl Renderer {
         if let Some(at) = overlong_tag(source, false) {
             return Err(RenderError::overlong(origin, source, at));
         }
-        with_var_failures(|| {
+        with_var_failures(vars, || {
             let tmpl = self
                 .env
                 .template_from_named_str(origin, source)
                 .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))?;
             tmpl.render(vars)
-                .map(|out| preserve_trailing_newlines(source, out))
+                .map(|out| preserve_trailing_newlines(source, out, "\n"))
                 .map_err(|e| RenderError::from_minijinja(origin, Some(source), &e))
         })
     }
@@ -428,7 +563,7 @@ impl Renderer {
         if let Some(at) = overlong_tag(expr, true) {
             return Err(RenderError::overlong(origin, expr, at));
         }
-        with_var_failures(|| {
+        with_var_failures(vars, || {
             let compiled = self
                 .env
                 .compile_expression(expr)
@@ -495,11 +630,26 @@ thread_local! {
     /// the loader refused): minijinja's lookups cannot fail with our errors, so the failure
     /// travels here and replaces the render's error.
     static VAR_FAILURE: RefCell<Option<RenderError>> = const { RefCell::new(None) };
+    /// The variables of the renders running on this thread, innermost last (for lookups).
+    static ROOT_VARS: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_var_failures<T>(render: impl FnOnce() -> Result<T, RenderError>) -> Result<T, RenderError> {
+/// Run one render of `vars`: its variables' failures replace its error, and lookups see
+/// `vars` as the render's variables.
+fn with_var_failures<T>(
+    vars: &Value,
+    render: impl FnOnce() -> Result<T, RenderError>,
+) -> Result<T, RenderError> {
     VAR_FAILURE.with(|f| f.borrow_mut().take());
+    ROOT_VARS.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.is_empty() {
+            LOOKUP_RENDERS.with(|n| n.set(0));
+        }
+        r.push(vars.clone());
+    });
     let result = render();
+    ROOT_VARS.with(|r| r.borrow_mut().pop());
     match VAR_FAILURE.with(|f| f.borrow_mut().take()) {
         Some(mut var_err) => {
             if let Err(outer) = &result
@@ -516,6 +666,164 @@ fn with_var_failures<T>(render: impl FnOnce() -> Result<T, RenderError>) -> Resu
         }
         None => result,
     }
+}
+
+/// The variables of the render running on this thread (what Ansible passes lookups as
+/// `variables`), when one is running.
+fn root_vars() -> Option<Value> {
+    ROOT_VARS.with(|r| r.borrow().last().cloned())
+}
+
+/// Python's name for the type of `v`, for messages.
+fn py_type_name(v: &Value) -> &'static str {
+    match v.kind() {
+        ValueKind::Undefined => "Undefined",
+        ValueKind::None => "NoneType",
+        ValueKind::Bool => "bool",
+        ValueKind::Number if v.is_integer() => "int",
+        ValueKind::Number => "float",
+        ValueKind::String => "str",
+        ValueKind::Bytes => "bytes",
+        ValueKind::Seq | ValueKind::Iterable => "list",
+        ValueKind::Map => "dict",
+        _ => "object",
+    }
+}
+
+/// A bad `#jinja2:` header of `name`: an error on line 1.
+fn header_error(name: &str, source: &str, msg: String) -> RenderError {
+    RenderError {
+        template: name.to_string(),
+        line: Some(1),
+        message: format!("syntax error: {msg}"),
+        excerpt: Some(Box::new(Excerpt {
+            source: source.to_string(),
+            range: Some(line_range(source, 1)),
+        })),
+        hint: Some(
+            "the first line `#jinja2: key: value, ...` takes Python literals for Jinja's settings, e.g. `#jinja2: trim_blocks: False, variable_start_string: '[['`".into(),
+        ),
+    }
+}
+
+impl Headed {
+    /// `err` (about the template without its header line) as a place in the file: one line
+    /// further down, its excerpt from the file as written.
+    fn shift(&self, name: &str, mut err: RenderError) -> RenderError {
+        if err.template != name || self.header_len == 0 {
+            return err;
+        }
+        err.line = err.line.map(|l| l + 1);
+        if let Some(ex) = &mut err.excerpt {
+            ex.range = ex
+                .range
+                .clone()
+                .map(|r| r.start + self.header_len..r.end + self.header_len);
+            ex.source = self.source.clone();
+        }
+        err
+    }
+}
+
+thread_local! {
+    /// Nesting of `template` lookups on this thread.
+    static LOOKUP_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// `template` lookups rendered by the current top-level render on this thread.
+    static LOOKUP_RENDERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Most `template` lookups one render may make (nested ones included): a template that
+/// looks itself up twice would otherwise render 2^16 times before the depth limit.
+const MAX_LOOKUP_RENDERS: usize = 1000;
+
+/// The `template` lookup's render of `source` (found at `origin`, under the repository) with
+/// `vars`: `base` (the lookup's options) with the template's own header over them; a template
+/// that is one `{{ expression }}` gives the expression's value (Ansible's native result).
+fn render_lookup_template(
+    shared: &Arc<Shared>,
+    origin: &str,
+    source: &str,
+    base: &header::Header,
+    vars: &Value,
+    max_depth: usize,
+) -> Result<Value, RenderError> {
+    let renders = LOOKUP_RENDERS.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    if renders > MAX_LOOKUP_RENDERS {
+        return Err(RenderError::plain(
+            origin,
+            format!("more than {MAX_LOOKUP_RENDERS} template lookups in one render"),
+        ));
+    }
+    let depth = LOOKUP_DEPTH.with(|d| d.get());
+    if depth >= max_depth {
+        return Err(RenderError::plain(
+            origin,
+            format!(
+                "template lookups nested more than {max_depth} deep (does a template look itself up?)"
+            ),
+        ));
+    }
+    let (settings, body, header_len) = match header::split_over(source, base.clone()) {
+        Ok(Some((h, body))) => {
+            let len = source.len() - body.len();
+            (h, body, len)
+        }
+        Ok(None) => (base.clone(), source, 0),
+        Err(msg) => return Err(header_error(origin, source, msg)),
+    };
+    let syntax = settings
+        .syntax()
+        .map_err(|msg| header_error(origin, source, msg))?;
+    let body = if settings.newline_sequence == "\n" {
+        body.to_string()
+    } else {
+        settings.normalize_newlines(body)
+    };
+    let headed = Headed {
+        env: Arc::new(build_env(
+            shared,
+            syntax,
+            Some((origin.to_string(), body.clone())),
+        )),
+        header: settings,
+        source: source.to_string(),
+        header_len,
+    };
+    if let Some(at) = overlong_tag(&body, false) {
+        return Err(headed.shift(origin, RenderError::overlong(origin, &body, at)));
+    }
+    LOOKUP_DEPTH.with(|d| d.set(depth + 1));
+    let result = (|| {
+        if headed.header == header::Header::default()
+            && let Some(expr) = single_expression(&body)
+        {
+            let compiled = headed
+                .env
+                .compile_expression(expr)
+                .map_err(|e| RenderError::from_minijinja(origin, Some(&body), &e))?;
+            return compiled
+                .eval(vars)
+                .map_err(|e| RenderError::from_minijinja(origin, Some(&body), &e));
+        }
+        let tmpl = headed
+            .env
+            .get_template(origin)
+            .map_err(|e| RenderError::from_minijinja(origin, Some(&body), &e))?;
+        tmpl.render(vars)
+            .map(|out| {
+                Value::from(preserve_trailing_newlines(
+                    source,
+                    out,
+                    headed.header.newline_sequence,
+                ))
+            })
+            .map_err(|e| RenderError::from_minijinja(origin, Some(&body), &e))
+    })();
+    LOOKUP_DEPTH.with(|d| d.set(depth));
+    result.map_err(|e| headed.shift(origin, e))
 }
 
 /// A host's variables, templated on first lookup (see [`Renderer::resolve_vars`]).
@@ -659,7 +967,7 @@ impl LazyVars {
             .template_from_named_str(&origin, s)
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))?;
         tmpl.render(ctx)
-            .map(|out| Value::from(preserve_trailing_newlines(s, out)))
+            .map(|out| Value::from(preserve_trailing_newlines(s, out, "\n")))
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))
     }
 }

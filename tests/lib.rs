@@ -11,6 +11,7 @@ mod fuzz_props;
 mod inventories;
 mod litellm_checks;
 mod local_apply;
+mod lookups;
 mod newline;
 mod plain_files;
 mod powershell;

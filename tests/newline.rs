@@ -80,3 +80,35 @@ fn unknown_newline_is_refused_with_its_location() {
         run.stderr
     );
 }
+
+/// A template's `#jinja2: newline_sequence:` header gives its own text those line endings
+/// (a value's newlines stay as they are, as Ansible writes them) and wins over the host's
+/// `deploy_newline`; a file's `newline:` still converts everything.
+#[test]
+fn a_header_newline_sequence_is_kept_unless_the_file_sets_one() {
+    let p = Project::new();
+    p.inventory(
+        "all:\n  vars:\n    ansible_connection: local\n    note: \"a\\nb\"\n  hosts:\n    tux: {deploy_root: roots/tux}\n    win: {deploy_root: roots/win, deploy_newline: \"\\n\"}\n",
+    )
+    .manifest(
+        "groups:\n  all:\n    files:\n      - template: dos.j2\n        dest: /etc/dos.txt\n      - template: dos.j2\n        dest: /etc/unix.txt\n        newline: '\\n'\n",
+    )
+    .template(
+        "dos.j2",
+        "#jinja2: newline_sequence: '\\r\\n'\n[{{ inventory_hostname }}]\nnote={{ note }}\n",
+    );
+    p.run(&["apply", "--yes"]).expect(0);
+    for host in ["tux", "win"] {
+        assert_eq!(
+            p.host_file(host, "/etc/dos.txt"),
+            Some(format!("[{host}]\r\nnote=a\nb\r\n")),
+            "{host}"
+        );
+        assert_eq!(
+            p.host_file(host, "/etc/unix.txt"),
+            Some(format!("[{host}]\nnote=a\nb\n")),
+            "{host}"
+        );
+    }
+    p.run(&["plan", "--detailed-exitcode"]).expect(0);
+}

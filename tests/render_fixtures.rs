@@ -1,6 +1,8 @@
-//! Renders every `tests/fixtures/render/<case>/` (template.j2 + vars.yml) with [`Renderer`]
-//! and compares with `expected.out`, which real Ansible wrote (see regen.sh there); plus
-//! snapshots of the error reports.
+//! Renders every `tests/fixtures/render/<case>/` (template.j2 + vars.yml, and what its
+//! lookups read: files under the case, env.yml for `env`) with [`Renderer`] and compares with
+//! `expected.out`, which real Ansible wrote (see regen.sh there); checks that every
+//! expected.out still is what ansible-core renders (regen.sh --out, one ansible-playbook
+//! run); plus snapshots of the error reports.
 //!
 //! vars.yml is read with serde-saphyr's YAML 1.1 options (yes/no/on/off are booleans,
 //! `0755` is octal), as Ansible's PyYAML reads it. PyYAML differs on a few spellings the
@@ -8,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use deploy::render::Renderer;
+use deploy::render::{Lookups, Renderer};
 use minijinja::Value;
 use minijinja::value::Serde;
 
@@ -41,14 +43,102 @@ fn case_vars(renderer: &Renderer, dir: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
-#[test]
-fn fixtures_match_ansible() {
+/// The case's env.yml (what its `env` lookups see; regen.sh sets the same for Ansible).
+fn case_env(dir: &Path) -> std::collections::HashMap<String, String> {
+    let path = dir.join("env.yml");
+    if !path.is_file() {
+        return Default::default();
+    }
+    load_vars(&path)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// A renderer for the case folder as a repository root: templates and lookups from there.
+fn case_renderer(dir: &Path) -> Renderer {
+    Renderer::with_lookups(dir, Lookups::new(dir).with_environment(case_env(dir)))
+}
+
+fn case_dirs() -> Vec<PathBuf> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("template.j2").is_file())
         .collect();
     cases.sort();
+    cases
+}
+
+/// Every expected.out is what ansible-core 2.19 (target/ci-ansible) renders today: regen.sh
+/// renders all cases with the shared play.yml in one ansible-playbook run into a temp dir,
+/// compared byte for byte. A hand-edited fixture fails here.
+#[test]
+fn expected_outputs_are_ansible_cores() {
+    let playbook = crate::support::ansible::bin("ansible-playbook");
+    let venv = playbook
+        .parent()
+        .and_then(Path::parent)
+        .expect("venv of ansible-playbook");
+    let out = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let run = std::process::Command::new("bash")
+        .arg(fixtures_dir().join("regen.sh"))
+        .arg("--out")
+        .arg(out.path())
+        .env("ANSIBLE_VENV", venv)
+        .output()
+        .expect("run regen.sh");
+    assert!(
+        run.status.success(),
+        "regen.sh --out failed:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!(
+        "ansible-core rendered the fixtures in {:?}",
+        started.elapsed()
+    );
+    let cases = case_dirs();
+    assert!(
+        cases.len() >= 20,
+        "expected the fixture cases, found {cases:?}"
+    );
+    let mut differ = Vec::new();
+    for dir in &cases {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let rendered = std::fs::read(out.path().join(format!("{name}.out")))
+            .unwrap_or_else(|e| panic!("{name}: ansible wrote no output: {e}"));
+        let expected = std::fs::read(dir.join("expected.out"))
+            .unwrap_or_else(|e| panic!("{name}: expected.out: {e}"));
+        if rendered != expected {
+            let (expected, rendered) = (
+                String::from_utf8_lossy(&expected),
+                String::from_utf8_lossy(&rendered),
+            );
+            let diff = similar::TextDiff::from_lines(expected.as_ref(), rendered.as_ref())
+                .unified_diff()
+                .header("expected.out", "ansible-core")
+                .to_string();
+            differ.push(format!("--- {name}:\n{diff}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "expected.out differs from what ansible-core renders (run regen.sh):\n{}",
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn fixtures_match_ansible() {
+    let cases = case_dirs();
     assert!(
         cases.len() >= 10,
         "expected the fixture cases, found {cases:?}"
@@ -60,7 +150,7 @@ fn fixtures_match_ansible() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let renderer = Renderer::new(dir);
+        let renderer = case_renderer(dir);
         let vars = case_vars(&renderer, dir);
         let expected = std::fs::read_to_string(dir.join("expected.out"))
             .unwrap_or_else(|e| panic!("{name}: expected.out: {e} (run regen.sh)"));
@@ -234,5 +324,253 @@ fn renders_from_many_threads() {
             h.join().expect("thread"),
             format!("host=host{i} n=HOST{i}\n")
         );
+    }
+}
+
+// --- #jinja2: headers and lookups: errors and refusals --------------------------------------
+
+/// Render `source` as `templates/NAME` of a scratch repository holding `files` (relative
+/// path, content), with `allow_commands`; the result, the repository's path shown as
+/// `[REPO]`.
+fn render_in_repo(
+    name: &str,
+    source: &str,
+    files: &[(&str, &str)],
+    allow_commands: bool,
+) -> Result<String, String> {
+    let repo = tempfile::tempdir().expect("tempdir");
+    let templates = repo.path().join("templates");
+    std::fs::create_dir_all(&templates).expect("templates");
+    std::fs::write(templates.join(name), source).expect("write template");
+    for (rel, content) in files {
+        let path = repo.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(path, content).expect("write file");
+    }
+    let renderer = Renderer::with_lookups(
+        &templates,
+        Lookups::new(repo.path()).allow_commands(allow_commands),
+    );
+    let vars = renderer
+        .resolve_vars(&Value::from(Serde(serde_json::json!({"port": 8080}))))
+        .expect("vars");
+    let shown = |s: String| s.replace(&repo.path().display().to_string(), "[REPO]");
+    renderer
+        .render_file(name, &vars)
+        .map(shown)
+        .map_err(|e| shown(e.to_string()))
+}
+
+fn render_err(name: &str, source: &str, files: &[(&str, &str)]) -> String {
+    match render_in_repo(name, source, files, false) {
+        Ok(out) => panic!("expected an error, rendered {out:?}"),
+        Err(report) => report,
+    }
+}
+
+#[test]
+fn error_bad_header() {
+    let report = render_err(
+        "nginx.conf.j2",
+        "#jinja2: trim_blocks: False, lstrip_blocks: yes\nworker_processes {{ port }};\n",
+        &[],
+    );
+    assert!(report.contains("nginx.conf.j2:1"), "{report}");
+    insta::assert_snapshot!(report);
+    let report = render_err("a.j2", "#jinja2: trim_block: False\nx\n", &[]);
+    assert!(
+        report.contains("Invalid '#jinja2:' override key 'trim_block'.")
+            && report.contains("a.j2:1"),
+        "{report}"
+    );
+    let report = render_err("a.j2", "#jinja2: block_start_string: '{{'\nx\n", &[]);
+    assert!(report.contains("must be different"), "{report}");
+    for header in [
+        "variable_start_string: ''",
+        "comment_end_string: None",
+        "trim_blocks: 1",
+    ] {
+        let report = render_err("a.j2", &format!("#jinja2: {header}\nx {{{{ 1 }}}}\n"), &[]);
+        assert!(report.contains("a.j2:1"), "{header}: {report}");
+    }
+}
+
+#[test]
+fn header_templates_report_lines_of_the_file() {
+    let report = render_err(
+        "a.j2",
+        "#jinja2: variable_start_string: '[[', variable_end_string: ']]'\nok {{ literal }}\nport [[ nope ]]\n",
+        &[],
+    );
+    assert!(report.contains("a.j2:3"), "{report}");
+    assert!(report.contains("port [[ nope ]]"), "{report}");
+}
+
+#[test]
+fn error_unknown_lookup() {
+    let report = render_err(
+        "app.conf.j2",
+        "port={{ port }}\nkey={{ lookup('hashi_vault', 'secret/app') }}\n",
+        &[],
+    );
+    assert!(
+        report.contains("app.conf.j2:2") && report.contains("no lookup named 'hashi_vault'"),
+        "{report}"
+    );
+    insta::assert_snapshot!(report);
+    let report = render_err("a.j2", "{{ lookup('ini', 'x', errors='ignore') }}\n", &[]);
+    assert!(report.contains("lookup 'ini' is not supported"), "{report}");
+}
+
+#[test]
+fn error_refused_pipe() {
+    let report = render_err(
+        "motd.j2",
+        "Welcome\nbuilt {{ lookup('pipe', 'date +%F') }}\n",
+        &[],
+    );
+    assert!(
+        report.contains("motd.j2:2") && report.contains("allow_command_lookups"),
+        "{report}"
+    );
+    insta::assert_snapshot!(report);
+    // `errors=` does not silence a refusal, and `url`/`password` stay refused when commands
+    // are allowed.
+    let report = render_err(
+        "a.j2",
+        "{{ lookup('lines', 'ls', errors='ignore') }}\n",
+        &[],
+    );
+    assert!(report.contains("lookup 'lines' runs a command"), "{report}");
+    for (name, why) in [("url", "network"), ("password", "writes files")] {
+        let err = render_in_repo(
+            "a.j2",
+            &format!("{{{{ lookup('{name}', 'x') }}}}\n"),
+            &[],
+            true,
+        )
+        .expect_err(name);
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn allowed_pipe_and_lines_run_in_the_repository() {
+    let out = render_in_repo(
+        "a.j2",
+        "{{ lookup('pipe', 'cat files/x.txt; echo') }}|{{ query('lines', 'printf \"a\\nb\\n\"') }}\n",
+        &[("files/x.txt", "from the repo")],
+        true,
+    )
+    .expect("rendered");
+    assert_eq!(out, "from the repo|['a', 'b']\n");
+    let err = render_in_repo("a.j2", "{{ lookup('pipe', 'exit 3') }}\n", &[], true)
+        .expect_err("failing command");
+    assert!(err.contains("returned 3"), "{err}");
+}
+
+#[test]
+fn error_missing_file() {
+    let report = render_err(
+        "authorized_keys.j2",
+        "# managed\n{{ lookup('file', 'keys/' ~ port ~ '.pub') }}\n",
+        &[],
+    );
+    assert!(
+        report.contains("authorized_keys.j2:2") && report.contains("8080.pub"),
+        "{report}"
+    );
+    insta::assert_snapshot!(report);
+}
+
+#[test]
+fn lookups_stay_inside_the_repository() {
+    for path in ["/etc/hostname", "~/.ssh/id_ed25519", "../outside.txt"] {
+        let err = render_err(
+            "a.j2",
+            &format!("{{{{ lookup('file', '{path}') }}}}\n"),
+            &[],
+        );
+        assert!(err.contains("outside the repository"), "{path}: {err}");
+    }
+    // A link inside the repo that points out of it.
+    let repo = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("private.key"), "PRIVATE").expect("write");
+    std::fs::create_dir_all(repo.path().join("files")).expect("files");
+    std::os::unix::fs::symlink(
+        outside.path().join("private.key"),
+        repo.path().join("files/key"),
+    )
+    .expect("symlink");
+    std::fs::write(repo.path().join("t.j2"), "{{ lookup('file', 'key') }}\n").expect("t.j2");
+    let renderer = Renderer::with_lookups(repo.path(), Lookups::new(repo.path()));
+    let err = renderer
+        .render_file("t.j2", &Value::from(Serde(serde_json::json!({}))))
+        .expect_err("link out of the repo");
+    assert!(err.to_string().contains("outside the repository"), "{err}");
+    assert!(!err.to_string().contains("PRIVATE"), "{err}");
+}
+
+#[test]
+fn template_lookups_that_recurse_are_bounded() {
+    let err = render_err(
+        "a.j2",
+        "{{ lookup('template', 'loop.j2') }}\n",
+        &[(
+            "templates/loop.j2",
+            "x{{ lookup('template', 'loop.j2') }}\n",
+        )],
+    );
+    assert!(err.contains("nested more than 16 deep"), "{err}");
+}
+
+#[test]
+fn template_lookups_that_fan_out_are_bounded() {
+    let twice = "{{ lookup('template', 'fan.j2') }}{{ lookup('template', 'fan.j2') }}\n";
+    let started = std::time::Instant::now();
+    let err = render_err(
+        "a.j2",
+        "{{ lookup('template', 'fan.j2') }}\n",
+        &[("templates/fan.j2", twice)],
+    );
+    assert!(
+        err.contains("more than 1000 template lookups") || err.contains("nested more than"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn template_lookup_errors_name_both_templates() {
+    let err = render_err(
+        "a.j2",
+        "{{ lookup('template', 'inner.j2') }}\n",
+        &[(
+            "templates/inner.j2",
+            "ok {{ port }}\nbad {{ missing_var }}\n",
+        )],
+    );
+    assert!(
+        err.contains("templates/inner.j2:2")
+            && err.contains("missing_var")
+            && err.contains("a.j2:1"),
+        "{err}"
+    );
+}
+
+/// Odd delimiters a header may name render or fail with a report, never panic.
+#[test]
+fn odd_header_delimiters_never_panic() {
+    let odd = [
+        "'{'", "'}'", "'a'", "' '", "'}}'", "'€'", "'\\n'", "'{{{{'", "'%'",
+    ];
+    for start in odd {
+        for end in odd {
+            let source = format!(
+                "#jinja2: variable_start_string: {start}, variable_end_string: {end}, line_statement_prefix: {start}\nx {{{{ port }}}} € a}}}} %\n"
+            );
+            let _ = render_in_repo("a.j2", &source, &[], false);
+        }
     }
 }

@@ -30,7 +30,7 @@
 mod hostpattern;
 mod ini;
 pub mod pattern;
-mod pyliteral;
+pub(crate) mod pyliteral;
 pub mod sources;
 mod yaml;
 
