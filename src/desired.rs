@@ -247,6 +247,8 @@ pub struct HostDesired {
     pub state_path: String,
     /// The deploy.yml group whose `serial:` / `max_fail_percentage:` the host follows.
     pub rollout: Option<HostRollout>,
+    /// Notes for the plan (see `facts.rs`: templates whose output differs on every run).
+    pub notes: Vec<String>,
 }
 
 /// The rolling-restart settings of a host, from one of its groups.
@@ -716,6 +718,7 @@ fn render_host(
         vars: ctx.clone(),
         verify,
         rollout,
+        notes: Vec::new(),
     })
 }
 

@@ -4,6 +4,7 @@ mod checks;
 mod debris;
 mod errors;
 mod examples;
+mod facts;
 mod fleet;
 mod fuzz_props;
 mod inventories;
