@@ -50,6 +50,8 @@ pub const NAMES: &[&str] = &[
     "user_uid",
     "user_gid",
     "date_time",
+    // Windows hosts only (ansible.windows' setup).
+    "ip_addresses",
 ];
 
 /// The POSIX sh script a Unix host (or the controller) runs: sections headed by a line
@@ -89,40 +91,86 @@ s end
 } 2>/dev/null | head -c 1048576
 "#;
 
-/// The PowerShell script a Windows host runs: one JSON object with the values of
-/// ansible.windows' `setup.ps1` for the facts deploy offers.
+/// The first line of [`PS_SCRIPT`] (the WinRM stand-in of the tests recognises it).
+pub const PS_MARKER: &str = "# deploy:facts v1";
+
+/// The PowerShell script a Windows host runs: one JSON object holding the facts deploy
+/// offers, computed as ansible.windows' `setup.ps1` computes them (its `distribution`,
+/// `env`, `date_time`, `facter`/`platform`, `processor`, `memory`, `user` and
+/// `all_ipv4_addresses` subsets), with CIM where setup.ps1 uses its own C# helpers.
 pub const PS_SCRIPT: &str = r#"# deploy:facts v1
 $ErrorActionPreference = 'Stop'
-$os = Get-CimInstance -ClassName Win32_OperatingSystem
-$cs = Get-CimInstance -ClassName Win32_ComputerSystem
-$cpus = @(Get-CimInstance -ClassName Win32_Processor)
-$net = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
-$ipv4 = @(Get-CimInstance -ClassName Win32_NetworkAdapterConfiguration -Filter 'IPEnabled=True' | ForEach-Object { $_.IPAddress } | Where-Object { $_ -and $_.Contains('.') })
-$now = Get-Date
-$env_map = @{}
-foreach ($item in Get-ChildItem -Path Env:) { $env_map[$item.Name] = $item.Value }
-$user = [Security.Principal.WindowsIdentity]::GetCurrent()
-$answer = @{
-    hostname = $env:COMPUTERNAME
-    nodename = $net.HostName
-    domain = $net.DomainName
-    os_name = $os.Caption
-    os_version = $os.Version
-    architecture = $os.OSArchitecture
-    cores = [int]($cpus | Measure-Object -Property NumberOfCores -Sum).Sum
-    logical = [int]($cpus | Measure-Object -Property NumberOfLogicalProcessors -Sum).Sum
-    sockets = $cpus.Count
-    memory = [long]$cs.TotalPhysicalMemory
-    ipv4 = $ipv4
-    env = $env_map
-    user = $user.Name
-    epoch = [DateTimeOffset]::Now.ToUnixTimeSeconds()
-    date = $now.ToString('yyyy-MM-dd|MM|dddd|dd|HH|mm|ss|yyyy', [Globalization.CultureInfo]::InvariantCulture)
-    iso = $now.ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ', [Globalization.CultureInfo]::InvariantCulture)
-    tz = [TimeZoneInfo]::Local.StandardName
-    weekday_number = [int]$now.DayOfWeek
+$osVersion = [Environment]::OSVersion
+$ipProps = [System.Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
+$fqdn = $ipProps.HostName
+if ($ipProps.DomainName) { $fqdn = "$($fqdn).$($ipProps.DomainName)" }
+$win32OS = Get-CimInstance -ClassName Win32_OperatingSystem -Property Caption, OSArchitecture
+$win32CS = Get-CimInstance -ClassName Win32_ComputerSystem -Property Domain, PartOfDomain, TotalPhysicalMemory, NumberOfLogicalProcessors
+$win32Proc = @(Get-CimInstance -ClassName Win32_Processor -Property NumberOfCores, NumberOfLogicalProcessors)
+$domain = if ($win32CS.PartOfDomain) { [string]$win32CS.Domain } elseif ($ipProps.DomainName) { [string]$ipProps.DomainName } else { '' }
+$ips = @(foreach ($interface in [System.Net.NetworkInformation.NetworkInterface]::GetAllNetworkInterfaces()) {
+        $interface.GetIPProperties().UnicastAddresses | Where-Object {
+            $_.Address.ToString() -notin @('::1', '127.0.0.1')
+        } | ForEach-Object -Process { $_.Address.ToString() }
+    })
+$envVars = @{}
+foreach ($item in Get-ChildItem -LiteralPath Env:) {
+    $envVars[$item.Name] = $item.Value.TrimEnd('\')
 }
-[Console]::Out.Write((ConvertTo-Json -InputObject $answer -Depth 3 -Compress))
+$datetime = Get-Date
+$datetimeUtc = $datetime.ToUniversalTime()
+$epochStart = New-Object -TypeName DateTime -ArgumentList @(1970, 1, 1, 0, 0, 0, [DateTimeKind]::Utc)
+$epoch = (New-TimeSpan -Start $epochStart -End $datetimeUtc).TotalSeconds
+$cores = $null
+$threads = $null
+if ($win32Proc.Count -gt 0 -and $win32Proc[0].NumberOfCores) {
+    $cores = $win32Proc[0].NumberOfCores
+    $threads = $win32Proc[0].NumberOfLogicalProcessors / $win32Proc[0].NumberOfCores
+}
+$facts = @{
+    hostname = $ipProps.HostName
+    fqdn = $fqdn
+    nodename = $fqdn
+    domain = $domain
+    distribution = $win32OS.Caption
+    distribution_version = $osVersion.Version.ToString()
+    distribution_major_version = $osVersion.Version.Major.ToString()
+    os_family = 'Windows'
+    system = $osVersion.Platform.ToString()
+    kernel = $osVersion.Version.ToString()
+    architecture = $win32OS.OSArchitecture
+    processor_count = $win32Proc.Count
+    processor_vcpus = [int]$win32CS.NumberOfLogicalProcessors
+    processor_cores = $cores
+    processor_threads_per_core = $threads
+    memtotal_mb = [Math]::Ceiling($win32CS.TotalPhysicalMemory / 1024 / 1024)
+    ip_addresses = $ips
+    env = $envVars
+    user_id = $env:USERNAME
+    date_time = @{
+        date = $datetime.ToString('yyyy-MM-dd')
+        day = $datetime.ToString('dd')
+        epoch_local = (Get-Date ($datetime) -UFormat '+%s')
+        epoch = (Get-Date ($datetimeUtc) -UFormat '+%s')
+        epoch_int = [int]$epoch
+        hour = $datetime.ToString('HH')
+        iso8601 = $datetimeUtc.ToString('yyyy-MM-ddTHH:mm:ssZ')
+        iso8601_basic = $datetime.ToString('yyyyMMddTHHmmssffffff')
+        iso8601_basic_short = $datetime.ToString('yyyyMMddTHHmmss')
+        iso8601_micro = $datetimeUtc.ToString('yyyy-MM-ddTHH:mm:ss.ffffffZ')
+        minute = $datetime.ToString('mm')
+        month = $datetime.ToString('MM')
+        second = $datetime.ToString('ss')
+        time = $datetime.ToString('HH:mm:ss')
+        tz = ([System.TimeZoneInfo]::Local.Id)
+        tz_offset = $datetime.ToString('zzzz')
+        weekday = $datetime.ToString('dddd', [System.Globalization.CultureInfo]::InvariantCulture)
+        weekday_number = (Get-Date -UFormat '%w')
+        weeknumber = (Get-Date -UFormat '%W')
+        year = $datetime.ToString('yyyy')
+    }
+}
+[Console]::Out.Write((ConvertTo-Json -InputObject $facts -Depth 3 -Compress))
 "#;
 
 /// Whether a host's templates and texts use facts, and which of them.
@@ -1311,7 +1359,41 @@ fn utc_fields(epoch: i64) -> Option<String> {
     ))
 }
 
-/// The answer of [`PS_SCRIPT`] -> facts, named as ansible.windows' `setup` names them.
+/// The facts [`PS_SCRIPT`] answers, and what each must be: text, a count, a list of texts,
+/// an object of texts (`env`) or the `date_time` object.
+const WINDOWS_FACTS: &[(&str, Kind)] = &[
+    ("hostname", Kind::Text),
+    ("fqdn", Kind::Text),
+    ("nodename", Kind::Text),
+    ("domain", Kind::Text),
+    ("distribution", Kind::Text),
+    ("distribution_version", Kind::Text),
+    ("distribution_major_version", Kind::Text),
+    ("os_family", Kind::Text),
+    ("system", Kind::Text),
+    ("kernel", Kind::Text),
+    ("architecture", Kind::Text),
+    ("processor_count", Kind::Number),
+    ("processor_vcpus", Kind::Number),
+    ("processor_cores", Kind::Number),
+    ("processor_threads_per_core", Kind::Number),
+    ("memtotal_mb", Kind::Number),
+    ("ip_addresses", Kind::Texts),
+    ("env", Kind::TextMap),
+    ("user_id", Kind::Text),
+    ("date_time", Kind::TextMap),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Number,
+    Texts,
+    TextMap,
+}
+
+/// The answer of [`PS_SCRIPT`] -> facts, named as ansible.windows' `setup` names them. A
+/// value may be null where setup.ps1 gives null (e.g. no caption without admin rights).
 pub fn parse_windows(answer: &[u8]) -> Result<Facts, String> {
     if answer.len() >= MAX_ANSWER {
         return Err(format!(
@@ -1319,106 +1401,40 @@ pub fn parse_windows(answer: &[u8]) -> Result<Facts, String> {
             MAX_ANSWER
         ));
     }
-    let v: Json =
-        serde_json::from_slice(answer).map_err(|e| format!("the facts answer is not JSON: {e}"))?;
-    let Json::Object(a) = v else {
+    let v: Json = serde_json::from_slice(answer.trim_ascii())
+        .map_err(|e| format!("the facts answer is not JSON: {e}"))?;
+    let Json::Object(mut a) = v else {
         return Err("the facts answer is not a JSON object".into());
     };
-    let s = |k: &str| -> Result<String, String> {
-        match a.get(k) {
-            Some(Json::String(s)) => Ok(s.clone()),
-            None | Some(Json::Null) => Ok(String::new()),
-            Some(other) => Err(format!("the facts answer's {k} is {other}, not text")),
-        }
-    };
-    let n = |k: &str| -> Result<u64, String> {
-        a.get(k)
-            .and_then(Json::as_u64)
-            .ok_or_else(|| format!("the facts answer's {k} is not a count"))
-    };
     let mut f = Facts::new();
-    let hostname = s("hostname")?;
-    let domain = s("domain")?;
-    let nodename = s("nodename")?;
-    let fqdn = if domain.is_empty() {
-        nodename.clone()
-    } else {
-        format!("{nodename}.{domain}")
-    };
-    let version = s("os_version")?;
-    let parts: Vec<&str> = version.split('.').collect();
-    f.insert("hostname".into(), json!(hostname));
-    f.insert("nodename".into(), json!(fqdn));
-    f.insert("fqdn".into(), json!(fqdn));
-    f.insert("domain".into(), json!(domain));
-    f.insert("distribution".into(), json!(s("os_name")?));
-    f.insert("distribution_version".into(), json!(version));
-    f.insert("distribution_major_version".into(), json!(parts[0]));
-    f.insert("os_family".into(), json!("Windows"));
-    f.insert("system".into(), json!("Win32NT"));
-    f.insert("kernel".into(), json!(version));
-    f.insert("architecture".into(), json!(s("architecture")?));
-    let cores = n("cores")?;
-    let logical = n("logical")?;
-    let sockets = n("sockets")?;
-    f.insert("processor_cores".into(), json!(cores));
-    f.insert("processor_count".into(), json!(sockets));
-    f.insert(
-        "processor_threads_per_core".into(),
-        json!(logical.checked_div(cores).unwrap_or(0)),
-    );
-    f.insert("processor_vcpus".into(), json!(logical));
-    f.insert("memtotal_mb".into(), json!(n("memory")? / 1024 / 1024));
-    let ips: Vec<String> = match a.get("ipv4") {
-        Some(Json::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        Some(Json::String(one)) => vec![one.clone()],
-        _ => Vec::new(),
-    };
-    f.insert("ip_addresses".into(), json!(ips));
-    f.insert("all_ipv4_addresses".into(), json!(ips));
-    let env = match a.get("env") {
-        Some(Json::Object(m)) => Json::Object(m.clone()),
-        _ => return Err("the facts answer's env is not an object".into()),
-    };
-    f.insert("env".into(), env);
-    f.insert(
-        "user_id".into(),
-        json!(s("user")?.rsplit('\\').next().unwrap_or_default()),
-    );
-    // date_time as ansible.windows' setup.ps1 builds it (local time, invariant culture).
-    let date = s("date")?;
-    let d: Vec<&str> = date.split('|').collect();
-    if d.len() != 8 {
-        return Err(format!(
-            "the facts answer's date {:?} is not understood",
-            short(&date)
-        ));
+    for (name, kind) in WINDOWS_FACTS {
+        let value = a.remove(*name).unwrap_or(Json::Null);
+        let ok = match (kind, &value) {
+            (_, Json::Null) => true,
+            (Kind::Text, v) => v.is_string(),
+            (Kind::Number, v) => v.is_number(),
+            // ConvertTo-Json writes a one-item array as that item.
+            (Kind::Texts, Json::String(_)) => true,
+            (Kind::Texts, Json::Array(items)) => items.iter().all(Json::is_string),
+            (Kind::TextMap, Json::Object(m)) => m
+                .values()
+                .all(|v| v.is_string() || v.is_number() || v.is_null()),
+            _ => false,
+        };
+        if !ok {
+            let shown = value.to_string();
+            return Err(format!(
+                "the facts answer's {name} is {}, not what setup gives",
+                crate::text::prefix(&shown, 80)
+            ));
+        }
+        let value = match (kind, value) {
+            (Kind::Texts, Json::String(one)) => json!([one]),
+            (Kind::Texts, Json::Null) => json!([]),
+            (_, v) => v,
+        };
+        f.insert((*name).to_string(), value);
     }
-    let epoch = a
-        .get("epoch")
-        .and_then(Json::as_i64)
-        .ok_or("the facts answer's epoch is not a number")?;
-    f.insert(
-        "date_time".into(),
-        json!({
-            "date": d[0],
-            "month": d[1],
-            "weekday": d[2],
-            "day": d[3],
-            "hour": d[4],
-            "minute": d[5],
-            "second": d[6],
-            "year": d[7],
-            "time": format!("{}:{}:{}", d[4], d[5], d[6]),
-            "epoch": epoch.to_string(),
-            "iso8601": s("iso")?,
-            "tz": s("tz")?,
-            "weekday_number": a.get("weekday_number").and_then(Json::as_u64).unwrap_or(0).to_string(),
-        }),
-    );
     Ok(f)
 }
 

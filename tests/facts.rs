@@ -397,3 +397,56 @@ fn an_unreachable_host_fails_alone_before_anything_is_written() {
     );
     let _ = sshd::current_user();
 }
+
+/// A Windows host (the WinRM stand-in, which answers deploy's facts script with the values a
+/// Windows 11 host gives; no PowerShell runs here, the script itself is parsed by
+/// tests/powershell.rs): a template using Windows facts renders in the plan, and the
+/// connection the facts came through serves the read (one shell).
+#[test]
+fn winrm_plan_renders_a_template_using_windows_facts() {
+    use crate::support::winrm_standin::StandIn;
+    let p = Project::new();
+    let c_drive = p.path().join("c");
+    std::fs::create_dir_all(&c_drive).expect("c");
+    let server = StandIn::start(&c_drive, "deployer", "Winrm-Pa55", 8);
+    p.inventory(&format!(
+        "all:\n  hosts:\n    wintermute:\n      ansible_connection: winrm\n      ansible_winrm_scheme: http\n      ansible_host: 127.0.0.1\n      ansible_port: {}\n      ansible_user: deployer\n      ansible_password: Winrm-Pa55\n",
+        server.port()
+    ))
+    .manifest("groups:\n  all:\n    files:\n      - template: host.txt.j2\n        dest: 'C:\\host.txt'\n")
+    .template(
+        "host.txt.j2",
+        "{{ ansible_hostname }} {{ ansible_facts['os_family'] }} {{ ansible_distribution }} {{ ansible_distribution_major_version }}\n\
+         cores={{ ansible_processor_cores }} vcpus={{ ansible_processor_vcpus }} mem={{ ansible_memtotal_mb }}\n\
+         ip={{ ansible_ip_addresses | first }} user={{ ansible_user_id }} fqdn={{ ansible_fqdn }}\n",
+    );
+    let run = p.run(&["plan"]).expect(0);
+    assert!(
+        run.stdout
+            .contains("+WINTERMUTE Windows Microsoft Windows 11 Pro 10"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("+cores=8 vcpus=16 mem=32768"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("+ip=10.0.0.7 user=mdt fqdn=WINTERMUTE.lab.example"),
+        "{}",
+        run.stdout
+    );
+    let (calls, shells) = server.record(|r| {
+        (
+            r.facts_calls,
+            r.actions.iter().filter(|a| a.as_str() == "Create").count(),
+        )
+    });
+    assert_eq!(
+        (calls, shells),
+        (1, 1),
+        "one facts script, one shell for facts and read"
+    );
+}
