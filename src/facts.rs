@@ -1041,8 +1041,8 @@ fn py_round(num: u64, den: u64) -> u64 {
         return 0;
     }
     let q = num / den;
-    let r = num % den;
-    match (2 * r).cmp(&den) {
+    let r = u128::from(num % den);
+    match (2 * r).cmp(&u128::from(den)) {
         std::cmp::Ordering::Less => q,
         std::cmp::Ordering::Greater => q + 1,
         std::cmp::Ordering::Equal => q + (q % 2),
