@@ -1,7 +1,8 @@
 //! Inventory + manifest + templates -> [`HostDesired`]: every file each selected host should
 //! have, fully rendered, and the handlers it may run. This is the "render" stage of the
 //! pipeline; it does no I/O on hosts, and it runs to completion for every selected host before
-//! any host is contacted, so one bad template stops the run with nothing touched.
+//! any host is changed (only the read-only facts read of `facts.rs` comes before it), so one
+//! bad template stops the run with nothing touched.
 
 //!
 //! When secrets are in play, every file and handler command is rendered a second time with

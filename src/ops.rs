@@ -1,5 +1,6 @@
 //! The operations the commands call, each the pipeline's stages chained:
-//! inventory -> render -> read remote -> diff/plan (-> apply -> handlers).
+//! inventory -> facts (only hosts that use them) -> render -> read remote -> diff/plan
+//! (-> apply -> handlers).
 //! Callable from tests without the command line.
 
 use std::path::PathBuf;

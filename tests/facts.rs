@@ -450,3 +450,60 @@ fn winrm_plan_renders_a_template_using_windows_facts() {
         "one facts script, one shell for facts and read"
     );
 }
+
+/// With become on, the facts command runs under sudo like every script of the session: the
+/// user facts are the become user's, as ansible-core's `setup -b` reports them (compared
+/// with it, logged in as a non-root user of this machine, with and without become).
+#[test]
+fn with_become_the_facts_are_the_become_users_as_ansible_setup_b_reports() {
+    use crate::support::users;
+    let login = users::user(
+        "dpl-facts",
+        None,
+        Some("dpl-facts ALL=(ALL) NOPASSWD: ALL\n"),
+    );
+    let server = Sshd::builder().login_user(&login).start();
+    let p = ssh_project(&server, FACTS_MANIFEST);
+    p.template(
+        "facts.json.j2",
+        "{{ {'user_id': ansible_user_id, 'user_uid': ansible_user_uid, 'user_gid': ansible_user_gid, 'home': ansible_env.HOME} | to_json }}\n",
+    );
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::create_dir_all(dir.path().join("home")).expect("home");
+    let line = format!(
+        "box ansible_host=127.0.0.1 ansible_port={} ansible_user={login} ansible_ssh_private_key_file={} ansible_python_interpreter=/usr/bin/python3 ansible_remote_tmp=/tmp/.ansible-dpl-facts ansible_ssh_common_args='-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes'",
+        server.port(),
+        server.client_key().display(),
+        server.known_hosts().display()
+    );
+    for become_flag in [None, Some("-b")] {
+        let mut args = vec!["plan"];
+        args.extend(become_flag);
+        let run = p.run(&args).expect(0);
+        let json = run
+            .stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("+{"))
+            .map(|rest| format!("{{{rest}"))
+            .unwrap_or_else(|| panic!("no rendered line:\n{}", run.stdout));
+        let ours: Value = serde_json::from_str(&json).expect("json");
+        let theirs = ansible_setup(dir.path(), &line, &become_flag.map_or(vec![], |b| vec![b]));
+        for k in ["user_id", "user_uid", "user_gid"] {
+            assert_eq!(
+                ours[k],
+                theirs[&format!("ansible_{k}")],
+                "{k} ({become_flag:?})"
+            );
+        }
+        assert_eq!(
+            ours["home"], theirs["ansible_env"]["HOME"],
+            "HOME ({become_flag:?})"
+        );
+        let expected = if become_flag.is_some() {
+            "root"
+        } else {
+            login.as_str()
+        };
+        assert_eq!(ours["user_id"], expected);
+    }
+}
