@@ -183,6 +183,9 @@ pub struct References {
     pub date_time_in: BTreeSet<String>,
     /// Where a fact was first seen (`templates/x.j2`, `dest of ...`, `variable x`).
     pub first: Option<String>,
+    /// A text using facts also uses `hostvars`: other hosts' facts may be read, so every
+    /// selected host is asked (unless its group turns facts off).
+    pub via_hostvars: bool,
 }
 
 /// What in `text` refers to facts: `ansible_facts`, or `ansible_` + a name of [`NAMES`]
@@ -264,6 +267,7 @@ pub fn scan_template(dir: &Path, name: &str, refs: &mut References) {
         let (any, dt) = scan(&text);
         if any {
             refs.any = true;
+            refs.via_hostvars |= text.contains("hostvars");
             refs.first.get_or_insert_with(|| format!("templates/{t}"));
         }
         date_time |= dt;
@@ -279,6 +283,7 @@ pub fn scan_text(text: &str, what: impl FnOnce() -> String, refs: &mut Reference
     let (any, _) = scan(text);
     if any {
         refs.any = true;
+        refs.via_hostvars |= text.contains("hostvars");
         refs.first.get_or_insert_with(what);
     }
 }

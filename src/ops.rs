@@ -280,6 +280,14 @@ impl HostFacts {
             out.decisions.insert(name.clone(), decision);
             out.refs.insert(name.clone(), refs);
         }
+        // `hostvars[other].ansible_...`: the other selected hosts' facts are needed too.
+        if out.refs.values().any(|r| r.via_hostvars) {
+            for d in out.decisions.values_mut() {
+                if *d == facts::Decision::NotNeeded {
+                    *d = facts::Decision::Gather;
+                }
+            }
+        }
         out
     }
 

@@ -507,3 +507,29 @@ fn with_become_the_facts_are_the_become_users_as_ansible_setup_b_reports() {
         assert_eq!(ours["user_id"], expected);
     }
 }
+
+/// `hostvars[other].ansible_...` in one host's template: every selected host is asked, so
+/// the other host's facts are there (as in an Ansible play over both).
+#[test]
+fn facts_read_through_hostvars_are_gathered_for_the_other_host_too() {
+    let p = Project::new();
+    p.inventory("all:\n  vars:\n    ansible_connection: local\n  children:\n    web:\n      hosts:\n        web:\n          deploy_root: roots/web\n    db:\n      hosts:\n        db:\n          deploy_root: roots/db\n")
+        .manifest("groups:\n  all:\n    files:\n      - template: peer.j2\n        dest: /peer\n  web:\n    files:\n      - template: web.j2\n        dest: /web\n")
+        .template("peer.j2", "static\n")
+        .template("web.j2", "db runs {{ hostvars['db'].ansible_system }} / {{ hostvars['db']['ansible_facts']['machine'] }}\n");
+    let run = p.run(&["plan"]).expect(0);
+    let machine = String::from_utf8(
+        Command::new("uname")
+            .arg("-m")
+            .output()
+            .expect("uname")
+            .stdout,
+    )
+    .expect("utf-8");
+    assert!(
+        run.stdout
+            .contains(&format!("+db runs Linux / {}", machine.trim())),
+        "{}",
+        run.stdout
+    );
+}
