@@ -70,7 +70,7 @@ s novme; grep '^flags' /proc/cpuinfo | grep -vc vme
 s affinity; grep '^Cpus_allowed_list:' /proc/self/status
 s date; LC_ALL=C date '+%s %N|%Y|%m|%A|%w|%W|%d|%H|%M|%S|%Z|%z'
 t=$(date +%s); t0=$(( t / 31557600 * 31557600 )); s tzjan; date -d "@$t0" '+%Z %z'; s tzjul; date -d "@$(( t0 + 15778800 ))" '+%Z %z'
-for f in /etc/altlinux-release /etc/oracle-release /etc/slackware-version /etc/centos-release /etc/redhat-release /etc/vmware-release /etc/openwrt_release /etc/os-release /etc/system-release /etc/alpine-release /etc/arch-release /etc/SuSE-release /etc/gentoo-release /etc/lsb-release /etc/sourcemage-release /usr/lib/os-release /etc/coreos/update.conf /etc/debian_version; do
+for f in /etc/altlinux-release /etc/oracle-release /etc/slackware-version /etc/centos-release /etc/redhat-release /etc/vmware-release /etc/openwrt_release /etc/os-release /etc/system-release /etc/alpine-release /etc/arch-release /etc/SuSE-release /etc/gentoo-release /etc/lsb-release /etc/sourcemage-release /usr/lib/os-release /etc/coreos/update.conf /etc/debian_version /etc/*[-_]release /etc/*[-_]version; do
   if [ -e "$f" ]; then s "file $f"; head -c 65536 "$f"; fi
 done
 if command -v ip >/dev/null 2>&1; then
@@ -763,11 +763,24 @@ fn distribution(system: &str, release: &str, version: &str, files: &[(String, St
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        // distro.id()
+        let has = |k: &str| osr.iter().any(|(key, _)| key == k);
+        let release_file = distro_release_file(files);
+        let rel = |k: &str| -> String {
+            release_file
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        // distro.id(): os-release's, else the distro release file's.
         let mut id = attr("id").to_lowercase().replace(' ', "_");
         id = match id.as_str() {
             "ol" => "oracle".into(),
             "opensuse-leap" => "opensuse".into(),
+            "" => match rel("id").to_lowercase().replace(' ', "_").as_str() {
+                "redhat" => "rhel".into(),
+                other => other.to_string(),
+            },
             _ => id,
         };
         let mut name = capitalize(&id);
@@ -778,7 +791,13 @@ fn distribution(system: &str, release: &str, version: &str, files: &[(String, St
             _ => name,
         };
         // distro.version(), best=True for debian and centos.
-        let mut candidates = vec![attr("version_id")];
+        let pretty = parse_release_line(&attr("pretty_name"));
+        let pretty_version = pretty
+            .iter()
+            .find(|(k, _)| *k == "version_id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut candidates = vec![attr("version_id"), rel("version_id"), pretty_version];
         let like = attr("id_like");
         if id == "debian" || like.split_whitespace().any(|l| l == "debian") {
             candidates.push(
@@ -804,16 +823,27 @@ fn distribution(system: &str, release: &str, version: &str, files: &[(String, St
             "centos" => best.split('.').take(2).collect::<Vec<_>>().join("."),
             _ => first,
         };
-        let codename = [attr("version_codename"), attr("ubuntu_codename")]
-            .into_iter()
-            .find(|c| !c.is_empty())
-            .or_else(|| {
-                // distro's codename from VERSION: "22.04.1 LTS (Jammy Jellyfish)".
-                let v = attr("version");
-                let open = v.find('(')?;
-                let close = v[open..].find(')')?;
-                Some(v[open + 1..open + close].to_string()).filter(|c| !c.is_empty())
-            });
+        // sys_info.get_distribution_codename(): os-release's VERSION_CODENAME (even empty),
+        // UBUNTU_CODENAME, else distro.codename() (os-release's, from VERSION, else the
+        // release file's), None when empty.
+        let codename = if has("version_codename") {
+            Some(attr("version_codename"))
+        } else if has("ubuntu_codename") {
+            Some(attr("ubuntu_codename"))
+        } else {
+            let from_version = regex::Regex::new(r"\((\D+)\)|,\s*(\D+)")
+                .ok()
+                .and_then(|re| {
+                    let v = attr("version");
+                    let c = re.captures(&v)?;
+                    c.get(1)
+                        .or_else(|| c.get(2))
+                        .map(|m| m.as_str().to_string())
+                });
+            from_version
+                .or_else(|| Some(rel("codename")))
+                .filter(|c| !c.is_empty())
+        };
         let version = if version.is_empty() {
             "NA".to_string()
         } else {
@@ -843,6 +873,82 @@ fn distribution(system: &str, release: &str, version: &str, files: &[(String, St
         .map_or(distro.as_str(), |(f, _)| f);
     d.insert("os_family".into(), json!(family));
     d
+}
+
+/// distro's `_parse_distro_release_content`: a release file's first line ("CentOS Linux
+/// release 8.1.1911 (Core)") -> name, version_id, codename, matched reversed as distro does.
+fn parse_release_line(line: &str) -> Vec<(&'static str, String)> {
+    let reversed: String = line.trim().chars().rev().collect();
+    let Ok(re) =
+        regex::Regex::new(r"^(?:[^)]*\)(.*)\()? *(?:STL )?([\d.+\-a-z]*\d) *(?:esaeler *)?(.+)?")
+    else {
+        return Vec::new();
+    };
+    let back = |m: Option<regex::Match>| m.map(|m| m.as_str().chars().rev().collect::<String>());
+    let mut out = Vec::new();
+    match re.captures(&reversed) {
+        Some(c) => {
+            out.push(("name", back(c.get(3)).unwrap_or_default()));
+            if let Some(v) = back(c.get(2)).filter(|v| !v.is_empty()) {
+                out.push(("version_id", v));
+            }
+            if let Some(v) = back(c.get(1)).filter(|v| !v.is_empty()) {
+                out.push(("codename", v));
+            }
+        }
+        None if !line.trim().is_empty() => out.push(("name", line.trim().to_string())),
+        None => {}
+    }
+    out
+}
+
+/// distro's distro release file: the first `/etc/<id>[-_](release|version)` in name order
+/// (not os-release, lsb-release, debian_version and the others distro ignores) whose first
+/// line gives a name; its info with `id`.
+fn distro_release_file(files: &[(String, String)]) -> Vec<(&'static str, String)> {
+    const IGNORED: &[&str] = &[
+        "debian_version",
+        "lsb-release",
+        "oem-release",
+        "os-release",
+        "system-release",
+        "plesk-release",
+        "iredmail-release",
+        "board-release",
+        "ec2_version",
+    ];
+    let Ok(pattern) = regex::Regex::new(r"^(\w+)[-_](release|version)$") else {
+        return Vec::new();
+    };
+    let mut names: Vec<(&str, &str)> = files
+        .iter()
+        .filter_map(|(path, text)| {
+            let base = path.strip_prefix("/etc/")?;
+            (!base.contains('/') && !IGNORED.contains(&base)).then_some((base, text.as_str()))
+        })
+        .collect();
+    names.sort();
+    names.dedup_by(|a, b| a.0 == b.0);
+    for (base, text) in names {
+        let Some(c) = pattern.captures(base) else {
+            continue;
+        };
+        let mut info = parse_release_line(text.lines().next().unwrap_or_default());
+        if !info.iter().any(|(k, _)| *k == "name") {
+            continue;
+        }
+        let cloud = info
+            .iter()
+            .any(|(k, v)| *k == "name" && v.to_lowercase().contains("cloudlinux"));
+        let id = if cloud {
+            "cloudlinux".to_string()
+        } else {
+            c.get(1).map_or(String::new(), |m| m.as_str().to_string())
+        };
+        info.push(("id", id));
+        return info;
+    }
+    Vec::new()
 }
 
 /// `DistributionFiles.process_dist_files` after the guess: the first file that parses.
@@ -1304,7 +1410,8 @@ fn date_time(line: &str, jan: Option<&String>, jul: Option<&String>) -> Result<J
         let (name, off) = z?.split_once(' ')?;
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let digits = off.trim_start_matches(['+', '-']);
-        let n: i64 = digits.parse().ok()?;
+        // `%z` is +hhmm: four digits.
+        let n: i64 = digits.parse().ok().filter(|n| (0..10_000).contains(n))?;
         Some((name.to_string(), sign * ((n / 100) * 3600 + (n % 100) * 60)))
     };
     let tz_dst = match (zone(jan), zone(jul)) {
@@ -1466,6 +1573,36 @@ mod tests {
             included("{% include 'a.j2' %}{%- import \"b.j2\" as b %}{{ include }}"),
             vec!["a.j2".to_string(), "b.j2".to_string()]
         );
+    }
+
+    #[test]
+    fn release_files_are_read_as_distro_reads_them() {
+        let centos = vec![
+            (
+                "/etc/centos-release".to_string(),
+                "CentOS release 6.7 (Final)\n".to_string(),
+            ),
+            (
+                "/etc/redhat-release".to_string(),
+                "CentOS release 6.7 (Final)\n".to_string(),
+            ),
+        ];
+        let d = distribution("Linux", "", "", &centos);
+        assert_eq!(d["distribution"], "CentOS");
+        assert_eq!(d["distribution_version"], "6.7");
+        assert_eq!(d["distribution_major_version"], "6");
+        assert_eq!(d["distribution_release"], "Final");
+        assert_eq!(d["os_family"], "RedHat");
+        let fedora = vec![(
+            "/etc/os-release".to_string(),
+            "NAME=Fedora\nVERSION=\"31 (Workstation Edition)\"\nID=fedora\nVERSION_ID=31\nVERSION_CODENAME=\"\"\n".to_string(),
+        )];
+        let d = distribution("Linux", "", "", &fedora);
+        assert_eq!(
+            d["distribution_release"], "",
+            "an empty VERSION_CODENAME is kept"
+        );
+        assert_eq!(d["distribution"], "Fedora");
     }
 
     #[test]
