@@ -4,6 +4,7 @@
 //! ```yaml
 //! groups:
 //!   litellm:
+//!     gather_facts: false        # optional; facts are read only for hosts whose templates use them
 //!     files:
 //!       - template: litellm.config.yaml.j2
 //!         dest: "{{ litellm_dir }}/litellm.config.yaml"   # a template too
