@@ -1,7 +1,8 @@
 //! Inventory + manifest + templates -> [`HostDesired`]: every file each selected host should
 //! have, fully rendered, and the handlers it may run. This is the "render" stage of the
 //! pipeline; it does no I/O on hosts, and it runs to completion for every selected host before
-//! any host is contacted, so one bad template stops the run with nothing touched.
+//! any host is changed (only the read-only facts read of `facts.rs` comes before it), so one
+//! bad template stops the run with nothing touched.
 
 //!
 //! When secrets are in play, every file and handler command is rendered a second time with
@@ -247,6 +248,8 @@ pub struct HostDesired {
     pub state_path: String,
     /// The deploy.yml group whose `serial:` / `max_fail_percentage:` the host follows.
     pub rollout: Option<HostRollout>,
+    /// Notes for the plan (see `facts.rs`: templates whose output differs on every run).
+    pub notes: Vec<String>,
 }
 
 /// The rolling-restart settings of a host, from one of its groups.
@@ -714,6 +717,7 @@ fn render_host(
         vars: ctx.clone(),
         verify,
         rollout,
+        notes: Vec::new(),
     })
 }
 

@@ -55,10 +55,13 @@ pub enum Target {
     Ntlm,
     /// CLIXML on a PowerShell command's stderr.
     Clixml,
+    /// A facts answer: the sh script's sections (SSH, local) and the PowerShell script's JSON
+    /// (WinRM).
+    Facts,
 }
 
 impl Target {
-    pub const ALL: [Target; 17] = [
+    pub const ALL: [Target; 18] = [
         Target::Inventory,
         Target::IniInventory,
         Target::VarsFile,
@@ -76,6 +79,7 @@ impl Target {
         Target::HttpAnswer,
         Target::Ntlm,
         Target::Clixml,
+        Target::Facts,
     ];
 }
 
@@ -169,6 +173,8 @@ pub fn run(target: Target, data: &[u8]) -> Outcome {
             let _ = clixml::decode_stderr(data);
             Outcome::of(Ok::<(), String>(()))
         }
+        Target::Facts => Outcome::of(crate::facts::parse_posix(data))
+            .and(Outcome::of(crate::facts::parse_windows(data))),
     }
 }
 

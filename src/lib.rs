@@ -14,6 +14,7 @@ pub mod controller;
 pub mod desired;
 pub mod diff;
 pub mod error;
+pub mod facts;
 pub mod files;
 pub mod fuzz;
 pub mod handlers;

@@ -4,6 +4,7 @@
 //! ```yaml
 //! groups:
 //!   litellm:
+//!     gather_facts: false        # optional; facts are read only for hosts whose templates use them
 //!     files:
 //!       - template: litellm.config.yaml.j2
 //!         dest: "{{ litellm_dir }}/litellm.config.yaml"   # a template too
@@ -73,6 +74,11 @@ pub struct GroupSpec {
     /// Polled from the controller after the host's handlers ran.
     #[serde(default)]
     pub verify: Vec<VerifySpec>,
+    /// Ansible's `gather_facts`: `true` asks the group's hosts for their facts before
+    /// rendering, `false` never; unset, only hosts whose templates, dests, handlers,
+    /// verify entries or variables refer to facts are asked.
+    #[serde(default)]
+    pub gather_facts: Option<Spanned<bool>>,
     /// Ansible's `serial`: the group's hosts apply in batches (`1`, `"30%"`, `[1, "50%"]`),
     /// each written, restarted and verified before the next starts.
     #[serde(default)]

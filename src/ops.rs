@@ -1,5 +1,6 @@
 //! The operations the commands call, each the pipeline's stages chained:
-//! inventory -> render -> read remote -> diff/plan (-> apply -> handlers).
+//! inventory -> facts (only hosts that use them) -> render -> read remote -> diff/plan
+//! (-> apply -> handlers).
 //! Callable from tests without the command line.
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use crate::checks::{self, Report};
 use crate::cli::{BecomeArgs, Global, Selection, VaultArgs};
 use crate::desired::{self, HostDesired, SecretRendering};
 use crate::error::Error;
+use crate::facts;
 use crate::files::Files;
 use crate::inventory::{self, Host, Inventory, Sources, Vars};
 use crate::manifest::Manifest;
@@ -153,9 +155,12 @@ pub struct Rendered {
     pub commit: Option<Commit>,
 }
 
-/// Loads and renders everything for the selected hosts (no host contacted until every
-/// template rendered), then reads every host and builds the plan.
+/// Loads everything for the selected hosts, asks the hosts whose templates use facts for
+/// them (one read-only command each), renders every template (no host is changed before all
+/// rendered and checked), then reads every host, over the connection its facts came through
+/// when there was one, and builds the plan.
 pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
+    let (loaded, mut facts) = load_and_gather(opts).await?;
     let Checked {
         rendered: Rendered {
             desired,
@@ -163,11 +168,12 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
             commit,
         },
         report,
-    } = check(opts)?;
+    } = render_loaded(opts, loaded, &mut facts)?;
     if opts.verbose {
         output::eprint_check_notes(&report, &masker);
     }
     if !report.passed() {
+        close_all(facts.open.drain().map(|(_, t)| t)).await;
         return Err(masked_error(
             Error::Checks {
                 count: output::count(report.failures.len(), "check"),
@@ -176,8 +182,21 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
             &masker,
         ));
     }
+    let slots: Vec<remote::Slot> = desired
+        .iter()
+        .map(|d| {
+            if let Some(why) = facts.failed.get(&d.host) {
+                remote::Slot::Failed(why.clone())
+            } else if let Some(t) = facts.open.remove(&d.host) {
+                remote::Slot::Open(t)
+            } else {
+                remote::Slot::New
+            }
+        })
+        .collect();
     let progress = output::progress(desired.len(), "reading hosts");
-    let connected = remote::read_all(&desired, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
+    let connected =
+        remote::read_all_reusing(&desired, slots, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
     progress.finish_and_clear();
     let reads = connected.iter().map(|c| (&c.current, &c.state));
     let mut plan = Plan::build(&desired, reads, &masker);
@@ -190,6 +209,116 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     })
 }
 
+async fn close_all(open: impl Iterator<Item = Box<dyn crate::transport::Transport>>) {
+    for t in open {
+        t.close().await;
+    }
+}
+
+/// Loads the inputs and gathers the facts of the selected hosts that need them.
+async fn load_and_gather(opts: &Options) -> Result<(Loaded, HostFacts), Error> {
+    let loaded = load(opts)?;
+    let mut facts = HostFacts::decide(&loaded);
+    let mut asks = Vec::new();
+    for name in &loaded.names {
+        if facts.decisions.get(name) != Some(&facts::Decision::Gather) {
+            continue;
+        }
+        let Some(host) = loaded.inventory.hosts.get(name) else {
+            continue;
+        };
+        // A connection the variables do not describe is reported by rendering.
+        let Ok(mut connection) = Connection::from_vars(&host.name, &host.vars) else {
+            continue;
+        };
+        connection.fill_become_defaults(&opts.escalation);
+        relative_root(opts, &mut connection);
+        asks.push((name.clone(), connection));
+    }
+    if asks.is_empty() {
+        return Ok((loaded, facts));
+    }
+    let progress = output::progress(asks.len(), "gathering facts");
+    let answers = remote::gather_facts(&asks, &opts.ssh, opts.forks, &|| progress.inc(1)).await;
+    progress.finish_and_clear();
+    for (name, answer) in answers {
+        match answer {
+            Ok((f, transport)) => {
+                facts.gathered.insert(name.clone(), f);
+                facts.open.insert(name, transport);
+            }
+            Err(why) => {
+                facts.failed.insert(name, why);
+            }
+        }
+    }
+    Ok((loaded, facts))
+}
+
+/// The facts side of a run: what was decided for each selected host, what came back, the
+/// connections they came through (kept for the read), and the hosts that could not answer.
+#[derive(Default)]
+struct HostFacts {
+    decisions: std::collections::HashMap<String, facts::Decision>,
+    refs: std::collections::HashMap<String, facts::References>,
+    gathered: std::collections::HashMap<String, facts::Facts>,
+    open: std::collections::HashMap<String, Box<dyn crate::transport::Transport>>,
+    failed: std::collections::BTreeMap<String, String>,
+    /// This command does not gather facts (`deploy check`).
+    offline: bool,
+}
+
+impl HostFacts {
+    fn decide(loaded: &Loaded) -> HostFacts {
+        let templates = loaded.source.dir.join("templates");
+        let mut out = HostFacts::default();
+        for name in &loaded.names {
+            let Some(host) = loaded.inventory.hosts.get(name) else {
+                continue;
+            };
+            let (decision, refs) = facts::decide(&loaded.manifest, host, &templates);
+            out.decisions.insert(name.clone(), decision);
+            out.refs.insert(name.clone(), refs);
+        }
+        // `hostvars[other].ansible_...`: the other selected hosts' facts are needed too.
+        if out.refs.values().any(|r| r.via_hostvars) {
+            for d in out.decisions.values_mut() {
+                if *d == facts::Decision::NotNeeded {
+                    *d = facts::Decision::Gather;
+                }
+            }
+        }
+        out
+    }
+
+    /// Why a host that refers to facts has none, for its render error.
+    fn why_none(&self, host: &str) -> Option<String> {
+        let refs = self.refs.get(host)?;
+        if !refs.any || self.gathered.contains_key(host) {
+            return None;
+        }
+        let first = refs.first.as_deref().unwrap_or("a template");
+        Some(match self.decisions.get(host) {
+            Some(facts::Decision::Off { group }) => format!(
+                "facts are off for this host (gather_facts: false in group `{group}` of deploy.yml), and {first} uses them"
+            ),
+            _ if self.offline => format!(
+                "{first} uses facts, which this command does not gather (it contacts no host); deploy plan does"
+            ),
+            _ => format!("{first} uses facts, and none were gathered for this host"),
+        })
+    }
+}
+
+/// A relative deploy_root is relative to the repo, not to wherever deploy runs.
+fn relative_root(opts: &Options, connection: &mut Connection) {
+    if let Connection::Local { root: Some(root) } = connection
+        && root.is_relative()
+    {
+        *root = opts.repo.join(&*root);
+    }
+}
+
 /// The rendered desired state of the selected hosts and what the checks found.
 pub struct Checked {
     pub rendered: Rendered,
@@ -197,10 +326,27 @@ pub struct Checked {
 }
 
 /// Inventory (+ the secrets the selected hosts use) -> rendered desired state of the selected
-/// hosts -> checks; touches no host. The other hosts of the inventory are rendered too, for
-/// what routes point at; one of them failing to render (e.g. it needs a secret this run did
-/// not open) only leaves it out of the checks.
+/// hosts -> checks; touches no host (so gathers no facts: a template using them is an error
+/// saying so). The other hosts of the inventory are rendered too, for what routes point at;
+/// one of them failing to render (e.g. it needs a secret this run did not open) only leaves
+/// it out of the checks.
 pub fn check(opts: &Options) -> Result<Checked, Error> {
+    let loaded = load(opts)?;
+    let mut facts = HostFacts::decide(&loaded);
+    facts.offline = true;
+    render_loaded(opts, loaded, &mut facts)
+}
+
+/// What rendering starts from: the inputs, the inventory with the selected hosts' secrets
+/// merged, the manifest and the selected hosts' names.
+struct Loaded {
+    source: Source,
+    inventory: Inventory,
+    manifest: Manifest,
+    names: Vec<String>,
+}
+
+fn load(opts: &Options) -> Result<Loaded, Error> {
     let source = open_source(opts)?;
     let (sources, manifest_dir) = inventory_sources(&source)?;
     let mut inventory = Inventory::load_sources(&sources, &opts.extra_vars)?;
@@ -227,9 +373,39 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
     if !secrets.is_empty() {
         inventory.merge_secrets(&secrets);
     }
+    Ok(Loaded {
+        source,
+        inventory,
+        manifest,
+        names,
+    })
+}
+
+/// The loaded inputs (+ the facts gathered) -> rendered desired state -> checks. A host whose
+/// facts could not be gathered is not rendered: it stands in the result with no files, and
+/// fails when it is read.
+fn render_loaded(opts: &Options, loaded: Loaded, facts: &mut HostFacts) -> Result<Checked, Error> {
+    let Loaded {
+        source,
+        mut inventory,
+        manifest,
+        names,
+    } = loaded;
+    for (name, f) in &facts.gathered {
+        if let Some(host) = inventory.hosts.get_mut(name) {
+            // Facts override the inventory's variables; extra vars override facts (Ansible's
+            // precedence).
+            for (k, v) in facts::as_vars(f) {
+                if !opts.extra_vars.contains_key(&k) {
+                    host.vars.insert(k, v);
+                }
+            }
+        }
+    }
     let selected: Vec<&Host> = names
         .iter()
         .filter_map(|n| inventory.hosts.get(n))
+        .filter(|h| !facts.failed.contains_key(&h.name))
         .collect();
     let secret_rendering = SecretRendering::new(&inventory);
     let renderer = Renderer::with_lookups(
@@ -246,12 +422,60 @@ pub fn check(opts: &Options) -> Result<Checked, Error> {
         (&renderer, &files),
         &selected,
         &secret_rendering,
-    )?;
+    )
+    .map_err(|e| match e {
+        Error::Render { host, message } => match facts.why_none(&host) {
+            Some(why) => Error::Render {
+                message: format!("{message}\nnote: {why}"),
+                host,
+            },
+            None => Error::Render { host, message },
+        },
+        e => e,
+    })?;
     rendered.commit = source.commit.clone();
+    for d in &mut rendered.desired {
+        if facts.gathered.contains_key(&d.host)
+            && let Some(refs) = facts.refs.get(&d.host)
+        {
+            d.notes = facts::notes(refs);
+        }
+    }
+    if !facts.failed.is_empty() {
+        // In the selection's order, the hosts whose facts failed in their places.
+        let mut by_name: std::collections::HashMap<String, HostDesired> = rendered
+            .desired
+            .drain(..)
+            .map(|d| (d.host.clone(), d))
+            .collect();
+        for name in &names {
+            if let Some(d) = by_name.remove(name) {
+                rendered.desired.push(d);
+            } else if facts.failed.contains_key(name)
+                && let Some(host) = inventory.hosts.get(name)
+                && let Ok(mut connection) = Connection::from_vars(&host.name, &host.vars)
+            {
+                connection.fill_become_defaults(&opts.escalation);
+                relative_root(opts, &mut connection);
+                rendered.desired.push(HostDesired {
+                    host: name.clone(),
+                    state_path: crate::state::state_path(&connection, None),
+                    connection,
+                    files: Vec::new(),
+                    removals: Vec::new(),
+                    handlers: Vec::new(),
+                    vars: minijinja::Value::UNDEFINED,
+                    verify: Vec::new(),
+                    rollout: None,
+                    notes: Vec::new(),
+                });
+            }
+        }
+    }
     let others: Vec<&Host> = inventory
         .hosts
         .values()
-        .filter(|h| !selected.iter().any(|s| s.name == h.name))
+        .filter(|h| !names.contains(&h.name))
         .collect();
     // All in one call, so the inventory's hostvars are built once, not once per other host.
     let others: Vec<HostDesired> = desired::render_each(
@@ -317,6 +541,21 @@ pub fn render(opts: &Options) -> Result<Rendered, Error> {
     check(opts).map(|c| c.rendered)
 }
 
+/// [`render`] with the facts of the hosts that need them gathered first (their connections
+/// closed after).
+pub async fn render_gathered(opts: &Options) -> Result<Rendered, Error> {
+    let (loaded, mut facts) = load_and_gather(opts).await?;
+    let checked = render_loaded(opts, loaded, &mut facts);
+    close_all(facts.open.drain().map(|(_, t)| t)).await;
+    if let Some((host, why)) = facts.failed.iter().next() {
+        return Err(Error::Render {
+            host: host.clone(),
+            message: why.clone(),
+        });
+    }
+    checked.map(|c| c.rendered)
+}
+
 fn render_selected(
     opts: &Options,
     inventory: &Inventory,
@@ -352,12 +591,7 @@ fn render_selected(
         masker.with(&passwords)
     };
     for host in &mut desired {
-        // A relative deploy_root is relative to the repo, not to wherever deploy runs.
-        if let Connection::Local { root: Some(root) } = &mut host.connection
-            && root.is_relative()
-        {
-            *root = opts.repo.join(&*root);
-        }
+        relative_root(opts, &mut host.connection);
     }
     Ok(Rendered {
         desired,

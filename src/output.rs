@@ -88,16 +88,24 @@ fn host_text(out: &mut String, host: &HostPlan, to: Option<&str>) {
         .iter()
         .filter(|f| f.change.action == Action::Unchanged)
         .count();
+    let notes = |out: &mut String| {
+        for n in &host.notes {
+            let _ = writeln!(out, "  {} {n}", paint(YELLOW, "note:"));
+        }
+    };
     if !host.has_work() {
         let _ = writeln!(
             out,
-            "{}: no changes ({})\n",
+            "{}: no changes ({})",
             paint(BOLD, &host.host),
             count(unchanged, "file")
         );
+        notes(out);
+        let _ = writeln!(out);
         return;
     }
     let _ = writeln!(out, "{}", paint(BOLD, &host.host));
+    notes(out);
     if let Some(from) = host
         .deployed_commit
         .as_ref()

@@ -38,6 +38,10 @@ pub struct HostPlan {
     /// The commit the host's state record says was deployed last (`None`: no record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployed_commit: Option<String>,
+    /// What the operator should know about this host's plan (a template using
+    /// `ansible_date_time` differs on every run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +166,7 @@ impl HostPlan {
             verify: Vec::new(),
             error: Some(why),
             deployed_commit: None,
+            notes: Vec::new(),
         }
     }
 
@@ -275,6 +280,7 @@ impl HostPlan {
             verify: desired.verify.clone(),
             error: None,
             deployed_commit: state.map(|s| s.commit.clone()),
+            notes: desired.notes.iter().map(|n| masker.mask(n)).collect(),
         }
     }
 

@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use crate::desired::HostDesired;
 use crate::state::HostState;
-use crate::transport::{self, ReadResult, SshOptions, Transport};
+use crate::transport::{self, Connection, ReadResult, SshOptions, Transport};
 
 /// One host after reading: its open connection (when it could be reached) and its files.
 pub struct Connected {
@@ -28,10 +28,40 @@ pub async fn read_all(
     forks: usize,
     done: &(dyn Fn() + Sync),
 ) -> Vec<Connected> {
+    let slots = hosts.iter().map(|_| Slot::New).collect();
+    read_all_reusing(hosts, slots, ssh, forks, done).await
+}
+
+/// How a host is reached for its read.
+pub enum Slot {
+    /// Connect now.
+    New,
+    /// Over the connection already open (the one its facts came through).
+    Open(Box<dyn Transport>),
+    /// Not at all: the host already failed (its facts could not be gathered).
+    Failed(String),
+}
+
+/// [`read_all`], each host reached as its slot (in `hosts` order) says.
+pub async fn read_all_reusing(
+    hosts: &[HostDesired],
+    slots: Vec<Slot>,
+    ssh: &SshOptions,
+    forks: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<Connected> {
     in_order(
-        futures::stream::iter(hosts.iter().enumerate())
-            .map(|(index, host)| async move {
-                let connected = read_host(host, ssh).await;
+        futures::stream::iter(hosts.iter().zip(slots).enumerate())
+            .map(|(index, (host, slot))| async move {
+                let connected = match slot {
+                    Slot::New => read_host(host, ssh, None).await,
+                    Slot::Open(t) => read_host(host, ssh, Some(t)).await,
+                    Slot::Failed(why) => Connected {
+                        transport: None,
+                        current: Err(why.clone()),
+                        state: Err(why),
+                    },
+                };
                 done();
                 (index, connected)
             })
@@ -44,14 +74,58 @@ pub async fn read_all(
     )
 }
 
+/// A host's facts and the open connection they came through.
+pub type FactsAnswer = Result<(crate::facts::Facts, Box<dyn Transport>), String>;
+
+/// Connects to each host and asks for its facts (one read-only command), `forks` at once.
+/// The answers are in `hosts` order; an `Err` says why (connecting, or the answer).
+pub async fn gather_facts(
+    hosts: &[(String, Connection)],
+    ssh: &SshOptions,
+    forks: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<(String, FactsAnswer)> {
+    in_order(
+        futures::stream::iter(hosts.iter().enumerate())
+            .map(|(index, (name, connection))| async move {
+                let answer = async {
+                    let t = transport::connect(connection, ssh)
+                        .await
+                        .map_err(|e| format!("gathering facts: {e}"))?;
+                    match t.facts().await {
+                        Ok(f) => Ok((f, t)),
+                        Err(e) => {
+                            t.close().await;
+                            Err(e.to_string())
+                        }
+                    }
+                }
+                .await;
+                done();
+                (index, (name.clone(), answer))
+            })
+            .buffer_unordered(forks.max(1))
+            .collect()
+            .await,
+    )
+}
+
 /// `(index, item)` pairs, finished in any order -> the items by index.
 pub fn in_order<T>(mut done: Vec<(usize, T)>) -> Vec<T> {
     done.sort_by_key(|(index, _)| *index);
     done.into_iter().map(|(_, item)| item).collect()
 }
 
-async fn read_host(host: &HostDesired, ssh: &SshOptions) -> Connected {
-    let transport = match transport::connect(&host.connection, ssh).await {
+async fn read_host(
+    host: &HostDesired,
+    ssh: &SshOptions,
+    open: Option<Box<dyn Transport>>,
+) -> Connected {
+    let connected = match open {
+        Some(t) => Ok(t),
+        None => transport::connect(&host.connection, ssh).await,
+    };
+    let transport = match connected {
         Ok(t) => t,
         Err(e) => {
             return Connected {

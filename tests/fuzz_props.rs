@@ -210,6 +210,26 @@ fn tokens(target: Target) -> &'static [&'static str] {
             "1e400",
             "\"\\ud800\"",
         ],
+        Target::Facts => &[
+            "deploy-facts 1",
+            "\n\x1euname\nLinux\nvm\n6.1\n#1 SMP\nx86_64\n",
+            "\n\x1eend\n",
+            "\n\x1ecpuinfo\n",
+            "processor\t: 0\n",
+            "physical id\t: 0\n",
+            "core id\t: 0\n",
+            "cpu cores\t: 18446744073709551615\n",
+            "siblings\t: 8\n",
+            "\n\x1eaffinity\nCpus_allowed_list:\t0-18446744073709551615\n",
+            "\n\x1edate\n1796127098 410482000|2026|12|Tuesday|2|48|01|12|11|38|UTC|+0000\n",
+            "\n\x1eroute\n8.8.8.8 via 10.0.0.1 dev eth0 src 10.0.0.5 uid 0\n",
+            "\n\x1edev eth0\naddress=02:00:00:00:00:01\nmtu=1500\ntype=1\n",
+            "\n\x1eprimary eth0\n    inet 10.0.0.5/33 brd 10.0.0.255 scope global eth0\n",
+            "\n\x1efile /etc/os-release\nID=debian\nVERSION_ID=\"12\"\n",
+            "\n\x1ememinfo\nMemTotal: 1024 kB\n",
+            "{\"hostname\":\"W\",\"env\":{},\"date_time\":{}}",
+            "\"ip_addresses\":[1]",
+        ],
         Target::SshRead => &[
             "F\n",
             "M\n",
@@ -335,6 +355,19 @@ fn seeds(target: Target) -> Vec<Vec<u8>> {
         Target::Lock => vec![text(
             r#"{"run_id":"1a2b","user":"op","controller":"ctl","pid":42,"started":"2025-01-01T00:00:00Z","started_unix":1735689600}"#,
         )],
+        Target::Facts => {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(deploy::facts::SH_SCRIPT)
+                .output()
+                .expect("sh");
+            vec![
+                out.stdout,
+                text(
+                    r#"{"hostname":"WINTERMUTE","fqdn":"W.lab","processor_cores":8,"ip_addresses":"10.0.0.7","env":{"A":"b"},"date_time":{"epoch_int":1,"tz":"UTC"}}"#,
+                ),
+            ]
+        }
         Target::SshRead => vec![
             text("F\nM\nF\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy"),
             text("U\nO a directory\nF\n0 644 0 0 UNKNOWN UNKNOWN\n"),
@@ -594,6 +627,11 @@ fn lock_from_a_host() {
 #[test]
 fn ssh_read_output() {
     no_panic(Target::SshRead, 20000);
+}
+
+#[test]
+fn facts_answers() {
+    no_panic(Target::Facts, 15000);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod debris;
 mod docs;
 mod errors;
 mod examples;
+mod facts;
 mod fleet;
 mod fuzz_props;
 mod inventories;

@@ -37,6 +37,7 @@ fn the_winrm_transports_scripts_parse() {
         ("WRITE_SCRIPT", WRITE_SCRIPT),
         ("CREATE_SCRIPT", CREATE_SCRIPT),
         ("REMOVE_SCRIPT", REMOVE_SCRIPT),
+        ("facts::PS_SCRIPT", deploy::facts::PS_SCRIPT),
     ] {
         assert_parses(name, text);
     }

@@ -23,8 +23,8 @@ pub fn run(global: &Global, args: UnlockArgs) -> Result<ExitCode, Error> {
         ));
     }
     let opts = ops::Options::new(global, &args.selection)?;
-    let rendered = ops::render(&opts)?;
     let rt = super::runtime()?;
+    let rendered = rt.block_on(ops::render_gathered(&opts))?;
     let here = controller::hostname();
     let mut failed = false;
     for host in &rendered.desired {

@@ -354,6 +354,22 @@ pub fn var_text(
     }
 }
 
+/// A facts command's output -> facts, or why not (the caller names the host).
+pub fn facts_answer(
+    out: &CommandOutput,
+    parse: fn(&[u8]) -> Result<crate::facts::Facts, String>,
+) -> Result<crate::facts::Facts, TransportError> {
+    parse(&out.stdout).map_err(|why| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = crate::text::prefix(stderr.trim(), 300);
+        if stderr.is_empty() {
+            TransportError::Io(format!("gathering facts: {why}"))
+        } else {
+            TransportError::Io(format!("gathering facts: {why} ({stderr})"))
+        }
+    })
+}
+
 /// Opens a connection to a host.
 pub async fn connect(
     connection: &Connection,
@@ -447,6 +463,13 @@ pub trait Transport: Send + Sync {
 
     /// Runs `command` through the host's shell and waits for it.
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError>;
+
+    /// Reads the host's facts (`facts.rs`): one read-only command whose answer is parsed on
+    /// the controller. The default runs the POSIX sh script through [`Transport::run`].
+    async fn facts(&self) -> Result<crate::facts::Facts, TransportError> {
+        let out = self.run(crate::facts::SH_SCRIPT).await?;
+        facts_answer(&out, crate::facts::parse_posix)
+    }
 
     /// Creates `path` holding `content` only if nothing is there, atomically (the host lock):
     /// `Ok(None)` when this call created it, `Ok(Some(bytes))` with what is there when it

@@ -1372,6 +1372,12 @@ impl Transport for SshTransport {
         }
     }
 
+    async fn facts(&self) -> Result<crate::facts::Facts, TransportError> {
+        // Like every script of the session: `sh`, under become when it is on.
+        let out = self.run_script(crate::facts::SH_SCRIPT, &[]).await?;
+        super::facts_answer(&out, crate::facts::parse_posix)
+    }
+
     async fn create_exclusive(
         &self,
         path: &str,

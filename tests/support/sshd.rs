@@ -380,7 +380,8 @@ fn sshd_config(root: &Path, port: u16, host_keys: &[HostKey]) -> String {
          AllowAgentForwarding no\n\
          AllowTcpForwarding no\n\
          PermitTunnel no\n\
-         LogLevel INFO\n",
+         # VERBOSE logs each session's command (\"Starting session: command\"), which tests count.\n\
+         LogLevel VERBOSE\n",
         root = root.display()
     ));
     s

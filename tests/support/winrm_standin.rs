@@ -58,6 +58,8 @@ pub struct Record {
     pub open_shells: usize,
     /// Problems found in what deploy sent.
     pub problems: Vec<String>,
+    /// How many times deploy's facts script was run.
+    pub facts_calls: usize,
 }
 
 struct State {
@@ -365,6 +367,8 @@ fn execute(st: &mut State, cmd: &Command) -> (Vec<u8>, Vec<u8>, i32) {
         create_exclusive(st, &lines)
     } else if real.starts_with(REMOVE_MARKER) {
         remove(st, &lines)
+    } else if real.starts_with(deploy::facts::PS_MARKER) {
+        facts(st)
     } else {
         handler(st, &real)
     }
@@ -701,6 +705,50 @@ fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
         done += 1;
     }
     (format!("replaced {done}").into_bytes(), Vec::new(), 0)
+}
+
+/// The facts script's answer as a Windows 11 host (`WINTERMUTE`, in the `lab.example`
+/// domain, 8 cores and 16 logical processors on one socket, 32 GiB) would print it: the JSON
+/// ConvertTo-Json writes (a one-address list written as that address, as it does), with
+/// the real time of this machine. The values stand in for the CIM queries no PowerShell runs
+/// here.
+fn facts(st: &mut State) -> (Vec<u8>, Vec<u8>, i32) {
+    st.record.facts_calls += 1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let answer = serde_json::json!({
+        "hostname": "WINTERMUTE",
+        "fqdn": "WINTERMUTE.lab.example",
+        "nodename": "WINTERMUTE.lab.example",
+        "domain": "lab.example",
+        "distribution": "Microsoft Windows 11 Pro",
+        "distribution_version": "10.0.22631.0",
+        "distribution_major_version": "10",
+        "os_family": "Windows",
+        "system": "Win32NT",
+        "kernel": "10.0.22631.0",
+        "architecture": "64-bit",
+        "processor_count": 1,
+        "processor_vcpus": 16,
+        "processor_cores": 8,
+        "processor_threads_per_core": 2,
+        "memtotal_mb": 32768,
+        "ip_addresses": "10.0.0.7",
+        "env": {"COMPUTERNAME": "WINTERMUTE", "USERNAME": "mdt", "USERPROFILE": "C:\\Users\\mdt"},
+        "user_id": "mdt",
+        "date_time": {
+            "date": "2026-12-01", "day": "01", "epoch": now.to_string(), "epoch_local": now.to_string(),
+            "epoch_int": now, "hour": "12", "iso8601": "2026-12-01T12:00:00Z",
+            "iso8601_basic": "20261201T120000000000", "iso8601_basic_short": "20261201T120000",
+            "iso8601_micro": "2026-12-01T12:00:00.000000Z", "minute": "00", "month": "12",
+            "second": "00", "time": "12:00:00", "tz": "W. Europe Standard Time",
+            "tz_offset": "+01:00", "weekday": "Tuesday", "weekday_number": "2",
+            "weeknumber": "48", "year": "2026"
+        }
+    });
+    (answer.to_string().into_bytes(), Vec::new(), 0)
 }
 
 const PROGRESS: &str = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><Obj S=\"progress\" RefId=\"0\"><TN RefId=\"0\"><T>System.Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS><I64 N=\"SourceId\">1</I64><PR N=\"Record\"><AV>Preparing modules for first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj></Objs>";

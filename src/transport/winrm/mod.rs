@@ -715,6 +715,14 @@ impl Transport for WinRmTransport {
         }
     }
 
+    async fn facts(&self) -> Result<crate::facts::Facts, TransportError> {
+        let out = self.script(crate::facts::PS_SCRIPT, Vec::new()).await?;
+        if !out.success() {
+            return Err(self.failed("gathering facts", &out));
+        }
+        super::facts_answer(&out, crate::facts::parse_windows)
+    }
+
     async fn create_exclusive(
         &self,
         path: &str,
