@@ -412,7 +412,12 @@ fn ssh_read(data: &[u8]) -> Outcome {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    Outcome::of(ssh::parse_read_output(&paths, data))
+    // Small limits, so that arbitrary sizes cross them.
+    let limits = crate::transport::ReadLimits {
+        file: 4096,
+        host: 8192,
+    };
+    Outcome::of(ssh::parse_read_output(&paths, data, &limits))
 }
 
 fn verify(data: &[u8]) -> Outcome {

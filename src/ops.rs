@@ -80,6 +80,10 @@ impl Options {
                 home,
                 connect_timeout: Duration::from_secs(10),
                 known_hosts: Default::default(),
+                read_limits: crate::transport::ReadLimits {
+                    file: global.max_file_size,
+                    host: global.max_host_read,
+                },
             },
         })
     }

@@ -722,13 +722,25 @@ fn inputs_that_once_panicked() {
         err.contains("unexpected character") && err.contains("a.j2:1"),
         "{err}"
     );
-    // A stat size near usize::MAX: adding the sizes overflowed.
-    let err = clear(
-        Target::SshRead,
-        b"F\nF\nM\n18446744073709551615 644 0 0 r r\n1 644 0 0 r r\nx",
+    // A stat size near usize::MAX: adding the sizes overflowed. Now it is checked against
+    // the file limit before any arithmetic: that file is over it, the other one is read.
+    let huge: &[u8] = b"F\nF\nM\n18446744073709551615 644 0 0 r r\n1 644 0 0 r r\nx";
+    clear(Target::SshRead, huge).expect("a file over the limit is reported, not an error");
+    let paths: Vec<String> = ["/a", "/b", "/c"].iter().map(|p| p.to_string()).collect();
+    let (files, _) = deploy::transport::ssh::parse_read_output(
+        &paths,
+        huge,
+        &deploy::transport::ReadLimits::default(),
     )
-    .unwrap_err();
-    assert!(err.contains("more bytes than exist"), "{err}");
+    .expect("read");
+    assert!(
+        matches!(&files[0], deploy::transport::RemoteFile::Unusable(why) if why.contains("18446744073709551615 bytes")),
+        "{files:?}"
+    );
+    assert!(
+        matches!(&files[1], deploy::transport::RemoteFile::Present(f) if f.content == b"x"),
+        "{files:?}"
+    );
     // An OriginalContent length near usize::MAX: the end of the sealed message overflowed.
     let mut sealed =
         b"Length=18446744073709551615\r\n\tContent-Type: application/octet-stream\r\n".to_vec();

@@ -6,6 +6,7 @@ mod errors;
 mod examples;
 mod fleet;
 mod fuzz_props;
+mod hostbounds;
 mod inventories;
 mod litellm_checks;
 mod local_apply;
