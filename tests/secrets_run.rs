@@ -330,3 +330,41 @@ fn a_secret_in_a_dest_path_is_masked_in_the_plan_and_its_json() {
             .is_some()
     );
 }
+
+#[test]
+fn a_secret_in_a_dest_path_is_masked_in_a_saved_plan_and_in_why_it_is_stale() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: plain.j2\n        dest: \"/etc/app/{{ bearer }}.conf\"\n",
+    );
+    let id = identity.to_str().expect("utf-8");
+    let saved = p.path().join("plan.json");
+    let out = saved.to_str().expect("utf-8");
+    p.run(&["plan", "--host", "alpha", "--identity", id, "--out", out])
+        .expect(0);
+    let text = std::fs::read_to_string(&saved).expect("saved plan");
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("/etc/app/<secret:bearer>.conf"), "{text}");
+
+    // The host's file changes behind the plan's back: stale, and the reason is masked.
+    p.file(&format!("roots/alpha/etc/app/{TOKEN}.conf"), "edited\n");
+    let stale = p.run(&["apply", out, "--identity", id]).expect(1);
+    let printed = format!("{}{}", stale.stdout, stale.stderr);
+    assert!(
+        printed.contains("/etc/app/<secret:bearer>.conf changed on the host"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+
+    // A new secret value: the same masked text, another path; still stale, still masked.
+    std::fs::remove_file(p.path().join(format!("roots/alpha/etc/app/{TOKEN}.conf"))).expect("rm");
+    write_secret(&p, API_KEY, "mkt-bearer-fedcba9876543210");
+    let moved = p.run(&["apply", out, "--identity", id]).expect(1);
+    let printed = format!("{}{}", moved.stdout, moved.stderr);
+    assert!(printed.contains("is no longer managed"), "{printed}");
+    assert!(printed.contains("is newly managed"), "{printed}");
+    assert!(
+        !printed.contains("fedcba") && !printed.contains(TOKEN),
+        "{printed}"
+    );
+}
