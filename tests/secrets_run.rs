@@ -368,3 +368,40 @@ fn a_secret_in_a_dest_path_is_masked_in_a_saved_plan_and_in_why_it_is_stale() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_missing_identity_file_is_named_as_the_age_identity_with_where_its_path_came_from() {
+    let (p, _) = project();
+    let gone = p.path().join("nowhere/identity.txt");
+    let gone_text = gone.to_str().expect("utf-8");
+
+    let run = p.run_with_env(&["plan"], &[("DEPLOY_AGE_IDENTITY", gone_text)]);
+    let run = run.expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the age identity file {gone_text} does not exist ($DEPLOY_AGE_IDENTITY names it)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("deploy secrets init"), "{}", run.stderr);
+
+    let run = p.run(&["plan", "--identity", gone_text]).expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the age identity file {gone_text} does not exist (--identity names it)"
+        )),
+        "{}",
+        run.stderr
+    );
+    // The secrets commands say the same.
+    let run = p
+        .run(&["secrets", "view", "web", "--identity", gone_text])
+        .expect(1);
+    assert!(
+        run.stderr.contains("(--identity names it)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path().join("roots").exists());
+}
