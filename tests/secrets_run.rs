@@ -405,3 +405,26 @@ fn a_missing_identity_file_is_named_as_the_age_identity_with_where_its_path_came
     );
     assert!(!p.path().join("roots").exists());
 }
+
+#[test]
+fn a_swept_temporary_file_named_after_a_secret_dest_is_reported_masked() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: plain.j2\n        dest: \"/etc/app/{{ bearer }}.conf\"\n",
+    );
+    // What a run cut mid-write would have left beside that file.
+    p.file(
+        &format!("roots/alpha/etc/app/.{TOKEN}.conf.deploy-0123456789abcdef.tmp"),
+        "partial",
+    );
+    let id = identity.to_str().expect("utf-8");
+    let run = p
+        .run(&["apply", "--yes", "--host", "alpha", "--identity", id])
+        .expect(0);
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        printed.contains("/etc/app/.<secret:bearer>.conf.deploy-0123456789abcdef.tmp"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+}

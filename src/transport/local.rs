@@ -299,6 +299,9 @@ impl Transport for LocalTransport {
 fn read_one(path: &Path, limits: &ReadLimits) -> RemoteFile {
     // A link is reported, never read through (see `RemoteFile::Symlink`).
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if path.is_dir() {
+            return RemoteFile::Unusable("a symbolic link to a directory".into());
+        }
         let target = fs::read_link(path)
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_else(|e| format!("? ({e})"));

@@ -768,7 +768,8 @@ for p do
     if [ -L "$d" ]; then echo "P $k"; break; fi
     d=${{d%/*}}; k=$((k + 1))
   done
-  if [ -L "$p" ]; then
+  if [ -L "$p" ] && [ -d "$p" ]; then echo 'O a symbolic link to a directory'
+  elif [ -L "$p" ]; then
     t=$(readlink -- "$p" | head -c 4096); printf 'L %s' "$t" | tr -c '[:print:]' '?'; echo
   elif [ -f "$p" ]; then
     if [ -r "$p" ]; then echo F; set -- "$@" "$p"; else echo U; fi
@@ -1951,11 +1952,21 @@ mod tests {
         std::os::unix::fs::symlink(d.join("real"), d.join("linked")).expect("dir link");
         std::fs::write(d.join("real/x.conf"), b"x\n").expect("x");
         let s = |n: &str| d.join(n).to_string_lossy().into_owned();
-        let paths = vec![s("app.conf"), s("linked/x.conf"), s("linked/sub/new.conf")];
+        let paths = vec![
+            s("app.conf"),
+            s("linked/x.conf"),
+            s("linked/sub/new.conf"),
+            s("linked"),
+        ];
         let (files, through) = read_with_sh(&paths, &ReadLimits::default()).expect("read");
         assert_eq!(files[0], RemoteFile::Symlink(s("secret")));
         assert!(matches!(&files[1], RemoteFile::Present(f) if f.content == b"x\n"));
         assert_eq!(files[2], RemoteFile::Missing);
-        assert_eq!(through, [None, Some(s("linked")), Some(s("linked"))]);
+        // A link to a folder is refused: a rename onto it would land inside the folder.
+        assert_eq!(
+            files[3],
+            RemoteFile::Unusable("a symbolic link to a directory".into())
+        );
+        assert_eq!(through, [None, Some(s("linked")), Some(s("linked")), None]);
     }
 }
