@@ -55,10 +55,12 @@ pub enum Target {
     Ntlm,
     /// CLIXML on a PowerShell command's stderr.
     Clixml,
+    /// The WinRM read script's JSON answer (states, sizes, base64 contents, listings).
+    WinRmRead,
 }
 
 impl Target {
-    pub const ALL: [Target; 17] = [
+    pub const ALL: [Target; 18] = [
         Target::Inventory,
         Target::IniInventory,
         Target::VarsFile,
@@ -76,6 +78,7 @@ impl Target {
         Target::HttpAnswer,
         Target::Ntlm,
         Target::Clixml,
+        Target::WinRmRead,
     ];
 }
 
@@ -169,6 +172,7 @@ pub fn run(target: Target, data: &[u8]) -> Outcome {
             let _ = clixml::decode_stderr(data);
             Outcome::of(Ok::<(), String>(()))
         }
+        Target::WinRmRead => winrm_read(data),
     }
 }
 
@@ -418,6 +422,20 @@ fn ssh_read(data: &[u8]) -> Outcome {
         host: 8192,
     };
     Outcome::of(ssh::parse_read_output(&paths, data, &limits))
+}
+
+fn winrm_read(data: &[u8]) -> Outcome {
+    let paths: Vec<String> = [r"C:\a", r"C:\ProgramData\deploy\state.json"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let limits = crate::transport::ReadLimits {
+        file: 4096,
+        host: 8192,
+    };
+    Outcome::of(crate::transport::winrm::parse_read_answer(
+        &paths, 1, data, &limits,
+    ))
 }
 
 fn verify(data: &[u8]) -> Outcome {

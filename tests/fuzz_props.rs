@@ -222,6 +222,22 @@ fn tokens(target: Target) -> &'static [&'static str] {
             "abc",
             "F\nF\nF\n",
         ],
+        Target::WinRmRead => &[
+            "{\"files\":[",
+            "\"trees\":[",
+            "{\"path\":\"C:\\\\a\",",
+            "\"state\":\"file\",",
+            "\"state\":\"toobig\",",
+            "\"state\":\"skipped\",",
+            "\"state\":\"link\",",
+            "\"size\":18446744073709551615",
+            "\"content\":\"YWJj\"",
+            "\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
+            "\"entries\":[",
+            "\"kind\":\"file\"",
+            "]}",
+            "null",
+        ],
         Target::WsMan | Target::Clixml => &[
             "<s:Envelope>",
             "</s:Envelope>",
@@ -379,6 +395,14 @@ fn seeds(target: Target) -> Vec<Vec<u8>> {
             vec![challenge, sealed]
         }
         Target::Clixml => vec![text(CLIXML)],
+        Target::WinRmRead => vec![
+            text(
+                r#"{"files":[{"path":"C:\\a","state":"file","sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","content":"YWJj"},{"path":"C:\\ProgramData\\deploy\\state.json","state":"missing"}],"trees":{"entries":[{"rel":"","kind":"dir"},{"rel":"x","kind":"file","size":3,"sha256":"00"}]}}"#,
+            ),
+            text(
+                r#"{"files":[{"path":"C:\\a","state":"toobig","size":10737418240},{"path":"C:\\ProgramData\\deploy\\state.json","state":"link","target":"C:\\x"}],"trees":[{"error":"denied"}]}"#,
+            ),
+        ],
     }
 }
 
@@ -597,6 +621,11 @@ fn ssh_read_output() {
 }
 
 #[test]
+fn winrm_read_answers() {
+    no_panic(Target::WinRmRead, 10000);
+}
+
+#[test]
 fn verify_answers() {
     no_panic(Target::Verify, 10000);
 }
@@ -644,6 +673,10 @@ fn deep(target: Target) -> Vec<Vec<u8>> {
         Target::StateRecord | Target::Lock | Target::Verify => {
             vec![rep("[", "]"), rep("{\"a\":", "}")]
         }
+        Target::WinRmRead => vec![
+            rep("[", "]"),
+            format!("{{\"files\":{},\"trees\":[]}}", rep("[", "]")),
+        ],
         Target::WsMan | Target::Clixml => vec![
             rep("<a>", "</a>"),
             format!(

@@ -667,98 +667,8 @@ impl Transport for WinRmTransport {
         if !out.success() {
             return Err(self.failed("reading files", &out));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let answer: ReadAnswer = serde_json::from_str(text.trim()).map_err(|e| {
-            TransportError::Io(format!(
-                "{}: the file-reading script answered something unexpected: {e}",
-                self.label
-            ))
-        })?;
-        if answer.files.len() != paths.len() || answer.trees.len() != trees.len() {
-            return Err(TransportError::Io(format!(
-                "{}: asked for {} files and {} trees, the host answered for {} and {}",
-                self.label,
-                paths.len(),
-                trees.len(),
-                answer.files.len(),
-                answer.trees.len()
-            )));
-        }
-        // Sizes first, before anything is decoded: over the host total fails the read.
-        let total = answer
-            .files
-            .iter()
-            .filter(|a| a.state == "skipped" || a.state == "file")
-            .map(|a| match a.state.as_str() {
-                "file" => a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3),
-                _ => a.size.unwrap_or(0),
-            })
-            .fold(0u64, u64::saturating_add);
-        if answer.files.iter().any(|a| a.state == "skipped") || total > limits.host {
-            return Err(TransportError::Io(format!(
-                "{}: {}",
-                self.label,
-                limits.host_too_much(total)
-            )));
-        }
-        let mut files = Vec::with_capacity(paths.len());
-        for (path, a) in paths.iter().zip(answer.files) {
-            if &a.path != path {
-                return Err(TransportError::Io(format!(
-                    "{}: asked for {path}, the host answered for {}",
-                    self.label, a.path
-                )));
-            }
-            let file = match a.state.as_str() {
-                "missing" => RemoteFile::Missing,
-                "link" => RemoteFile::Symlink(a.target.unwrap_or_default()),
-                "toobig" => RemoteFile::Unusable(limits.file_too_big(a.size.unwrap_or(0))),
-                "file"
-                    if a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3)
-                        > limits.file.saturating_add(3) =>
-                {
-                    let size = a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3);
-                    RemoteFile::Unusable(limits.file_too_big(size))
-                }
-                "file" => {
-                    let content = b64
-                        .decode(a.content.unwrap_or_default().as_bytes())
-                        .map_err(|e| {
-                            TransportError::Io(format!("{}: {path}: bad base64: {e}", self.label))
-                        })?;
-                    let sha = hex(&Sha256::digest(&content));
-                    if a.sha256.as_deref().map(str::to_ascii_lowercase) != Some(sha.clone()) {
-                        return Err(TransportError::Io(format!(
-                            "{}: {path}: the content read does not match the SHA-256 the host computed",
-                            self.label
-                        )));
-                    }
-                    RemoteFile::Present(FileState {
-                        content,
-                        mode: WINDOWS_MODE,
-                        uid: 0,
-                        gid: 0,
-                        owner: None,
-                        group: None,
-                    })
-                }
-                _ => RemoteFile::Unusable(a.what.unwrap_or_else(|| "not a regular file".into())),
-            };
-            files.push(file);
-        }
-        let trees = answer
-            .trees
-            .into_iter()
-            .map(|t| match t.error {
-                Some(why) => Err(why),
-                None => Ok(t.entries.into_iter().map(tree_entry).collect()),
-            })
-            .collect();
-        Ok(ReadResult {
-            files,
-            trees,
-            through: Vec::new(),
-        })
+        parse_read_answer(paths, trees.len(), &out.stdout, &limits)
+            .map_err(|e| TransportError::Io(format!("{}: {e}", self.label)))
     }
 
     async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
@@ -870,6 +780,97 @@ impl Transport for WinRmTransport {
     }
 }
 
+/// The read script's answer (see [`READ_SCRIPT`]) -> one [`RemoteFile`] per path and one
+/// listing per tree (public for the property tests: the host writes every byte of it). Sizes
+/// are checked against `limits` before anything is decoded.
+pub fn parse_read_answer(
+    paths: &[String],
+    trees: usize,
+    stdout: &[u8],
+    limits: &ReadLimits,
+) -> Result<ReadResult, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = String::from_utf8_lossy(stdout);
+    let answer: ReadAnswer = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the file-reading script answered something unexpected: {e}"))?;
+    if answer.files.len() != paths.len() || answer.trees.len() != trees {
+        return Err(format!(
+            "asked for {} files and {trees} trees, the host answered for {} and {}",
+            paths.len(),
+            answer.files.len(),
+            answer.trees.len()
+        ));
+    }
+    // Sizes first, before anything is decoded: over the host total fails the read.
+    let total = answer
+        .files
+        .iter()
+        .filter(|a| a.state == "skipped" || a.state == "file")
+        .map(|a| match a.state.as_str() {
+            "file" => a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3),
+            _ => a.size.unwrap_or(0),
+        })
+        .fold(0u64, u64::saturating_add);
+    if answer.files.iter().any(|a| a.state == "skipped") || total > limits.host {
+        return Err(limits.host_too_much(total));
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    for (path, a) in paths.iter().zip(answer.files) {
+        if &a.path != path {
+            return Err(format!(
+                "asked for {path}, the host answered for {}",
+                a.path
+            ));
+        }
+        let file = match a.state.as_str() {
+            "missing" => RemoteFile::Missing,
+            "link" => RemoteFile::Symlink(a.target.unwrap_or_default()),
+            "toobig" => RemoteFile::Unusable(limits.file_too_big(a.size.unwrap_or(0))),
+            "file"
+                if a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3)
+                    > limits.file.saturating_add(3) =>
+            {
+                let size = a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3);
+                RemoteFile::Unusable(limits.file_too_big(size))
+            }
+            "file" => {
+                let content = b64
+                    .decode(a.content.unwrap_or_default().as_bytes())
+                    .map_err(|e| format!("{path}: bad base64: {e}"))?;
+                let sha = hex(&Sha256::digest(&content));
+                if a.sha256.as_deref().map(str::to_ascii_lowercase) != Some(sha.clone()) {
+                    return Err(format!(
+                        "{path}: the content read does not match the SHA-256 the host computed"
+                    ));
+                }
+                RemoteFile::Present(FileState {
+                    content,
+                    mode: WINDOWS_MODE,
+                    uid: 0,
+                    gid: 0,
+                    owner: None,
+                    group: None,
+                })
+            }
+            _ => RemoteFile::Unusable(a.what.unwrap_or_else(|| "not a regular file".into())),
+        };
+        files.push(file);
+    }
+    let trees = answer
+        .trees
+        .into_iter()
+        .map(|t| match t.error {
+            Some(why) => Err(why),
+            None => Ok(t.entries.into_iter().map(tree_entry).collect()),
+        })
+        .collect();
+    Ok(ReadResult {
+        files,
+        trees,
+        through: Vec::new(),
+    })
+}
+
 fn tree_entry(e: EntryAnswer) -> TreeEntry {
     let kind = match e.kind.as_str() {
         "file" => match e.sha256 {
@@ -896,6 +897,38 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_answers_are_bounded_by_the_limits_and_by_nesting() {
+        let paths = vec![r"C:\a".to_string(), r"C:\b".to_string()];
+        let limits = ReadLimits { file: 4, host: 6 };
+        // A file over the limit, reported by its size; a link, not read through.
+        let answer = br#"{"files":[{"path":"C:\\a","state":"toobig","size":10737418240},{"path":"C:\\b","state":"link","target":"C:\\secret"}],"trees":[]}"#;
+        let read = parse_read_answer(&paths, 0, answer, &limits).expect("read");
+        assert!(
+            matches!(&read.files[0], RemoteFile::Unusable(w) if w.contains("10 GiB")),
+            "{:?}",
+            read.files
+        );
+        assert_eq!(read.files[1], RemoteFile::Symlink(r"C:\secret".into()));
+        // A host that skipped files over the total, or sent more than the total, fails.
+        let skipped = br#"{"files":[{"path":"C:\\a","state":"file","sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","content":"YWJj"},{"path":"C:\\b","state":"skipped","size":5}],"trees":[]}"#;
+        let err = parse_read_answer(&paths, 0, skipped, &limits).expect_err("over");
+        assert!(err.contains("add up to 8 bytes"), "{err}");
+        let lied = br#"{"files":[{"path":"C:\\a","state":"file","sha256":"00","content":"YWJjZGVmZ2hp"},{"path":"C:\\b","state":"missing"}],"trees":[]}"#;
+        let err = parse_read_answer(&paths, 0, lied, &limits).expect_err("over");
+        assert!(err.contains("deploy reads from one host"), "{err}");
+        // Nested 20000 deep, on a worker-sized stack: an error, no overflow.
+        let deep = format!("{{\"files\":{}}}", "[".repeat(20000));
+        let err = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse_read_answer(&paths, 0, deep.as_bytes(), &limits))
+            .expect("thread")
+            .join()
+            .expect("no panic")
+            .expect_err("nested");
+        assert!(err.contains("recursion limit"), "{err}");
+    }
 
     #[test]
     fn encoded_command_is_utf16le_base64() {
