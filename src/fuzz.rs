@@ -43,7 +43,7 @@ pub enum Target {
     StateRecord,
     /// `lock.json` as read from a host.
     Lock,
-    /// The SSH read script's output (status lines, stat lines, contents).
+    /// The SSH read script's output (tree listing; status, link and stat lines; contents).
     SshRead,
     /// An HTTP answer's body judged by `verify:` entries.
     Verify,
@@ -421,7 +421,12 @@ fn ssh_read(data: &[u8]) -> Outcome {
         file: 4096,
         host: 8192,
     };
-    Outcome::of(ssh::parse_read_output(&paths, data, &limits))
+    let files = Outcome::of(ssh::parse_read_output(&paths, data, &limits));
+    // The same bytes as a listing of trees (and the files part after it).
+    let trees = vec!["/srv/www".to_string(), "/srv/www/img".to_string()];
+    let listed = ssh::parse_list_output(&trees, data)
+        .and_then(|(_, rest)| ssh::parse_read_output(&paths, rest, &limits).map(|_| ()));
+    files.and(Outcome::of(listed))
 }
 
 fn winrm_read(data: &[u8]) -> Outcome {

@@ -829,8 +829,9 @@ fn list_script(trees: &[String]) -> String {
 }
 
 /// Splits the listing part of the read output (see [`list_script`]) into one listing per
-/// tree; returns them and the rest of the output (the files part).
-fn parse_list_output<'a>(
+/// tree; returns them and the rest of the output (the files part). Public for the property
+/// tests: the host writes every byte of it.
+pub fn parse_list_output<'a>(
     trees: &[String],
     stdout: &'a [u8],
 ) -> Result<(Listings, &'a [u8]), String> {
