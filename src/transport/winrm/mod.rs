@@ -208,14 +208,12 @@ foreach ($p in $ask.paths) {
     try { $attr = [IO.File]::GetAttributes($p) } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] { }
     if ($null -eq $attr) {
       $r.state = 'missing'
-    } elseif ($attr -band [IO.FileAttributes]::ReparsePoint) {
-      if ($attr -band [IO.FileAttributes]::Directory) {
-        $r.state = 'other'; $r.what = 'a directory link'
-      } else {
-        $r.state = 'link'; $r.target = [string](Get-Item -LiteralPath $p -Force).Target
-      }
     } elseif ($attr -band [IO.FileAttributes]::Directory) {
-      $r.state = 'other'; $r.what = 'a directory'
+      if ($attr -band [IO.FileAttributes]::ReparsePoint) { $r.state = 'other'; $r.what = 'a directory link' }
+      else { $r.state = 'other'; $r.what = 'a directory' }
+    } elseif (($attr -band [IO.FileAttributes]::ReparsePoint) -and ((Get-Item -LiteralPath $p -Force).LinkType -eq 'SymbolicLink')) {
+      # Only a symbolic link: other reparse points (deduplicated or cloud files) are files.
+      $r.state = 'link'; $r.target = [string](Get-Item -LiteralPath $p -Force).Target
     } else {
       $size = (New-Object IO.FileInfo $p).Length
       if ($size -gt $ask.maxFile) {
@@ -369,7 +367,7 @@ try {
       try { $attr = [IO.File]::GetAttributes($f.path) } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] { }
       if ($null -eq $attr) {
         [IO.File]::Move($tmp, $f.path)
-      } elseif ($attr -band [IO.FileAttributes]::ReparsePoint) {
+      } elseif (($attr -band [IO.FileAttributes]::ReparsePoint) -and ((Get-Item -LiteralPath $f.path -Force).LinkType -eq 'SymbolicLink')) {
         # A file link is replaced by the file (its target left alone), as on Linux.
         [IO.File]::Delete($f.path); [IO.File]::Move($tmp, $f.path)
       } else {
