@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         home: None,
         connect_timeout: Duration::from_secs(10),
         known_hosts: Default::default(),
+        read_limits: Default::default(),
     };
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

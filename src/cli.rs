@@ -31,6 +31,15 @@ pub struct Global {
     #[arg(short = 'f', long, global = true, default_value_t = 50, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: u16,
+    /// The largest current file deploy reads from a host (a larger one fails that host,
+    /// naming it); binary units: 64M, 1G.
+    #[arg(long, global = true, default_value = "64M", value_name = "SIZE",
+          value_parser = crate::transport::parse_size)]
+    pub max_file_size: u64,
+    /// The most deploy reads from one host in one read (its current files together).
+    #[arg(long, global = true, default_value = "512M", value_name = "SIZE",
+          value_parser = crate::transport::parse_size)]
+    pub max_host_read: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,11 @@ pub struct FileChange {
     /// The mode the file ends up with.
     #[serde(skip)]
     pub final_mode: u32,
+    /// What the operator must know about where the write lands: the destination is a
+    /// symbolic link (which the write replaces), or a folder on its way is one (which the
+    /// write goes through). Host-written text: masked like the rest when printed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl FileChange {
@@ -59,6 +64,7 @@ impl FileChange {
             group: None,
             diff: None,
             final_mode: 0,
+            notes: Vec::new(),
         }
     }
 
@@ -94,6 +100,27 @@ pub fn compare(
     };
     match current {
         RemoteFile::Unusable(why) => Err(Blocked(format!("{}: {why}", desired.dest))),
+        RemoteFile::Symlink(target) => {
+            // Not read through: the link may point anywhere on the host (another user's
+            // secret), and what it points at is not what deploy manages. The write replaces
+            // the link, as Ansible's template does by default.
+            let mode = desired.mode.unwrap_or(DEFAULT_MODE);
+            Ok(FileChange {
+                action: Action::Change,
+                content_changed: true,
+                mode: Some(Change {
+                    from: None,
+                    to: octal(mode),
+                }),
+                owner: desired.owner.clone().map(|to| Change { from: None, to }),
+                group: desired.group.clone().map(|to| Change { from: None, to }),
+                diff: Some(diff(None)),
+                final_mode: mode,
+                notes: vec![format!(
+                    "a symbolic link to {target}: will be replaced by a file, its target left as it is"
+                )],
+            })
+        }
         RemoteFile::Missing => {
             let mode = desired.mode.unwrap_or(DEFAULT_MODE);
             Ok(FileChange {
@@ -107,6 +134,7 @@ pub fn compare(
                 group: desired.group.clone().map(|to| Change { from: None, to }),
                 diff: Some(diff(None)),
                 final_mode: mode,
+                notes: Vec::new(),
             })
         }
         RemoteFile::Present(state) => {
@@ -145,6 +173,7 @@ pub fn compare(
                 group,
                 diff: content_changed.then(|| diff(Some(&state.content))),
                 final_mode,
+                notes: Vec::new(),
             })
         }
     }

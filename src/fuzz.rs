@@ -43,7 +43,7 @@ pub enum Target {
     StateRecord,
     /// `lock.json` as read from a host.
     Lock,
-    /// The SSH read script's output (status lines, stat lines, contents).
+    /// The SSH read script's output (tree listing; status, link and stat lines; contents).
     SshRead,
     /// An HTTP answer's body judged by `verify:` entries.
     Verify,
@@ -58,10 +58,12 @@ pub enum Target {
     /// A facts answer: the sh script's sections (SSH, local) and the PowerShell script's JSON
     /// (WinRM).
     Facts,
+    /// The WinRM read script's JSON answer (states, sizes, base64 contents, listings).
+    WinRmRead,
 }
 
 impl Target {
-    pub const ALL: [Target; 18] = [
+    pub const ALL: [Target; 19] = [
         Target::Inventory,
         Target::IniInventory,
         Target::VarsFile,
@@ -80,6 +82,7 @@ impl Target {
         Target::Ntlm,
         Target::Clixml,
         Target::Facts,
+        Target::WinRmRead,
     ];
 }
 
@@ -175,6 +178,7 @@ pub fn run(target: Target, data: &[u8]) -> Outcome {
         }
         Target::Facts => Outcome::of(crate::facts::parse_posix(data))
             .and(Outcome::of(crate::facts::parse_windows(data))),
+        Target::WinRmRead => winrm_read(data),
     }
 }
 
@@ -418,7 +422,31 @@ fn ssh_read(data: &[u8]) -> Outcome {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    Outcome::of(ssh::parse_read_output(&paths, data))
+    // Small limits, so that arbitrary sizes cross them.
+    let limits = crate::transport::ReadLimits {
+        file: 4096,
+        host: 8192,
+    };
+    let files = Outcome::of(ssh::parse_read_output(&paths, data, &limits));
+    // The same bytes as a listing of trees (and the files part after it).
+    let trees = vec!["/srv/www".to_string(), "/srv/www/img".to_string()];
+    let listed = ssh::parse_list_output(&trees, data)
+        .and_then(|(_, rest)| ssh::parse_read_output(&paths, rest, &limits).map(|_| ()));
+    files.and(Outcome::of(listed))
+}
+
+fn winrm_read(data: &[u8]) -> Outcome {
+    let paths: Vec<String> = [r"C:\a", r"C:\ProgramData\deploy\state.json"]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let limits = crate::transport::ReadLimits {
+        file: 4096,
+        host: 8192,
+    };
+    Outcome::of(crate::transport::winrm::parse_read_answer(
+        &paths, 1, data, &limits,
+    ))
 }
 
 fn verify(data: &[u8]) -> Outcome {

@@ -82,6 +82,10 @@ impl Options {
                 home,
                 connect_timeout: Duration::from_secs(10),
                 known_hosts: Default::default(),
+                read_limits: crate::transport::ReadLimits {
+                    file: global.max_file_size,
+                    host: global.max_host_read,
+                },
             },
         })
     }
@@ -635,8 +639,17 @@ pub async fn apply(
     .await;
     progress.finish_and_clear();
     // Handlers and verify answers print what they like; a secret in them is masked too.
+    // So do the paths written, removed or swept: a `dest:` may use a secret.
     for o in &mut outcomes {
         o.error = o.error.as_deref().map(|e| prepared.masker.mask(e));
+        for text in o
+            .written
+            .iter_mut()
+            .chain(&mut o.removed)
+            .chain(&mut o.notes)
+        {
+            *text = prepared.masker.mask(text);
+        }
         for h in &mut o.handlers {
             h.stdout = prepared.masker.mask(&h.stdout);
             h.stderr = prepared.masker.mask(&h.stderr);

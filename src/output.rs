@@ -155,7 +155,7 @@ fn file_text(out: &mut String, file: &FilePlan) {
         Action::Remove => ("-", RED),
         _ => ("~", YELLOW),
     };
-    let mut meta = Vec::new();
+    let mut meta = c.notes.clone();
     if let Some(m) = &c.mode {
         meta.push(match &m.from {
             Some(from) => format!("mode {from} -> {}", m.to),

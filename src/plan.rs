@@ -190,9 +190,20 @@ impl HostPlan {
         };
         let mut files = Vec::new();
         let mut blocked = Vec::new();
-        for (want, have) in desired.files.iter().zip(&current.files) {
+        for (i, (want, have)) in desired.files.iter().zip(&current.files).enumerate() {
             match compare(want, have, masker) {
-                Ok(change) => {
+                Ok(mut change) => {
+                    if change.action != Action::Unchanged
+                        && let Some(Some(folder)) = current.through.get(i)
+                    {
+                        change.notes.push(format!(
+                            "written through {folder}, a symbolic link on the host"
+                        ));
+                    }
+                    // Host-written text (a link's target) goes out masked like the rest.
+                    for note in &mut change.notes {
+                        *note = masker.mask(note);
+                    }
                     let write = (change.action != Action::Unchanged).then(|| {
                         FileOp::Write(WriteFile {
                             path: want.dest.clone(),

@@ -1,7 +1,8 @@
 //! A plan saved by `deploy plan --out FILE` (Terraform's `-out`) and applied by
 //! `deploy apply FILE`. It holds what to render again (the selection, `-e` vars and the
 //! commit) and, per host, the SHA-256 of each file as it was when the plan was made and as it
-//! will be, and of each file it removes: never file contents, so no secret in clear text. Apply renders and reads again
+//! will be, and of each file it removes: never file contents, so no secret in clear text
+//! (paths are masked as printed, and known by their SHA-256 besides). Apply renders and reads again
 //! and refuses the whole plan when any of it differs (Terraform's "saved plan is stale").
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use crate::desired::HostDesired;
 use crate::diff::{Action, octal};
 use crate::error::Error;
 use crate::inventory::Vars;
+use crate::mask::Masker;
 use crate::plan::Plan;
 use crate::remote::Connected;
 use crate::state::sha256_hex as sha256;
@@ -49,7 +51,12 @@ pub struct SavedHost {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedFile {
+    /// As printed: secrets masked (a `dest:` may use one).
     pub path: String,
+    /// SHA-256 of the real path, which tells apart two paths that mask alike (a secret in a
+    /// `dest:` that changed since the plan).
+    #[serde(default)]
+    pub path_sha256: String,
     /// SHA-256 of the host's file when the plan was made (`None`: missing).
     pub before: Option<String>,
     /// SHA-256 of what apply writes (or keeps).
@@ -59,18 +66,25 @@ pub struct SavedFile {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedRemoval {
+    /// As printed: secrets masked.
     pub path: String,
+    /// SHA-256 of the real path (see [`SavedFile::path_sha256`]).
+    #[serde(default)]
+    pub path_sha256: String,
     /// What is there when the plan is made: the file's SHA-256, `symlink -> TARGET`, or
     /// `unreadable`.
     pub before: String,
 }
 
 /// The fingerprint of a computed plan: per host, every file before and after, and the
-/// handlers. `None` when a host could not be planned (such a plan cannot be saved).
+/// handlers. `Err` when a host could not be planned (such a plan cannot be saved). Every
+/// path and text in it goes through `masker`, as what is printed does: the file is kept and
+/// shared like a plan's output.
 pub fn fingerprint(
     plan: &Plan,
     desired: &[HostDesired],
     connected: &[Connected],
+    masker: &Masker,
 ) -> Result<Vec<SavedHost>, String> {
     let mut hosts = Vec::new();
     for ((host, want), conn) in plan.hosts.iter().zip(desired).zip(connected) {
@@ -80,14 +94,15 @@ pub fn fingerprint(
         let current = conn
             .current
             .as_ref()
-            .map_err(|e| format!("host {}: {e}", host.host))?;
+            .map_err(|e| masker.mask(&format!("host {}: {e}", host.host)))?;
         let files = want
             .files
             .iter()
             .zip(&current.files)
             .zip(&host.files)
             .map(|((w, c), p)| SavedFile {
-                path: w.dest.clone(),
+                path: masker.mask(&w.dest),
+                path_sha256: sha256(w.dest.as_bytes()),
                 before: match c {
                     RemoteFile::Present(state) => Some(sha256(&state.content)),
                     _ => None,
@@ -101,8 +116,9 @@ pub fn fingerprint(
             .iter()
             .filter(|f| f.change.action == Action::Remove)
             .map(|f| SavedRemoval {
-                path: f.path.clone(),
-                before: f.removing.clone().unwrap_or_default(),
+                path: masker.mask(&f.path),
+                path_sha256: sha256(f.path.as_bytes()),
+                before: masker.mask(f.removing.as_deref().unwrap_or_default()),
             })
             .collect();
         hosts.push(SavedHost {
@@ -113,6 +129,11 @@ pub fn fingerprint(
         });
     }
     Ok(hosts)
+}
+
+/// The same destination: the masked text and the real path's hash.
+fn same_path(a: &SavedFile, b: &SavedFile) -> bool {
+    a.path == b.path && a.path_sha256 == b.path_sha256
 }
 
 impl SavedPlan {
@@ -155,7 +176,7 @@ impl SavedPlan {
         for (saved, current) in self.hosts.iter().zip(now) {
             let h = &saved.host;
             for file in &saved.files {
-                match current.files.iter().find(|f| f.path == file.path) {
+                match current.files.iter().find(|f| same_path(f, file)) {
                     None => reasons.push(format!("host {h}: {} is no longer managed", file.path)),
                     Some(c) if c.before != file.before => reasons.push(format!(
                         "host {h}: {} changed on the host since the plan was made",
@@ -171,12 +192,16 @@ impl SavedPlan {
                 }
             }
             for file in &current.files {
-                if !saved.files.iter().any(|f| f.path == file.path) {
+                if !saved.files.iter().any(|f| same_path(f, file)) {
                     reasons.push(format!("host {h}: {} is newly managed", file.path));
                 }
             }
             for gone in &saved.remove {
-                match current.remove.iter().find(|r| r.path == gone.path) {
+                match current
+                    .remove
+                    .iter()
+                    .find(|r| r.path == gone.path && r.path_sha256 == gone.path_sha256)
+                {
                     None => reasons.push(format!(
                         "host {h}: {} was to be removed, and is no longer (gone from the host, \
                          or the inputs changed)",
@@ -190,7 +215,11 @@ impl SavedPlan {
                 }
             }
             for now in &current.remove {
-                if !saved.remove.iter().any(|r| r.path == now.path) {
+                if !saved
+                    .remove
+                    .iter()
+                    .any(|r| r.path == now.path && r.path_sha256 == now.path_sha256)
+                {
                     reasons.push(format!("host {h}: {} is now to be removed", now.path));
                 }
             }

@@ -138,6 +138,9 @@ impl HostState {
         match file {
             RemoteFile::Missing => Ok(None),
             RemoteFile::Unusable(why) => Err(why.clone()),
+            RemoteFile::Symlink(target) => Err(format!(
+                "a symbolic link to {target}, not the file deploy writes (not followed)"
+            )),
             RemoteFile::Present(f) => serde_json::from_slice(&f.content)
                 .map(Some)
                 .map_err(|e| format!("not a deploy state record: {e}")),

@@ -26,6 +26,7 @@ pub(crate) fn render_fleet() -> Vec<HostDesired> {
             home: None,
             connect_timeout: Duration::from_secs(1),
             known_hosts: Default::default(),
+            read_limits: Default::default(),
         },
         // The stand-in secrets in secrets/motoko.yml.age are encrypted to this demo key.
         rev: None,

@@ -241,6 +241,30 @@ fn tokens(target: Target) -> &'static [&'static str] {
             "UNKNOWN",
             "abc",
             "F\nF\nF\n",
+            "P 1\n",
+            "P 99\n",
+            "L /etc/shadow\n",
+            "d 4096 /srv/www\0",
+            "f 3 /srv/www/a\0",
+            "l 7 /srv/www/l\0/x\0",
+            "=0\0=\0",
+            "=0\0",
+        ],
+        Target::WinRmRead => &[
+            "{\"files\":[",
+            "\"trees\":[",
+            "{\"path\":\"C:\\\\a\",",
+            "\"state\":\"file\",",
+            "\"state\":\"toobig\",",
+            "\"state\":\"skipped\",",
+            "\"state\":\"link\",",
+            "\"size\":18446744073709551615",
+            "\"content\":\"YWJj\"",
+            "\"sha256\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
+            "\"entries\":[",
+            "\"kind\":\"file\"",
+            "]}",
+            "null",
         ],
         Target::WsMan | Target::Clixml => &[
             "<s:Envelope>",
@@ -412,6 +436,14 @@ fn seeds(target: Target) -> Vec<Vec<u8>> {
             vec![challenge, sealed]
         }
         Target::Clixml => vec![text(CLIXML)],
+        Target::WinRmRead => vec![
+            text(
+                r#"{"files":[{"path":"C:\\a","state":"file","sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","content":"YWJj"},{"path":"C:\\ProgramData\\deploy\\state.json","state":"missing"}],"trees":{"entries":[{"rel":"","kind":"dir"},{"rel":"x","kind":"file","size":3,"sha256":"00"}]}}"#,
+            ),
+            text(
+                r#"{"files":[{"path":"C:\\a","state":"toobig","size":10737418240},{"path":"C:\\ProgramData\\deploy\\state.json","state":"link","target":"C:\\x"}],"trees":[{"error":"denied"}]}"#,
+            ),
+        ],
     }
 }
 
@@ -635,6 +667,11 @@ fn facts_answers() {
 }
 
 #[test]
+fn winrm_read_answers() {
+    no_panic(Target::WinRmRead, 10000);
+}
+
+#[test]
 fn verify_answers() {
     no_panic(Target::Verify, 10000);
 }
@@ -682,6 +719,10 @@ fn deep(target: Target) -> Vec<Vec<u8>> {
         Target::StateRecord | Target::Lock | Target::Verify => {
             vec![rep("[", "]"), rep("{\"a\":", "}")]
         }
+        Target::WinRmRead => vec![
+            rep("[", "]"),
+            format!("{{\"files\":{},\"trees\":[]}}", rep("[", "]")),
+        ],
         Target::WsMan | Target::Clixml => vec![
             rep("<a>", "</a>"),
             format!(
@@ -760,13 +801,26 @@ fn inputs_that_once_panicked() {
         err.contains("unexpected character") && err.contains("a.j2:1"),
         "{err}"
     );
-    // A stat size near usize::MAX: adding the sizes overflowed.
-    let err = clear(
-        Target::SshRead,
-        b"F\nF\nM\n18446744073709551615 644 0 0 r r\n1 644 0 0 r r\nx",
+    // A stat size near usize::MAX: adding the sizes overflowed. Now it is checked against
+    // the file limit before any arithmetic: that file is over it, the other one is read.
+    let huge: &[u8] = b"F\nF\nM\n18446744073709551615 644 0 0 r r\n1 644 0 0 r r\nx";
+    // (As a listing, the same bytes are an error; either way a clear one.)
+    let _ = clear(Target::SshRead, huge);
+    let paths: Vec<String> = ["/a", "/b", "/c"].iter().map(|p| p.to_string()).collect();
+    let (files, _) = deploy::transport::ssh::parse_read_output(
+        &paths,
+        huge,
+        &deploy::transport::ReadLimits::default(),
     )
-    .unwrap_err();
-    assert!(err.contains("more bytes than exist"), "{err}");
+    .expect("read");
+    assert!(
+        matches!(&files[0], deploy::transport::RemoteFile::Unusable(why) if why.contains("18446744073709551615 bytes")),
+        "{files:?}"
+    );
+    assert!(
+        matches!(&files[1], deploy::transport::RemoteFile::Present(f) if f.content == b"x"),
+        "{files:?}"
+    );
     // An OriginalContent length near usize::MAX: the end of the sealed message overflowed.
     let mut sealed =
         b"Length=18446744073709551615\r\n\tContent-Type: application/octet-stream\r\n".to_vec();

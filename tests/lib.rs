@@ -9,6 +9,7 @@ mod examples;
 mod facts;
 mod fleet;
 mod fuzz_props;
+mod hostbounds;
 mod inventories;
 mod litellm_checks;
 mod local_apply;

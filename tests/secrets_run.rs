@@ -330,3 +330,101 @@ fn a_secret_in_a_dest_path_is_masked_in_the_plan_and_its_json() {
             .is_some()
     );
 }
+
+#[test]
+fn a_secret_in_a_dest_path_is_masked_in_a_saved_plan_and_in_why_it_is_stale() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: plain.j2\n        dest: \"/etc/app/{{ bearer }}.conf\"\n",
+    );
+    let id = identity.to_str().expect("utf-8");
+    let saved = p.path().join("plan.json");
+    let out = saved.to_str().expect("utf-8");
+    p.run(&["plan", "--host", "alpha", "--identity", id, "--out", out])
+        .expect(0);
+    let text = std::fs::read_to_string(&saved).expect("saved plan");
+    assert!(!text.contains(TOKEN), "{text}");
+    assert!(text.contains("/etc/app/<secret:bearer>.conf"), "{text}");
+
+    // The host's file changes behind the plan's back: stale, and the reason is masked.
+    p.file(&format!("roots/alpha/etc/app/{TOKEN}.conf"), "edited\n");
+    let stale = p.run(&["apply", out, "--identity", id]).expect(1);
+    let printed = format!("{}{}", stale.stdout, stale.stderr);
+    assert!(
+        printed.contains("/etc/app/<secret:bearer>.conf changed on the host"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+
+    // A new secret value: the same masked text, another path; still stale, still masked.
+    std::fs::remove_file(p.path().join(format!("roots/alpha/etc/app/{TOKEN}.conf"))).expect("rm");
+    write_secret(&p, API_KEY, "mkt-bearer-fedcba9876543210");
+    let moved = p.run(&["apply", out, "--identity", id]).expect(1);
+    let printed = format!("{}{}", moved.stdout, moved.stderr);
+    assert!(printed.contains("is no longer managed"), "{printed}");
+    assert!(printed.contains("is newly managed"), "{printed}");
+    assert!(
+        !printed.contains("fedcba") && !printed.contains(TOKEN),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_missing_identity_file_is_named_as_the_age_identity_with_where_its_path_came_from() {
+    let (p, _) = project();
+    let gone = p.path().join("nowhere/identity.txt");
+    let gone_text = gone.to_str().expect("utf-8");
+
+    let run = p.run_with_env(&["plan"], &[("DEPLOY_AGE_IDENTITY", gone_text)]);
+    let run = run.expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the age identity file {gone_text} does not exist ($DEPLOY_AGE_IDENTITY names it)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("deploy secrets init"), "{}", run.stderr);
+
+    let run = p.run(&["plan", "--identity", gone_text]).expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the age identity file {gone_text} does not exist (--identity names it)"
+        )),
+        "{}",
+        run.stderr
+    );
+    // The secrets commands say the same.
+    let run = p
+        .run(&["secrets", "view", "web", "--identity", gone_text])
+        .expect(1);
+    assert!(
+        run.stderr.contains("(--identity names it)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path().join("roots").exists());
+}
+
+#[test]
+fn a_swept_temporary_file_named_after_a_secret_dest_is_reported_masked() {
+    let (p, identity) = project();
+    p.manifest(
+        "groups:\n  web:\n    files:\n      - template: plain.j2\n        dest: \"/etc/app/{{ bearer }}.conf\"\n",
+    );
+    // What a run cut mid-write would have left beside that file.
+    p.file(
+        &format!("roots/alpha/etc/app/.{TOKEN}.conf.deploy-0123456789abcdef.tmp"),
+        "partial",
+    );
+    let id = identity.to_str().expect("utf-8");
+    let run = p
+        .run(&["apply", "--yes", "--host", "alpha", "--identity", id])
+        .expect(0);
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        printed.contains("/etc/app/.<secret:bearer>.conf.deploy-0123456789abcdef.tmp"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
+}

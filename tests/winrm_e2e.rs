@@ -642,3 +642,112 @@ groups:
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_windows_apply_sweeps_stale_temporaries_and_nothing_else() {
+    let (p, _server, c) = windows_project("ok", PASSWORD);
+    let dir = c.join("C/vllm");
+    std::fs::create_dir_all(dir.join("data")).expect("dirs");
+    // What a cut run left: deploy's own temporary names (a file, and one in a subfolder that
+    // is written too); next to them what is not deploy's, or not a plain file.
+    std::fs::write(dir.join(".config.yml.deploy-0123abcd.tmp"), "partial").expect("stale");
+    std::fs::write(dir.join("data/.big.txt.deploy-4567.tmp"), "partial").expect("stale");
+    std::fs::write(dir.join("notes.tmp"), "mine").expect("notes");
+    std::fs::write(dir.join(".config.yml.bak"), "mine").expect("bak");
+    std::fs::create_dir(dir.join(".x.deploy-dir.tmp")).expect("dir");
+    std::fs::write(c.join("elsewhere.txt"), "kept").expect("elsewhere");
+    std::os::unix::fs::symlink(c.join("elsewhere.txt"), dir.join(".l.deploy-1.tmp")).expect("link");
+
+    let run = p.run(&["apply", "--yes"]).expect(0);
+    assert!(
+        run.stdout
+            .contains("removed 2 temporary files left by an earlier run that died mid-write"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(r"C:\vllm\data\.big.txt.deploy-4567.tmp")
+            && run
+                .stdout
+                .contains(r"C:\vllm\.config.yml.deploy-0123abcd.tmp"),
+        "{}",
+        run.stdout
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".config.yml.bak",
+            ".l.deploy-1.tmp",
+            ".x.deploy-dir.tmp",
+            "config.yml",
+            "data",
+            "notes.tmp"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.join("elsewhere.txt")).expect("kept"),
+        "kept"
+    );
+}
+
+#[test]
+fn a_windows_host_that_streams_without_end_fails_that_host_within_the_bound() {
+    let (p, server, _c) = windows_project("ok", PASSWORD);
+    server.stream_reads_without_end();
+    let started = std::time::Instant::now();
+    let out = p.run(&["plan", "--max-host-read", "1M"]).expect(1);
+    assert!(
+        out.stdout.contains("wintermute") && out.stdout.contains("sent more than"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // The bound is what stopped it, not the 10-minute wait: about 1.4 MiB of 64 KiB answers.
+    let receives = server.record(|r| r.endless_receives);
+    assert!((10..200).contains(&receives), "{receives} receives");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn a_windows_file_over_the_limit_and_a_link_at_a_destination() {
+    let (p, _server, c) = windows_project("ok", PASSWORD);
+    let dir = c.join("C/vllm");
+    std::fs::create_dir_all(dir.join("data")).expect("dirs");
+    // A sparse 10 GiB file where big.txt goes: refused by its size, never read.
+    let big = std::fs::File::create(dir.join("data/big.txt")).expect("big");
+    big.set_len(10 << 30).expect("truncate");
+    let out = p.run(&["plan"]).expect(1);
+    assert!(
+        out.stdout.contains(r"C:\vllm\data\big.txt")
+            && out.stdout.contains("10 GiB (10737418240 bytes)")
+            && out.stdout.contains("--max-file-size"),
+        "{}",
+        out.stdout
+    );
+    std::fs::remove_file(dir.join("data/big.txt")).expect("rm");
+
+    // config.yml is a link to a file outside: the plan says so and does not show its text;
+    // apply replaces the link, and the file it pointed at keeps its content.
+    std::fs::write(c.join("C/secret.txt"), "do not print\r\n").expect("secret");
+    std::os::unix::fs::symlink(c.join("C/secret.txt"), dir.join("config.yml")).expect("link");
+    let plan = p.run(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains("a symbolic link to ") && plan.stdout.contains("will be replaced"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("do not print"), "{}", plan.stdout);
+    p.run(&["apply", "--yes"]).expect(0);
+    let meta = std::fs::symlink_metadata(dir.join("config.yml")).expect("config");
+    assert!(meta.file_type().is_file());
+    assert_eq!(
+        std::fs::read_to_string(c.join("C/secret.txt")).expect("secret"),
+        "do not print\r\n"
+    );
+}

@@ -38,7 +38,7 @@ fn one_command(name: &str, options: ShellOptions, command: &str, args: &[&str]) 
     let c = client(&replay);
     let shell = c.create_shell(&options).expect("create");
     let id = c.command(&shell, command, args, false).expect("command");
-    let out = c.receive_all(&shell, &id, WAIT).expect("receive");
+    let out = c.receive_all(&shell, &id, WAIT, 1 << 20).expect("receive");
     c.signal(&shell, &id, SIGNAL_CTRL_C).expect("signal");
     c.delete_shell(&shell).expect("delete");
     replay.assert_all_served();
@@ -70,7 +70,7 @@ fn winrs_stdin_in_two_sends_the_second_ending_it() {
         .expect("send 1");
     c.send(&shell, &id, b"Write-Host \"output 2\";", true)
         .expect("send 2");
-    let out = c.receive_all(&shell, &id, WAIT).expect("receive");
+    let out = c.receive_all(&shell, &id, WAIT, 1 << 20).expect("receive");
     c.signal(&shell, &id, SIGNAL_CTRL_C).expect("signal");
     c.delete_shell(&shell).expect("delete");
     replay.assert_all_served();
@@ -181,7 +181,7 @@ fn winrs_missing_program_without_cmd_shell() {
             true,
         )
         .expect("command by full path");
-    let out = c.receive_all(&shell, &id, WAIT).expect("receive");
+    let out = c.receive_all(&shell, &id, WAIT, 1 << 20).expect("receive");
     assert_eq!(text(&out.stdout), "hi\n");
     c.signal(&shell, &id, SIGNAL_CTRL_C).expect("signal");
     c.delete_shell(&shell).expect("delete");
@@ -277,7 +277,7 @@ fn client_execute_cmd_two_shells_in_a_row() {
     for command in ["dir", "echo abc"] {
         let shell = c.create_shell(&ShellOptions::default()).expect("create");
         let id = c.command(&shell, command, &[], false).expect("command");
-        let out = c.receive_all(&shell, &id, WAIT).expect("receive");
+        let out = c.receive_all(&shell, &id, WAIT, 1 << 20).expect("receive");
         c.signal(&shell, &id, SIGNAL_CTRL_C).expect("signal");
         c.delete_shell(&shell).expect("delete");
         outputs.push(text(&out.stdout));

@@ -47,8 +47,13 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
     let rt = super::runtime()?;
     let prepared = rt.block_on(ops::prepare(&opts))?;
     if let Some((path, saved)) = &saved {
-        let now = saved::fingerprint(&prepared.plan, &prepared.desired, &prepared.connected)
-            .map_err(|why| Error::usage(format!("cannot apply {}: {why}", path.display()), None))?;
+        let now = saved::fingerprint(
+            &prepared.plan,
+            &prepared.desired,
+            &prepared.connected,
+            &prepared.masker,
+        )
+        .map_err(|why| Error::usage(format!("cannot apply {}: {why}", path.display()), None))?;
         let reasons = saved.stale_reasons(&now);
         if !reasons.is_empty() {
             rt.block_on(ops::close(&prepared.connected));

@@ -26,10 +26,15 @@ pub fn run(global: &Global, args: PlanArgs) -> Result<ExitCode, Error> {
     }
     rt.block_on(ops::close(&prepared.connected));
     if let Some(out) = &args.out {
-        let hosts = saved::fingerprint(&prepared.plan, &prepared.desired, &prepared.connected)
-            .map_err(|why| {
-                Error::usage(format!("not saving a plan with a failed host: {why}"), None)
-            })?;
+        let hosts = saved::fingerprint(
+            &prepared.plan,
+            &prepared.desired,
+            &prepared.connected,
+            &prepared.masker,
+        )
+        .map_err(|why| {
+            Error::usage(format!("not saving a plan with a failed host: {why}"), None)
+        })?;
         SavedPlan {
             format: saved::FORMAT.to_string(),
             commit: prepared.plan.commit.as_ref().map(|c| c.id.clone()),

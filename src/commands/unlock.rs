@@ -37,6 +37,10 @@ pub fn run(global: &Global, args: UnlockArgs) -> Result<ExitCode, Error> {
             let outcome = match read.map_err(|e| e.to_string())?.pop() {
                 None | Some(RemoteFile::Missing) => Ok("not locked".to_string()),
                 Some(RemoteFile::Unusable(why)) => Err(format!("{path}: {why}")),
+                Some(RemoteFile::Symlink(target)) => Err(format!(
+                    "{path}: a symbolic link to {target}, not a lock deploy wrote; remove it \
+                     on the host"
+                )),
                 Some(RemoteFile::Present(f)) => {
                     let holder = state::describe_holder(&f.content);
                     let lock: Option<Lock> = serde_json::from_slice(&f.content).ok();

@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 
 use age::secrecy::ExposeSecret;
 
-use super::{
-    Identities, Recipients, SECRET_SUFFIX, decrypt_plaintext, encrypt, identity_files,
-    load_identities,
-};
+use super::{Identities, Recipients, SECRET_SUFFIX, decrypt_plaintext, encrypt, open_identities};
 use crate::error::Error;
 use crate::inventory::Vars;
 
@@ -112,7 +109,7 @@ pub fn init(secrets_dir: &Path, identity: &Path) -> Result<Init, Error> {
 
 /// The plaintext of a secret file.
 pub fn view(path: &Path, identity_args: &[PathBuf]) -> Result<Vec<u8>, Error> {
-    let identities = load_identities(&identity_files(identity_args))?;
+    let identities = open_identities(identity_args)?;
     decrypt_plaintext(path, &identities)
 }
 
@@ -122,7 +119,7 @@ pub fn set(path: &Path, key: &str, value: &str, identity_args: &[PathBuf]) -> Re
     let secrets_dir = path.parent().unwrap_or(Path::new("."));
     let recipients = Recipients::load(&secrets_dir.join(RECIPIENTS_FILE))?;
     let mut vars = if path.exists() {
-        let identities = load_identities(&identity_files(identity_args))?;
+        let identities = open_identities(identity_args)?;
         super::decrypt_file(path, &identities)?
     } else {
         Vars::new()
@@ -231,7 +228,7 @@ pub fn import_vault(
             None => {
                 let existing = if into.exists() {
                     if identities.is_none() {
-                        identities = Some(load_identities(&identity_files(identity_args))?);
+                        identities = Some(open_identities(identity_args)?);
                     }
                     match &identities {
                         Some(ids) => super::decrypt_file(&into, ids)?,
@@ -292,7 +289,7 @@ pub fn rekey(secrets_dir: &Path, identity_args: &[PathBuf]) -> Result<Vec<PathBu
     if paths.is_empty() {
         return Ok(paths);
     }
-    let identities = load_identities(&identity_files(identity_args))?;
+    let identities = open_identities(identity_args)?;
     // Decrypt everything first: a file this identity cannot open stops the run before any
     // file is rewritten.
     let plaintexts: Vec<Vec<u8>> = paths
@@ -320,7 +317,7 @@ pub fn edit(path: &Path, identity_args: &[PathBuf]) -> Result<Edited, Error> {
     let secrets_dir = path.parent().unwrap_or(Path::new("."));
     let recipients = Recipients::load(&secrets_dir.join(RECIPIENTS_FILE))?;
     let before = if path.exists() {
-        let identities: Identities = load_identities(&identity_files(identity_args))?;
+        let identities: Identities = open_identities(identity_args)?;
         decrypt_plaintext(path, &identities)?
     } else {
         Vec::new()

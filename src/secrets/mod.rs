@@ -155,6 +155,45 @@ fn identity_files_from(
         .collect()
 }
 
+/// The identities the operator chose (see [`identity_files`]), loaded. A chosen file that
+/// does not exist is named as the age identity, with where its path came from and how to
+/// make one.
+pub fn open_identities(explicit: &[PathBuf]) -> Result<Identities, Error> {
+    let files = identity_files(explicit);
+    check_identity_files(explicit, &files)?;
+    load_identities(&files)
+}
+
+/// The error for a chosen identity file that is not there (the defaults are only chosen
+/// when they exist).
+fn check_identity_files(explicit: &[PathBuf], files: &[PathBuf]) -> Result<(), Error> {
+    let Some(missing) = files.iter().find(|f| !f.exists()) else {
+        return Ok(());
+    };
+    let (origin, hint) = if explicit.is_empty() {
+        (
+            "$DEPLOY_AGE_IDENTITY names it",
+            "create it with `deploy secrets init` (it writes a new identity there and adds \
+             its public key to secrets/recipients.txt), or set DEPLOY_AGE_IDENTITY to an \
+             existing key file",
+        )
+    } else {
+        (
+            "--identity names it",
+            "pass an existing key file, or create one with `deploy secrets init` (it writes \
+             ~/.config/deploy/identity.txt, or $DEPLOY_AGE_IDENTITY, and adds its public key \
+             to secrets/recipients.txt)",
+        )
+    };
+    Err(Error::usage(
+        format!(
+            "the age identity file {} does not exist ({origin})",
+            missing.display()
+        ),
+        Some(hint.to_string()),
+    ))
+}
+
 /// The default identity locations, most specific first.
 fn default_identity_paths(home: Option<&Path>) -> Vec<PathBuf> {
     match home {
@@ -594,6 +633,7 @@ pub fn decrypt_for(
             wanted.join(", ")
         )));
     }
+    check_identity_files(identity_args, &identity_paths)?;
     let identities = load_identities(&identity_paths)?;
     // Files that only unselected hosts use stay closed; the selected hosts' templates see
     // other hosts' vars through `hostvars` with the files decrypted here.

@@ -3,7 +3,7 @@
 //! and many tests run with no setup at all.
 
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -12,12 +12,14 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile, Swept,
-    Transport, TransportError, TreeEntry, WriteFile, too_many_entries, under_root,
+    CommandOutput, EntryKind, FileOp, FileState, MAX_HELD_LOCK, MAX_TREE_ENTRIES, ReadLimits,
+    ReadResult, RemoteFile, Swept, Transport, TransportError, TreeEntry, WriteFile,
+    too_many_entries, under_root,
 };
 
 pub struct LocalTransport {
     root: Option<PathBuf>,
+    limits: ReadLimits,
 }
 
 impl LocalTransport {
@@ -58,7 +60,28 @@ impl LocalTransport {
     pub fn new(root: Option<&Path>) -> LocalTransport {
         LocalTransport {
             root: root.map(Path::to_path_buf),
+            limits: ReadLimits::default(),
         }
+    }
+
+    /// The nearest folder on the way to `host_path` (below the root) that is a symbolic link.
+    fn linked_folder(&self, host_path: &str) -> Option<String> {
+        let mut p = host_path;
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            if p.is_empty() {
+                break;
+            }
+            if fs::symlink_metadata(self.path(p)).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Some(p.to_string());
+            }
+        }
+        None
+    }
+
+    /// The same transport reading at most `limits`.
+    pub fn with_limits(self, limits: ReadLimits) -> LocalTransport {
+        LocalTransport { limits, ..self }
     }
 
     fn path(&self, host_path: &str) -> PathBuf {
@@ -69,7 +92,19 @@ impl LocalTransport {
 #[async_trait]
 impl Transport for LocalTransport {
     async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
-        let files = paths.iter().map(|p| read_one(&self.path(p))).collect();
+        let mut total: u64 = 0;
+        let mut files = Vec::with_capacity(paths.len());
+        let through = paths.iter().map(|p| self.linked_folder(p)).collect();
+        for p in paths {
+            let file = read_one(&self.path(p), &self.limits);
+            if let RemoteFile::Present(f) = &file {
+                total = total.saturating_add(f.content.len() as u64);
+                if total > self.limits.host {
+                    return Err(TransportError::Io(self.limits.host_too_much(total)));
+                }
+            }
+            files.push(file);
+        }
         let mut budget = MAX_TREE_ENTRIES;
         let mut listed = Vec::with_capacity(trees.len());
         for root in trees {
@@ -86,6 +121,7 @@ impl Transport for LocalTransport {
         Ok(ReadResult {
             files,
             trees: listed,
+            through,
         })
     }
 
@@ -241,7 +277,11 @@ impl Transport for LocalTransport {
                 Ok(None)
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                Ok(Some(fs::read(&dest).unwrap_or_default()))
+                let mut held = Vec::new();
+                if let Ok(f) = fs::File::open(&dest) {
+                    let _ = f.take(MAX_HELD_LOCK as u64 + 1).read_to_end(&mut held);
+                }
+                Ok(Some(held))
             }
             Err(e) => Err(io(e)),
         }
@@ -256,7 +296,17 @@ impl Transport for LocalTransport {
     }
 }
 
-fn read_one(path: &Path) -> RemoteFile {
+fn read_one(path: &Path, limits: &ReadLimits) -> RemoteFile {
+    // A link is reported, never read through (see `RemoteFile::Symlink`).
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if path.is_dir() {
+            return RemoteFile::Unusable("a symbolic link to a directory".into());
+        }
+        let target = fs::read_link(path)
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_else(|e| format!("? ({e})"));
+        return RemoteFile::Symlink(target);
+    }
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return RemoteFile::Missing,
@@ -270,7 +320,19 @@ fn read_one(path: &Path) -> RemoteFile {
         };
         return RemoteFile::Unusable(what.to_string());
     }
-    match fs::read(path) {
+    if meta.len() > limits.file {
+        return RemoteFile::Unusable(limits.file_too_big(meta.len()));
+    }
+    // Never more than the limit, even when the file grows while it is read.
+    let mut content = Vec::new();
+    let read = fs::File::open(path).and_then(|f| {
+        f.take(limits.file.saturating_add(1))
+            .read_to_end(&mut content)
+    });
+    if content.len() as u64 > limits.file {
+        return RemoteFile::Unusable(limits.file_too_big(content.len() as u64));
+    }
+    match read.map(|_| content) {
         Ok(content) => RemoteFile::Present(FileState {
             content,
             mode: meta.mode() & 0o7777,

@@ -27,8 +27,13 @@ pub enum RemoteFile {
     /// A regular file.
     Present(FileState),
     /// Something that is not a regular file (a directory, a socket, ...), or a file deploy
-    /// cannot read. Deploy refuses to replace it; the text says what it is.
+    /// cannot read (or will not: over the read limit). Deploy refuses to replace it; the text
+    /// says what it is.
     Unusable(String),
+    /// A symbolic link, and what it points at (as the host reports it, possibly cut). Nothing
+    /// is read through it: a write replaces the link itself with a file, as Ansible's
+    /// `template` and `copy` do by default (`follow: false`), and leaves its target alone.
+    Symlink(String),
 }
 
 /// A regular file's content and metadata, as read from the host.
@@ -92,6 +97,104 @@ impl FileOp {
 /// together); more is an error naming the trees, not a silently partial listing.
 pub const MAX_TREE_ENTRIES: usize = 20_000;
 
+/// How much deploy reads from one host: a current file larger than `file` is refused (the
+/// file is reported, not read), and a read whose files add up to more than `host` fails that
+/// host. Both are checked on the host side before anything is sent and again on the
+/// controller, which never allocates what a host claims. `--max-file-size` and
+/// `--max-host-read` set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub file: u64,
+    pub host: u64,
+}
+
+impl ReadLimits {
+    /// 64 MiB per file.
+    pub const DEFAULT_FILE: u64 = 64 << 20;
+    /// 512 MiB per host and read.
+    pub const DEFAULT_HOST: u64 = 512 << 20;
+
+    /// The text of a file over `file`, for its [`RemoteFile::Unusable`].
+    pub fn file_too_big(&self, size: u64) -> String {
+        format!(
+            "{} on the host, more than the {} deploy reads of one file (--max-file-size raises \
+             the limit)",
+            size_text(size),
+            size_text(self.file)
+        )
+    }
+
+    /// The error for a read whose files add up to `total` bytes, over `host`.
+    pub fn host_too_much(&self, total: u64) -> String {
+        format!(
+            "the files to read add up to {}, more than the {} deploy reads from one host \
+             (--max-host-read raises the limit)",
+            size_text(total),
+            size_text(self.host)
+        )
+    }
+}
+
+/// `n` bytes for messages: exact below 1 KiB, else in the largest binary unit that keeps
+/// at least 1 (one decimal), with the exact count: `10 GiB (10737418240 bytes)`.
+pub fn size_text(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let shown = if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    };
+    format!("{shown} {} ({n} bytes)", UNITS[unit])
+}
+
+/// A size as an operator writes it: `1048576`, `64M`, `64MiB`, `1G`, `512k` (binary units;
+/// `B` optional). The error says what is accepted.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size (write e.g. 64M, 1G or 1048576)"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (write e.g. 64M, 1G or 1048576)"))?;
+    n.checked_mul(1u64 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}` is not a size deploy can use (1 byte to 16 EiB)"))
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            file: Self::DEFAULT_FILE,
+            host: Self::DEFAULT_HOST,
+        }
+    }
+}
+
+/// The most of an existing lock file deploy reads (a lock deploy writes is a few hundred
+/// bytes; what is cut is shown as an unreadable lock).
+pub const MAX_HELD_LOCK: usize = 64 << 10;
+
 /// One thing found under a listed tree, by `lstat` (symbolic links are not followed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeEntry {
@@ -127,6 +230,9 @@ pub type Listings = Vec<Result<Vec<TreeEntry>, String>>;
 pub struct ReadResult {
     pub files: Vec<RemoteFile>,
     pub trees: Listings,
+    /// Per path (or empty when the transport does not tell): the folder on its way that is
+    /// a symbolic link, through which a write lands elsewhere.
+    pub through: Vec<Option<String>>,
 }
 
 /// The error for a read whose trees hold more than [`MAX_TREE_ENTRIES`] entries.
@@ -376,10 +482,14 @@ pub async fn connect(
     ssh: &SshOptions,
 ) -> Result<Box<dyn Transport>, TransportError> {
     match connection {
-        Connection::Local { root } => Ok(Box::new(local::LocalTransport::new(root.as_deref()))),
+        Connection::Local { root } => Ok(Box::new(
+            local::LocalTransport::new(root.as_deref()).with_limits(ssh.read_limits),
+        )),
         Connection::Ssh(target) => Ok(Box::new(ssh::SshTransport::connect(target, ssh).await?)),
         Connection::WinRm(target) => Ok(Box::new(
-            winrm::WinRmTransport::connect(target, ssh.connect_timeout).await?,
+            winrm::WinRmTransport::connect(target, ssh.connect_timeout)
+                .await?
+                .with_limits(ssh.read_limits),
         )),
     }
 }
@@ -410,7 +520,7 @@ pub struct SshTarget {
     pub escalation: escalation::Escalation,
 }
 
-/// Settings that hold for every SSH connection of a run.
+/// Settings that hold for every connection of a run (most of them SSH's).
 #[derive(Debug, Clone)]
 pub struct SshOptions {
     /// known_hosts files to check host keys against; the first one is where
@@ -425,6 +535,8 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// `known_hosts_files` parsed once for all the run's connections.
     pub known_hosts: known_hosts::SharedKnownHosts,
+    /// What every connection of the run (SSH, WinRM and local) reads from a host at most.
+    pub read_limits: ReadLimits,
 }
 
 /// A connection to one host. Implementations hold one connection for the whole run.

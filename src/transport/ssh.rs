@@ -42,9 +42,9 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_TREE_ENTRIES, ReadResult,
-    RemoteFile, SshOptions, SshTarget, Swept, Transport, TransportError, TreeEntry, WriteFile,
-    relative_to, too_many_entries,
+    CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_HELD_LOCK, MAX_TREE_ENTRIES,
+    ReadLimits, ReadResult, RemoteFile, SshOptions, SshTarget, Swept, Transport, TransportError,
+    TreeEntry, WriteFile, relative_to, too_many_entries,
 };
 
 /// Scripts up to this size go in the exec request (well under Linux's 128 KiB cap on one
@@ -69,6 +69,8 @@ pub struct SshTransport {
     login: String,
     /// Every script and command runs under this when set (`ansible_become`).
     escalation: Option<Become>,
+    /// What a read takes from the host at most.
+    limits: ReadLimits,
     closed: AtomicBool,
 }
 
@@ -297,6 +299,7 @@ impl SshTransport {
             host: target.name.clone(),
             login: target.user.clone(),
             escalation: target.escalation.resolve(),
+            limits: opts.read_limits,
             closed: AtomicBool::new(false),
         })
     }
@@ -308,7 +311,7 @@ impl SshTransport {
 
     /// Runs `command` on a new channel, feeding it `stdin` (then EOF), and collects its output.
     async fn exec(&self, command: &str, stdin: &[u8]) -> Result<CommandOutput, TransportError> {
-        self.exec_with(command, stdin, None).await
+        self.exec_with(command, stdin, None, MAX_OUTPUT).await
     }
 
     /// [`SshTransport::exec`] of a command that `become` wrapped (see [`Become::wrap`]): the
@@ -320,6 +323,7 @@ impl SshTransport {
         command: &str,
         stdin: &[u8],
         as_user: Option<&Become>,
+        max_stdout: usize,
     ) -> Result<CommandOutput, TransportError> {
         if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
             return Err(TransportError::Io(format!(
@@ -373,12 +377,22 @@ impl SshTransport {
         let read = async move {
             let mut ended = false;
             let mut refused = false;
+            let mut overflowed = false;
             while let Some(msg) = reader.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    // Extended data type 1 is stderr (RFC 4254, 5.2).
+                    ChannelMsg::Data { data } => {
+                        // A host is not trusted to stop: past the cap, stop reading.
+                        if out.stdout.len().saturating_add(data.len()) > max_stdout {
+                            overflowed = true;
+                            break;
+                        }
+                        out.stdout.extend_from_slice(&data)
+                    }
+                    // Extended data type 1 is stderr (RFC 4254, 5.2). Kept up to a cap (it
+                    // is for messages); the rest is dropped.
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        out.stderr.extend_from_slice(&data)
+                        let room = MAX_STDERR.saturating_sub(out.stderr.len());
+                        out.stderr.extend_from_slice(&data[..room.min(data.len())])
                     }
                     ChannelMsg::ExitStatus { exit_status } => {
                         out.status = i32::try_from(exit_status).ok();
@@ -402,7 +416,7 @@ impl SshTransport {
                     _ => {}
                 }
             }
-            (out, ended, refused)
+            (out, ended, refused, overflowed)
         };
         tokio::pin!(write, read);
 
@@ -410,7 +424,7 @@ impl SshTransport {
         // waiting for the writer once the channel is closed: a command that exits without
         // reading its stdin would otherwise leave the write pending forever.
         let mut write_done = false;
-        let (mut out, ended, refused) = loop {
+        let (mut out, ended, refused, overflowed) = loop {
             tokio::select! {
                 res = &mut write, if !write_done => {
                     write_done = true;
@@ -420,6 +434,13 @@ impl SshTransport {
                 res = &mut read => break res,
             }
         };
+        if overflowed {
+            return Err(TransportError::Io(format!(
+                "{} sent more than {} of output; deploy stopped reading it",
+                self.label,
+                super::size_text(max_stdout as u64)
+            )));
+        }
         if refused {
             return Err(TransportError::Io(format!(
                 "{} refused to run a command",
@@ -535,6 +556,16 @@ impl SshTransport {
     /// short script travels in the exec request itself; a longer one on stdin ahead of `data`
     /// (see the module doc).
     async fn run_script(&self, script: &str, data: &[u8]) -> Result<CommandOutput, TransportError> {
+        self.run_script_capped(script, data, MAX_OUTPUT).await
+    }
+
+    /// [`SshTransport::run_script`] taking at most `max_stdout` bytes of its output.
+    async fn run_script_capped(
+        &self,
+        script: &str,
+        data: &[u8],
+        max_stdout: usize,
+    ) -> Result<CommandOutput, TransportError> {
         let (body, stdin) = if script.len() <= INLINE_SCRIPT_MAX {
             // One process fewer on the host per call (no `head`, no command substitution).
             (script.to_string(), Cow::Borrowed(data))
@@ -550,9 +581,12 @@ impl SshTransport {
         match &self.escalation {
             None => {
                 let command = format!("LC_ALL=C sh -c {}", sh_quote(&body));
-                self.exec(&command, &stdin).await
+                self.exec_with(&command, &stdin, None, max_stdout).await
             }
-            Some(b) => self.exec_with(&b.wrap(&body), &stdin, Some(b)).await,
+            Some(b) => {
+                self.exec_with(&b.wrap(&body), &stdin, Some(b), max_stdout)
+                    .await
+            }
         }
     }
 }
@@ -568,6 +602,14 @@ enum Handshake {
 /// How long sudo or su may take to ask for a password and start the command (PAM's delay
 /// after a wrong password is a few seconds).
 const BECOME_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most stdout deploy takes from one command on a host (a handler's output, a write
+/// script's report); a read takes what its limits allow instead.
+const MAX_OUTPUT: usize = 64 << 20;
+/// The most stderr kept of one command (it is for messages); the rest is dropped.
+const MAX_STDERR: usize = 1 << 20;
+/// What a tree listing may take: 20001 entries with their hashes, at up to about 6 KiB each.
+const MAX_LISTING_BYTES: usize = 128 << 20;
+
 /// What sudo or su may print before the marker (a lecture, prompts); more is not sudo.
 const MAX_BEFORE_MARKER: usize = 64 * 1024;
 
@@ -701,25 +743,63 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Reports one line per path (`F` readable regular file, `U` unreadable regular file,
-/// `O <what>` something else, `M` missing), keeping the `F` ones as the positional
-/// parameters; then one `stat` line per `F` file and their bytes, concatenated. Only shell
-/// builtins run per path; `stat` and `cat` run once.
-const READ_SCRIPT: &str = r#"
+/// The largest limit the read script compares sizes against (18 digits).
+const SH_MAX_SIZE: u64 = 999_999_999_999_999_999;
+
+/// Reports, per path, `P <n>` when the folder `n` levels above it is a symbolic link (the
+/// nearest such), then one status line: `F` readable regular file, `U` unreadable regular
+/// file, `L <target>` a symbolic link (never followed: its target may be anything on the
+/// host, so nothing is read through it), `O <what>` something else, `M` missing; keeping
+/// the `F` ones as the positional parameters. Then one `stat` line per `F` file and the
+/// bytes of those within the limits, concatenated: a file over `limits.file` is skipped,
+/// and nothing is sent when the rest add up to more than `limits.host` (the controller
+/// sees both from the sizes). `head` cuts the bytes at what `stat` announced plus one, so a
+/// file growing meanwhile is seen, never streamed. Only shell builtins run per path (and
+/// `readlink` per link); `stat`, `cat` and `head` run once.
+fn read_script(limits: &ReadLimits) -> String {
+    format!(
+        r#"
+nl='
+'
 for p do
   shift
-  if [ -f "$p" ]; then
+  d=${{p%/*}}; k=1
+  while [ -n "$d" ]; do
+    if [ -L "$d" ]; then echo "P $k"; break; fi
+    d=${{d%/*}}; k=$((k + 1))
+  done
+  if [ -L "$p" ] && [ -d "$p" ]; then echo 'O a symbolic link to a directory'
+  elif [ -L "$p" ]; then
+    t=$(readlink -- "$p" | head -c 4096); printf 'L %s' "$t" | tr -c '[:print:]' '?'; echo
+  elif [ -f "$p" ]; then
     if [ -r "$p" ]; then echo F; set -- "$@" "$p"; else echo U; fi
   elif [ -d "$p" ]; then echo 'O a directory'
   elif [ -e "$p" ]; then echo 'O not a regular file'
-  elif [ -L "$p" ]; then echo 'O a dangling symbolic link'
   else echo M
   fi
 done
 [ "$#" -eq 0 ] && exit 0
-stat -L -c '%s %a %u %g %U %G' -- "$@" || exit 3
-exec cat -- "$@"
-"#;
+st=$(stat -c '%s %a %u %g %U %G' -- "$@") || exit 3
+printf '%s\n' "$st"
+sum=0
+for p do
+  shift
+  line=${{st%%"$nl"*}}; st=${{st#*"$nl"}}
+  s=${{line%% *}}
+  case $s in ''|*[!0-9]*) exit 4;; esac
+  if [ ${{#s}} -gt 18 ] || [ "$s" -gt {file} ]; then continue; fi
+  sum=$((sum + s))
+  set -- "$@" "$p"
+done
+[ "$#" -eq 0 ] && exit 0
+[ "$sum" -gt {host} ] && exit 0
+cat -- "$@" | head -c $((sum + 1))
+"#,
+        // sh compares 64-bit numbers; sizes of more than 18 digits are over any limit.
+        file = limits.file.min(SH_MAX_SIZE),
+        host = limits.host.min(SH_MAX_SIZE),
+    )
+}
 
 /// The tree-listing part of the read script (before the files part). For the roots that
 /// exist: GNU find's `lstat` of everything under them, NUL-separated (`<%y> <size> <path>`;
@@ -749,8 +829,9 @@ fn list_script(trees: &[String]) -> String {
 }
 
 /// Splits the listing part of the read output (see [`list_script`]) into one listing per
-/// tree; returns them and the rest of the output (the files part).
-fn parse_list_output<'a>(
+/// tree; returns them and the rest of the output (the files part). Public for the property
+/// tests: the host writes every byte of it.
+pub fn parse_list_output<'a>(
     trees: &[String],
     stdout: &'a [u8],
 ) -> Result<(Listings, &'a [u8]), String> {
@@ -919,32 +1000,56 @@ fn check_path(path: &str) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Splits the read script's output into one [`RemoteFile`] per path (public for the
-/// property tests: the host writes every byte of it).
-pub fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFile>, String> {
+/// What the files part of a read found: each path's file and, where one is, the folder on
+/// its way that is a symbolic link.
+pub type FilesRead = (Vec<RemoteFile>, Vec<Option<String>>);
+
+/// Splits the read script's output (see [`read_script`]) into one [`RemoteFile`] per path
+/// (public for the property tests: the host writes every byte of it). Sizes are checked
+/// against `limits` before any arithmetic or copy: a file over the limit is reported as
+/// such, files adding up to more than the host limit fail the read.
+pub fn parse_read_output(
+    paths: &[String],
+    stdout: &[u8],
+    limits: &ReadLimits,
+) -> Result<FilesRead, String> {
     let mut rest = stdout;
     let mut next_line = || -> Result<String, String> {
         let end = rest
             .iter()
+            .take(MAX_STATUS_LINE)
             .position(|b| *b == b'\n')
-            .ok_or_else(|| "the host's answer ended early".to_string())?;
+            .ok_or_else(|| "the host's answer ended early (or a line is too long)".to_string())?;
         let line = String::from_utf8_lossy(&rest[..end]).into_owned();
         rest = &rest[end + 1..];
         Ok(line)
     };
 
     let mut kinds = Vec::with_capacity(paths.len());
+    let mut through = Vec::with_capacity(paths.len());
     for path in paths {
-        let line = next_line()?;
+        let mut line = next_line()?;
+        let mut via = None;
+        if let Some(levels) = line.strip_prefix("P ") {
+            let levels: usize = levels
+                .parse()
+                .map_err(|_| format!("unexpected folder-link line {line:?} for {path}"))?;
+            via = Some(ancestor(path, levels).ok_or_else(|| {
+                format!("the host named a folder-link {levels} levels above {path}")
+            })?);
+            line = next_line()?;
+        }
+        through.push(via);
         kinds.push(match line.as_str() {
             "F" => None,
             "M" => Some(RemoteFile::Missing),
             "U" => Some(RemoteFile::Unusable(
                 "a regular file deploy cannot read (permission denied)".to_string(),
             )),
-            other => match other.strip_prefix("O ") {
-                Some(what) => Some(RemoteFile::Unusable(what.to_string())),
-                None => return Err(format!("unexpected status {other:?} for {path}")),
+            other => match (other.strip_prefix("L "), other.strip_prefix("O ")) {
+                (Some(target), _) => Some(RemoteFile::Symlink(target.to_string())),
+                (_, Some(what)) => Some(RemoteFile::Unusable(what.to_string())),
+                _ => return Err(format!("unexpected status {other:?} for {path}")),
             },
         });
     }
@@ -955,11 +1060,17 @@ pub fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFi
         states
             .push(parse_stat_line(&line).ok_or_else(|| format!("unexpected stat line {line:?}"))?);
     }
-    let total = states
-        .iter()
-        .try_fold(0usize, |sum, s| sum.checked_add(s.0))
-        .ok_or_else(|| "the host's stat lines add up to more bytes than exist".to_string())?;
-    if total != rest.len() {
+    // Sizes as the host's script judged them: over the file limit, not sent.
+    let mut total: u64 = 0;
+    for (size, _) in &states {
+        if *size <= limits.file {
+            total = total.saturating_add(*size);
+        }
+    }
+    if total > limits.host {
+        return Err(limits.host_too_much(total));
+    }
+    if total != rest.len() as u64 {
         return Err(format!(
             "got {} bytes of file content where stat said {total}; a file changed while it was \
              read, try again",
@@ -976,17 +1087,37 @@ pub fn parse_read_output(paths: &[String], stdout: &[u8]) -> Result<Vec<RemoteFi
                 let (size, mut state) = states
                     .next()
                     .ok_or_else(|| "fewer stat lines than files".to_string())?;
-                state.content = rest[..size].to_vec();
-                rest = &rest[size..];
+                if size > limits.file {
+                    out.push(RemoteFile::Unusable(limits.file_too_big(size)));
+                    continue;
+                }
+                // `total` (the sum of these sizes) is `rest.len()`: each fits.
+                let size = usize::try_from(size).map_err(|_| "a size past memory".to_string())?;
+                let (content, after) = rest.split_at(size.min(rest.len()));
+                state.content = content.to_vec();
+                rest = after;
                 out.push(RemoteFile::Present(state));
             }
         }
     }
-    Ok(out)
+    Ok((out, through))
+}
+
+/// The longest status or stat line deploy takes from a host (a link's target is cut at 4096
+/// bytes by the script).
+const MAX_STATUS_LINE: usize = 8192;
+
+/// `path` without its last `levels` components (`/etc/app/x.conf`, 1 -> `/etc/app`).
+fn ancestor(path: &str, levels: usize) -> Option<String> {
+    let mut p = path;
+    for _ in 0..levels {
+        p = &p[..p.rfind('/')?];
+    }
+    (!p.is_empty()).then(|| p.to_string())
 }
 
 /// `size mode uid gid owner group` as `stat -c '%s %a %u %g %U %G'` prints it.
-fn parse_stat_line(line: &str) -> Option<(usize, FileState)> {
+fn parse_stat_line(line: &str) -> Option<(u64, FileState)> {
     let mut f = line.split(' ');
     let size = f.next()?.parse().ok()?;
     let mode = u32::from_str_radix(f.next()?, 8).ok()?;
@@ -1234,13 +1365,14 @@ fn create_exclusive_script(path: &str, len: usize) -> String {
          \x20 echo CREATED\n\
          elif [ -f {p} ]; then\n\
          \x20 echo HELD\n\
-         \x20 cat -- {p} 2>/dev/null\n\
+         \x20 head -c {held} -- {p} 2>/dev/null\n\
          \x20 exit 0\n\
          else\n\
          \x20 echo \"cannot create {path_text}\" >&2\n\
          \x20 exit 1\n\
          fi\n",
         d = sh_quote(&dir),
+        held = MAX_HELD_LOCK + 1,
         path_text = path.replace(['"', '\\', '$', '`'], "_"),
     )
 }
@@ -1264,8 +1396,19 @@ impl Transport for SshTransport {
             script.push(' ');
             script.push_str(&sh_quote(p));
         }
-        script.push_str(READ_SCRIPT);
-        let out = self.run_script(&script, &[]).await?;
+        script.push_str(&read_script(&self.limits));
+        // What a host may send for this read: the files' bytes within the limit, a status
+        // and stat line per path, the listing; more fails the read, unread.
+        let listing = if trees.is_empty() {
+            0
+        } else {
+            MAX_LISTING_BYTES
+        };
+        let cap = usize::try_from(self.limits.host)
+            .unwrap_or(usize::MAX)
+            .saturating_add(paths.len().saturating_mul(3 * MAX_STATUS_LINE))
+            .saturating_add(listing);
+        let out = self.run_script_capped(&script, &[], cap).await?;
         if !out.success() {
             return Err(TransportError::Io(format!(
                 "reading files on {} failed: {}",
@@ -1285,10 +1428,11 @@ impl Transport for SshTransport {
         } else {
             parse_list_output(trees, &out.stdout).map_err(context)?
         };
-        let files = parse_read_output(paths, rest).map_err(context)?;
+        let (files, through) = parse_read_output(paths, rest, &self.limits).map_err(context)?;
         Ok(ReadResult {
             files,
             trees: listed,
+            through,
         })
     }
 
@@ -1368,7 +1512,10 @@ impl Transport for SshTransport {
             // The login user's shell, as sshd runs it.
             None => self.exec(command, &[]).await,
             // As Ansible does, /bin/sh as the become user.
-            Some(b) => self.exec_with(&b.wrap(command), &[], Some(b)).await,
+            Some(b) => {
+                self.exec_with(&b.wrap(command), &[], Some(b), MAX_OUTPUT)
+                    .await
+            }
         }
     }
 
@@ -1385,7 +1532,11 @@ impl Transport for SshTransport {
     ) -> Result<Option<Vec<u8>>, TransportError> {
         check_path(path)?;
         let out = self
-            .run_script(&create_exclusive_script(path, content.len()), content)
+            .run_script_capped(
+                &create_exclusive_script(path, content.len()),
+                content,
+                MAX_HELD_LOCK + 64,
+            )
             .await?;
         let stdout = &out.stdout;
         if out.success() && stdout.as_slice() == b"CREATED\n" {
@@ -1553,11 +1704,11 @@ mod tests {
         let paths = vec![s(&root.join("index.html"))];
         let mut script = list_script(&trees);
         script.push_str(&format!("set -- {}", sh_quote(&paths[0])));
-        script.push_str(READ_SCRIPT);
+        script.push_str(&read_script(&ReadLimits::default()));
         let out = run_script(&script, b"");
         assert!(out.status.success(), "{out:?}");
         let (listed, rest) = parse_list_output(&trees, &out.stdout).expect("listing");
-        let files = parse_read_output(&paths, rest).expect("files");
+        let (files, _) = parse_read_output(&paths, rest, &ReadLimits::default()).expect("files");
         assert!(matches!(&files[0], RemoteFile::Present(f) if f.content == b"<p>hi</p>\n"));
 
         let sha = |b: &[u8]| crate::state::sha256_hex(b);
@@ -1736,7 +1887,8 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let out = b"F\nM\nO a directory\nF\nU\n3 644 0 0 root root\n2 600 1 1 u g\nabcxy";
-        let files = parse_read_output(&paths, out).unwrap();
+        let limits = ReadLimits::default();
+        let (files, _) = parse_read_output(&paths, out, &limits).unwrap();
         assert_eq!(files[1], RemoteFile::Missing);
         assert_eq!(files[2], RemoteFile::Unusable("a directory".into()));
         let RemoteFile::Present(a) = &files[0] else {
@@ -1748,6 +1900,80 @@ mod tests {
         };
         assert_eq!((b.content.as_slice(), b.mode), (&b"xy"[..], 0o600));
         assert!(matches!(&files[4], RemoteFile::Unusable(t) if t.contains("cannot read")));
-        assert!(parse_read_output(&paths, &out[..out.len() - 1]).is_err());
+        assert!(parse_read_output(&paths, &out[..out.len() - 1], &limits).is_err());
+    }
+
+    /// Runs the read script on `paths` with this machine's `sh`, with `limits`.
+    fn read_with_sh(paths: &[String], limits: &ReadLimits) -> Result<FilesRead, String> {
+        let mut script = String::from("set --");
+        for p in paths {
+            script.push(' ');
+            script.push_str(&sh_quote(p));
+        }
+        script.push_str(&read_script(limits));
+        let out = run_script(&script, b"");
+        if !out.status.success() {
+            return Err(format!("{out:?}"));
+        }
+        parse_read_output(paths, &out.stdout, limits)
+    }
+
+    #[test]
+    fn the_read_script_sends_no_byte_of_a_file_over_the_limit_and_stops_at_the_host_total() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("small"), b"0123456789").expect("small");
+        // Sparse: 10 GiB claimed, nothing on disk.
+        let big = std::fs::File::create(d.join("big")).expect("big");
+        big.set_len(10 << 30).expect("truncate");
+        std::fs::write(d.join("other"), vec![b'x'; 30]).expect("other");
+        let s = |n: &str| d.join(n).to_string_lossy().into_owned();
+        let paths = vec![s("small"), s("big"), s("other")];
+        let limits = ReadLimits {
+            file: 64,
+            host: 100,
+        };
+        let (files, _) = read_with_sh(&paths, &limits).expect("read");
+        assert!(matches!(&files[0], RemoteFile::Present(f) if f.content == b"0123456789"));
+        let RemoteFile::Unusable(why) = &files[1] else {
+            panic!("{:?}", files[1])
+        };
+        assert!(why.contains("10 GiB (10737418240 bytes)"), "{why}");
+        assert!(why.contains("--max-file-size"), "{why}");
+        assert!(matches!(&files[2], RemoteFile::Present(f) if f.content.len() == 30));
+
+        // 10 + 30 bytes over a host total of 32: the read fails, naming the limit.
+        let tight = ReadLimits { file: 64, host: 32 };
+        let err = read_with_sh(&paths, &tight).expect_err("over the host total");
+        assert!(err.contains("add up to 40 bytes"), "{err}");
+        assert!(err.contains("--max-host-read"), "{err}");
+    }
+
+    #[test]
+    fn the_read_script_reports_links_and_never_reads_through_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("secret"), b"not for the diff\n").expect("secret");
+        std::os::unix::fs::symlink(d.join("secret"), d.join("app.conf")).expect("link");
+        std::fs::create_dir(d.join("real")).expect("real");
+        std::os::unix::fs::symlink(d.join("real"), d.join("linked")).expect("dir link");
+        std::fs::write(d.join("real/x.conf"), b"x\n").expect("x");
+        let s = |n: &str| d.join(n).to_string_lossy().into_owned();
+        let paths = vec![
+            s("app.conf"),
+            s("linked/x.conf"),
+            s("linked/sub/new.conf"),
+            s("linked"),
+        ];
+        let (files, through) = read_with_sh(&paths, &ReadLimits::default()).expect("read");
+        assert_eq!(files[0], RemoteFile::Symlink(s("secret")));
+        assert!(matches!(&files[1], RemoteFile::Present(f) if f.content == b"x\n"));
+        assert_eq!(files[2], RemoteFile::Missing);
+        // A link to a folder is refused: a rename onto it would land inside the folder.
+        assert_eq!(
+            files[3],
+            RemoteFile::Unusable("a symbolic link to a directory".into())
+        );
+        assert_eq!(through, [None, Some(s("linked")), Some(s("linked")), None]);
     }
 }

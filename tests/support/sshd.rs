@@ -293,6 +293,7 @@ impl Sshd {
             home: Some(self.home()),
             connect_timeout: Duration::from_secs(10),
             known_hosts: Default::default(),
+            read_limits: Default::default(),
         }
     }
 

@@ -8,11 +8,13 @@
 //!   a quiet command), and the answers' format.
 //! - STAND-IN: no PowerShell runs. The server decodes the `-EncodedCommand` deploy sends;
 //!   for deploy's bootstrap it takes the real script from stdin's first line and, by its
-//!   marker line (`# deploy:read-files v2`, `# deploy:write-files v2`), performs in Rust what
+//!   marker line (`# deploy:read-files v3`, `# deploy:write-files v3`), performs in Rust what
 //!   that script does, on a temp folder standing in for `C:\` (`C:\x\y` is `<root>/C/x/y`):
-//!   report each path's state, SHA-256 and base64 bytes, and list each tree (without
+//!   report each path's state, SHA-256 and base64 bytes (a link as a link, never read
+//!   through; a file over the asked `maxFile` by its size only; none past `maxHost`), and list each tree (without
 //!   following links; a Unix symlink stands in for a file link) with each file's size and
-//!   SHA-256; write each file to a temporary file in its destination's folder, check its
+//!   SHA-256; delete deploy's own stale temporary files (`.NAME.deploy-*.tmp`, plain files)
+//!   in the folders a batch writes and report them; write each file to a temporary file in its destination's folder, check its
 //!   SHA-256, refuse a directory where a path is to be removed, then carry out the ops in
 //!   order (rename over the destination, or delete). A handler script (anything else) is recorded; its command is judged by
 //!   words: `Restart-Stub fail` fails (stderr as CLIXML, exit 1), any other appends the
@@ -56,6 +58,8 @@ pub struct Record {
     /// Largest request body seen.
     pub largest_envelope: usize,
     pub open_shells: usize,
+    /// Receives answered with more of an endless read.
+    pub endless_receives: usize,
     /// Problems found in what deploy sent.
     pub problems: Vec<String>,
     /// How many times deploy's facts script was run.
@@ -69,6 +73,8 @@ struct State {
     shells: Vec<String>,
     commands: HashMap<String, Command>,
     record: Record,
+    /// A hostile host: every Receive of a read answers more output and never ends.
+    endless_reads: bool,
 }
 
 pub struct StandIn {
@@ -102,6 +108,7 @@ impl StandIn {
             shells: Vec::new(),
             commands: HashMap::new(),
             record: Record::default(),
+            endless_reads: false,
         }));
         let s = state.clone();
         let handler: super::winrm_replay::Handler = Arc::new(move |req: Request| {
@@ -118,6 +125,12 @@ impl StandIn {
 
     pub fn port(&self) -> u16 {
         self.server.port()
+    }
+
+    /// From now on the host answers every file read with output that never ends (64 KiB
+    /// more in each Receive, the command never done).
+    pub fn stream_reads_without_end(&self) {
+        self.state.lock().expect("stand-in state").endless_reads = true;
     }
 
     /// Looks at what the server recorded.
@@ -274,6 +287,19 @@ fn handle(st: &mut State, req: &Request) -> (u16, String) {
                     "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.",
                 );
             }
+            if st.endless_reads && is_read(cmd) {
+                st.record.endless_receives += 1;
+                let chunk = B64.encode(vec![b'x'; 64 << 10]);
+                return (
+                    200,
+                    envelope(
+                        "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/ReceiveResponse",
+                        &format!(
+                            r#"<rsp:ReceiveResponse><rsp:Stream Name="stdout" CommandId="{id}">{chunk}</rsp:Stream><rsp:CommandState CommandId="{id}" State="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"></rsp:CommandState></rsp:ReceiveResponse>"#
+                        ),
+                    ),
+                );
+            }
             let cmd = std::mem::take(cmd);
             let (stdout, stderr, code) = execute(st, &cmd);
             let stream = |name: &str, data: &[u8]| {
@@ -323,6 +349,16 @@ fn handle(st: &mut State, req: &Request) -> (u16, String) {
             &format!("action {other} is not supported"),
         ),
     }
+}
+
+/// Whether `cmd` is deploy's file-reading script (through the bootstrap).
+fn is_read(cmd: &Command) -> bool {
+    let stdin = String::from_utf8_lossy(&cmd.stdin);
+    stdin
+        .lines()
+        .next()
+        .and_then(|l| B64.decode(l).ok())
+        .is_some_and(|b| b.starts_with(READ_MARKER.as_bytes()))
 }
 
 /// What a command "printed" and its exit code.
@@ -401,7 +437,9 @@ fn create_exclusive(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
             (b"created".to_vec(), Vec::new(), 0)
         }
         Err(_) => {
-            let held = std::fs::read(&local).unwrap_or_default();
+            // As the script: at most 64 KiB + 1 of what is there.
+            let mut held = std::fs::read(&local).unwrap_or_default();
+            held.truncate(65537);
             (
                 format!("held {}", B64.encode(held)).into_bytes(),
                 Vec::new(),
@@ -470,20 +508,52 @@ fn read_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
     ) else {
         return (Vec::new(), b"bad read request".to_vec(), 1);
     };
+    let (Some(max_file), Some(max_host)) = (ask["maxFile"].as_u64(), ask["maxHost"].as_u64())
+    else {
+        return (Vec::new(), b"bad read request (no limits)".to_vec(), 1);
+    };
     let mut files = Vec::new();
+    let mut total = 0u64;
     for p in paths {
         let p = p.as_str().unwrap_or_default().to_string();
-        let answer = match host_path(&st.root, &p) {
-            Some(local) if local.is_file() => match std::fs::read(&local) {
-                Ok(bytes) => serde_json::json!({
-                    "path": p, "state": "file", "sha256": sha256_hex(&bytes),
-                    "content": B64.encode(&bytes),
-                }),
+        let local = host_path(&st.root, &p);
+        let link = local
+            .as_ref()
+            .and_then(|l| std::fs::symlink_metadata(l).ok())
+            .filter(|m| m.file_type().is_symlink());
+        let size = local
+            .as_ref()
+            .filter(|l| l.is_file())
+            .and_then(|l| std::fs::metadata(l).ok())
+            .map(|m| m.len());
+        let answer = match (link, size, local) {
+            (Some(_), _, Some(local)) if local.is_dir() => {
+                serde_json::json!({"path": p, "state": "other", "what": "a directory link"})
+            }
+            (Some(_), _, Some(local)) => {
+                let target = std::fs::read_link(&local).unwrap_or_default();
+                serde_json::json!({"path": p, "state": "link", "target": target.to_string_lossy()})
+            }
+            (None, Some(size), _) if size > max_file => {
+                serde_json::json!({"path": p, "state": "toobig", "size": size})
+            }
+            (None, Some(size), _) if total + size > max_host => {
+                total += size;
+                serde_json::json!({"path": p, "state": "skipped", "size": size})
+            }
+            (None, Some(size), Some(local)) => match std::fs::read(&local) {
+                Ok(bytes) => {
+                    total += size;
+                    serde_json::json!({
+                        "path": p, "state": "file", "sha256": sha256_hex(&bytes),
+                        "content": B64.encode(&bytes),
+                    })
+                }
                 Err(e) => {
                     serde_json::json!({"path": p, "state": "other", "what": format!("unreadable: {e}")})
                 }
             },
-            Some(local) if local.is_dir() => {
+            (_, _, Some(local)) if local.is_dir() => {
                 serde_json::json!({"path": p, "state": "other", "what": "a directory"})
             }
             _ => serde_json::json!({"path": p, "state": "missing"}),
@@ -579,6 +649,30 @@ fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
     let Some(serde_json::Value::Array(ops)) = json_line(lines.get(1)) else {
         return (Vec::new(), b"bad file list".to_vec(), 1);
     };
+    // As the script: deploy's own stale temporaries in the folders written, plain files only.
+    let mut swept: Vec<String> = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
+    for f in ops.iter().filter(|f| f["op"].as_str() == Some("write")) {
+        let path = f["path"].as_str().unwrap_or_default();
+        if let Some((dir, _)) = path.rsplit_once('\\')
+            && !dirs.iter().any(|d| d == dir)
+        {
+            dirs.push(dir.to_string());
+        }
+    }
+    for dir in &dirs {
+        let Some(local) = host_path(&st.root, dir) else {
+            continue;
+        };
+        for entry in std::fs::read_dir(&local).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with('.') && name.ends_with(".tmp") && name.contains(".deploy-");
+            let plain = entry.file_type().is_ok_and(|t| t.is_file());
+            if ours && plain && std::fs::remove_file(entry.path()).is_ok() {
+                swept.push(format!("{dir}\\{name}"));
+            }
+        }
+    }
     // Every op's local path, and for a write its temporary file.
     let mut staged: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
     let mut line = 2;
@@ -704,7 +798,9 @@ fn write_files(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
         }
         done += 1;
     }
-    (format!("replaced {done}").into_bytes(), Vec::new(), 0)
+    let mut out: String = swept.iter().map(|p| format!("swept {p}\n")).collect();
+    out.push_str(&format!("replaced {done}"));
+    (out.into_bytes(), Vec::new(), 0)
 }
 
 /// The facts script's answer as a Windows 11 host (`WINTERMUTE`, in the `lab.example`

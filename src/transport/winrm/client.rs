@@ -104,6 +104,8 @@ impl std::fmt::Display for ClientError {
 /// Most bytes an answer may have: a Receive carries at most one envelope of output, and
 /// servers allow up to a few MiB of envelope.
 const MAX_ANSWER: u64 = 64 << 20;
+/// The most stderr kept of one command.
+const MAX_STDERR: usize = 1 << 20;
 
 /// How envelopes travel; see the module's text.
 enum Channel {
@@ -527,14 +529,27 @@ impl Client {
         shell_id: &str,
         command_id: &str,
         max_wait: Duration,
+        max_stdout: usize,
     ) -> Result<Received, ClientError> {
         let start = Instant::now();
         let mut all = Received::default();
         loop {
             match self.receive(shell_id, Some(command_id)) {
                 Ok(r) => {
+                    // A server is not trusted to stop: past the cap, the command fails.
+                    if all.stdout.len().saturating_add(r.stdout.len()) > max_stdout {
+                        return Err(ClientError::Other(format!(
+                            "{}: the command sent more than {} of output; deploy stopped \
+                             reading it",
+                            self.config.label,
+                            crate::transport::size_text(max_stdout as u64)
+                        )));
+                    }
                     all.stdout.extend_from_slice(&r.stdout);
-                    all.stderr.extend_from_slice(&r.stderr);
+                    // stderr is for messages: kept up to a cap, the rest dropped.
+                    let room = MAX_STDERR.saturating_sub(all.stderr.len());
+                    all.stderr
+                        .extend_from_slice(&r.stderr[..room.min(r.stderr.len())]);
                     if r.done {
                         all.done = true;
                         all.exit_code = r.exit_code;
@@ -587,13 +602,14 @@ impl Client {
         args: &[&str],
         stdin: &[u8],
         max_wait: Duration,
+        max_stdout: usize,
     ) -> Result<Received, ClientError> {
         let command_id = self.command(shell_id, command, args, false)?;
         let result = (|| {
             if !stdin.is_empty() {
                 self.send_all(shell_id, &command_id, stdin)?;
             }
-            self.receive_all(shell_id, &command_id, max_wait)
+            self.receive_all(shell_id, &command_id, max_wait, max_stdout)
         })();
         // Best effort: the command has ended or failed; the answer changes nothing.
         let _ = self.signal(shell_id, &command_id, wsman::SIGNAL_TERMINATE);

@@ -42,8 +42,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadResult, RemoteFile, Swept,
-    Transport, TransportError, TreeEntry,
+    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadLimits, ReadResult,
+    RemoteFile, Swept, Transport, TransportError, TreeEntry,
 };
 use client::{Client, ClientConfig, ClientError};
 use wsman::ShellOptions;
@@ -119,6 +119,12 @@ const MAX_COMMAND: Duration = Duration::from_secs(60 * 60);
 /// The longest a read or write script may run.
 const MAX_SCRIPT: Duration = Duration::from_secs(10 * 60);
 
+/// The most stdout deploy takes from one command (a handler, a write script's report); a
+/// read takes what its limits allow instead.
+const MAX_OUTPUT: usize = 64 << 20;
+/// What a tree listing may take (20001 entries in JSON, with their hashes).
+const MAX_LISTING_BYTES: usize = 128 << 20;
+
 /// `cmd.exe` refuses command lines longer than this (8191 with the terminator); WinRS
 /// passes ours through it.
 const MAX_COMMAND_LINE: usize = 8000;
@@ -141,8 +147,8 @@ const PS_ARGS: [&str; 6] = [
 pub const BOOTSTRAP: &str = "$ErrorActionPreference='Stop';$l=@($input);& ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($l[0])))) $l";
 
 /// Marker first lines of the scripts (a WS-Man stand-in in the tests recognises them).
-pub const READ_MARKER: &str = "# deploy:read-files v2";
-pub const WRITE_MARKER: &str = "# deploy:write-files v2";
+pub const READ_MARKER: &str = "# deploy:read-files v3";
+pub const WRITE_MARKER: &str = "# deploy:write-files v3";
 pub const CREATE_MARKER: &str = "# deploy:create-exclusive v1";
 pub const REMOVE_MARKER: &str = "# deploy:remove v1";
 
@@ -162,7 +168,11 @@ try {
   [Console]::Out.Write('created')
 } catch [IO.IOException] {
   if (-not [IO.File]::Exists($p)) { throw }
-  [Console]::Out.Write('held ' + [Convert]::ToBase64String([IO.File]::ReadAllBytes($p)))
+  # At most 64 KiB + 1 of whatever is there (a lock deploy writes is a few hundred bytes).
+  $buf = New-Object byte[] 65537
+  $held = [IO.File]::OpenRead($p)
+  try { $n = $held.Read($buf, 0, $buf.Length) } finally { $held.Dispose() }
+  [Console]::Out.Write('held ' + [Convert]::ToBase64String($buf, 0, $n))
 }
 exit 0
 "#;
@@ -176,33 +186,51 @@ if ([IO.File]::Exists($p)) { [IO.File]::Delete($p) }
 exit 0
 "#;
 
-/// stdin line 1: base64 of a JSON object `{paths, trees, cap}`. stdout: a JSON object:
-/// `files`, one object per path (`state` `file` with `sha256`, `content` base64; `missing`;
-/// or `other` with `what`), and `trees`, one object per tree: `entries` (each `rel`, `kind`
+/// stdin line 1: base64 of a JSON object `{paths, trees, cap, maxFile, maxHost}`. stdout: a
+/// JSON object: `files`, one object per path (`state` `file` with `sha256`, `content` base64;
+/// `missing`; `link` with `target`, a file link, never read through; `toobig` with `size`, a
+/// file over `maxFile`, not read; `skipped` with `size`, not read because the files read
+/// would add up to more than `maxHost`; or `other` with `what`), and `trees`, one object per tree: `entries` (each `rel`, `kind`
 /// `file` with `size` and `sha256`, `unreadable`, `link` with `target`, `dir`, or `other`
 /// with `what`) or `error` (a folder or entry it could not look at: a partial listing would
 /// let `delete: true` miss files). A tree is walked by attributes, never into a reparse
 /// point.
 /// (No `@(...)` around ConvertFrom-Json: Windows PowerShell 5.1 emits a JSON array as one
 /// object, and `@()` would nest it; a plain assignment gives the array on 5.1 and 7.)
-pub const READ_SCRIPT: &str = r#"# deploy:read-files v2
+pub const READ_SCRIPT: &str = r#"# deploy:read-files v3
 param($lines)
 $ErrorActionPreference = 'Stop'
 $ask = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
 $files = New-Object System.Collections.ArrayList
+$total = 0
 foreach ($p in $ask.paths) {
   $r = [ordered]@{ path = $p }
   try {
-    if ([IO.File]::Exists($p)) {
-      $bytes = [IO.File]::ReadAllBytes($p)
-      $r.state = 'file'
-      $r.sha256 = -join ($sha.ComputeHash($bytes) | ForEach-Object { $_.ToString('x2') })
-      $r.content = [Convert]::ToBase64String($bytes)
-    } elseif ([IO.Directory]::Exists($p)) {
-      $r.state = 'other'; $r.what = 'a directory'
-    } else {
+    $attr = $null
+    try { $attr = [IO.File]::GetAttributes($p) } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] { }
+    if ($null -eq $attr) {
       $r.state = 'missing'
+    } elseif ($attr -band [IO.FileAttributes]::Directory) {
+      if ($attr -band [IO.FileAttributes]::ReparsePoint) { $r.state = 'other'; $r.what = 'a directory link' }
+      else { $r.state = 'other'; $r.what = 'a directory' }
+    } elseif (($attr -band [IO.FileAttributes]::ReparsePoint) -and ((Get-Item -LiteralPath $p -Force).LinkType -eq 'SymbolicLink')) {
+      # Only a symbolic link: other reparse points (deduplicated or cloud files) are files.
+      $r.state = 'link'; $r.target = [string](Get-Item -LiteralPath $p -Force).Target
+    } else {
+      $size = (New-Object IO.FileInfo $p).Length
+      if ($size -gt $ask.maxFile) {
+        $r.state = 'toobig'; $r.size = $size
+      } elseif (($total + $size) -gt $ask.maxHost) {
+        $total += $size
+        $r.state = 'skipped'; $r.size = $size
+      } else {
+        $bytes = [IO.File]::ReadAllBytes($p)
+        $total += $bytes.Length
+        $r.state = 'file'
+        $r.sha256 = -join ($sha.ComputeHash($bytes) | ForEach-Object { $_.ToString('x2') })
+        $r.content = [Convert]::ToBase64String($bytes)
+      }
     }
   } catch {
     $r.state = 'other'; $r.what = "unreadable: $($_.Exception.Message)"
@@ -280,17 +308,32 @@ exit 0
 
 /// stdin line 1: base64 of a JSON array of ops, `{op: write, path, sha256, validate}` or
 /// `{op: remove, path}`; then one line per write, in order: `b64:` and its bytes in base64.
+/// Before staging, deploy's own stale temporary files in the folders it writes are deleted.
 /// Writes every temporary file and checks its hash, refuses a directory where a path is to
 /// be removed, runs each `validate` script (a [`handler_script`] whose `%s` becomes the
 /// temporary file's path, single-quoted) in a PowerShell of its own and stops with exit
 /// status 3 and its output on stderr when one fails, then carries out the ops in order:
-/// replace (or move) and delete.
-pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v2
+/// replace (or move) and delete. stdout is one `swept <path>` line for each stale file
+/// removed, then `replaced <n>`.
+pub const WRITE_SCRIPT: &str = r#"# deploy:write-files v3
 param($lines)
 $ErrorActionPreference = 'Stop'
 $ops = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
 $sha = [Security.Cryptography.SHA256]::Create()
 $temps = New-Object System.Collections.ArrayList
+# What a run that died mid-write left in these folders: only deploy's own temporary names,
+# only plain files (never a link or a folder). The host lock is held: no other run writes.
+$swept = New-Object System.Collections.ArrayList
+$dirs = @($ops | Where-Object { $_.op -ne 'remove' } | ForEach-Object { [IO.Path]::GetDirectoryName($_.path) } | Select-Object -Unique)
+foreach ($dir in $dirs) {
+  if (-not [IO.Directory]::Exists($dir)) { continue }
+  foreach ($stale in [IO.Directory]::GetFiles($dir, '.*.deploy-*.tmp')) {
+    if (-not ([IO.Path]::GetFileName($stale) -like '.*.deploy-*.tmp')) { continue }
+    $a = [IO.File]::GetAttributes($stale)
+    if ($a -band ([IO.FileAttributes]::ReparsePoint -bor [IO.FileAttributes]::Directory)) { continue }
+    try { [IO.File]::Delete($stale); [void]$swept.Add($stale) } catch { }
+  }
+}
 try {
   $i = 2
   foreach ($f in $ops) {
@@ -347,7 +390,16 @@ try {
     } else {
       $tmp = $temps[$next]
       $next++
-      if ([IO.File]::Exists($f.path)) { [IO.File]::Replace($tmp, $f.path, $null) } else { [IO.File]::Move($tmp, $f.path) }
+      $attr = $null
+      try { $attr = [IO.File]::GetAttributes($f.path) } catch [IO.FileNotFoundException], [IO.DirectoryNotFoundException] { }
+      if ($null -eq $attr) {
+        [IO.File]::Move($tmp, $f.path)
+      } elseif (($attr -band [IO.FileAttributes]::ReparsePoint) -and ((Get-Item -LiteralPath $f.path -Force).LinkType -eq 'SymbolicLink')) {
+        # A file link is replaced by the file (its target left alone), as on Linux.
+        [IO.File]::Delete($f.path); [IO.File]::Move($tmp, $f.path)
+      } else {
+        [IO.File]::Replace($tmp, $f.path, $null)
+      }
     }
     $done++
   }
@@ -356,6 +408,7 @@ try {
   [Console]::Error.WriteLine("replacing $(@($ops)[$done].path) ($done of $(@($ops).Count) done): $($_.Exception.Message)")
   exit 1
 }
+foreach ($t in $swept) { [Console]::Out.Write("swept $t`n") }
 [Console]::Out.Write("replaced $done")
 exit 0
 "#;
@@ -379,6 +432,8 @@ pub struct WinRmTransport {
     client: Arc<Client>,
     shell: Mutex<Option<String>>,
     label: String,
+    /// What a read takes from the host at most.
+    limits: ReadLimits,
 }
 
 impl std::fmt::Debug for WinRmTransport {
@@ -447,7 +502,13 @@ impl WinRmTransport {
             client,
             shell: Mutex::new(Some(shell)),
             label,
+            limits: ReadLimits::default(),
         })
+    }
+
+    /// The same transport reading at most `limits`.
+    pub fn with_limits(self, limits: ReadLimits) -> WinRmTransport {
+        WinRmTransport { limits, ..self }
     }
 
     fn shell_id(&self) -> Result<String, TransportError> {
@@ -466,6 +527,7 @@ impl WinRmTransport {
         script: String,
         stdin: Vec<u8>,
         max_wait: Duration,
+        max_stdout: usize,
     ) -> Result<CommandOutput, TransportError> {
         let shell = self.shell_id()?;
         let client = self.client.clone();
@@ -473,7 +535,7 @@ impl WinRmTransport {
             let encoded = encode_command(&script);
             let mut args = PS_ARGS;
             args[5] = &encoded;
-            client.run(&shell, POWERSHELL, &args, &stdin, max_wait)
+            client.run(&shell, POWERSHELL, &args, &stdin, max_wait, max_stdout)
         })
         .await?;
         Ok(CommandOutput {
@@ -490,6 +552,16 @@ impl WinRmTransport {
         script: &str,
         lines: Vec<String>,
     ) -> Result<CommandOutput, TransportError> {
+        self.script_capped(script, lines, MAX_OUTPUT).await
+    }
+
+    /// [`WinRmTransport::script`] taking at most `max_stdout` bytes of its output.
+    async fn script_capped(
+        &self,
+        script: &str,
+        lines: Vec<String>,
+        max_stdout: usize,
+    ) -> Result<CommandOutput, TransportError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut stdin = b64.encode(script.as_bytes());
         for line in lines {
@@ -497,8 +569,13 @@ impl WinRmTransport {
             stdin.push_str(&line);
         }
         stdin.push('\n');
-        self.powershell(BOOTSTRAP.to_string(), stdin.into_bytes(), MAX_SCRIPT)
-            .await
+        self.powershell(
+            BOOTSTRAP.to_string(),
+            stdin.into_bytes(),
+            MAX_SCRIPT,
+            max_stdout,
+        )
+        .await
     }
 
     fn failed(&self, what: &str, out: &CommandOutput) -> TransportError {
@@ -525,6 +602,10 @@ struct ReadAnswer {
 struct FileAnswer {
     path: String,
     state: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    target: Option<String>,
     #[serde(default)]
     sha256: Option<String>,
     #[serde(default)]
@@ -585,78 +666,36 @@ impl Transport for WinRmTransport {
             return Ok(ReadResult::default());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let ask = serde_json::json!({"paths": paths, "trees": trees, "cap": MAX_TREE_ENTRIES});
+        let limits = self.limits;
+        let ask = serde_json::json!({
+            "paths": paths, "trees": trees, "cap": MAX_TREE_ENTRIES,
+            "maxFile": limits.file, "maxHost": limits.host,
+        });
+        // What the host may send: the files within the limit in base64, JSON around them,
+        // the listing; a server that streams past it fails the read.
+        let listing = if trees.is_empty() {
+            0
+        } else {
+            MAX_LISTING_BYTES
+        };
+        let cap = usize::try_from(limits.host / 3 * 4 + 4)
+            .unwrap_or(usize::MAX)
+            .saturating_add(paths.len().saturating_mul(16 << 10))
+            .saturating_add(listing);
         let out = self
-            .script(READ_SCRIPT, vec![b64.encode(ask.to_string().as_bytes())])
+            .script_capped(
+                READ_SCRIPT,
+                vec![b64.encode(ask.to_string().as_bytes())],
+                cap,
+            )
             .await?;
         if !out.success() {
             return Err(self.failed("reading files", &out));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let answer: ReadAnswer = serde_json::from_str(text.trim()).map_err(|e| {
-            TransportError::Io(format!(
-                "{}: the file-reading script answered something unexpected: {e}",
-                self.label
-            ))
-        })?;
-        if answer.files.len() != paths.len() || answer.trees.len() != trees.len() {
-            return Err(TransportError::Io(format!(
-                "{}: asked for {} files and {} trees, the host answered for {} and {}",
-                self.label,
-                paths.len(),
-                trees.len(),
-                answer.files.len(),
-                answer.trees.len()
-            )));
-        }
-        let mut files = Vec::with_capacity(paths.len());
-        for (path, a) in paths.iter().zip(answer.files) {
-            if &a.path != path {
-                return Err(TransportError::Io(format!(
-                    "{}: asked for {path}, the host answered for {}",
-                    self.label, a.path
-                )));
-            }
-            let file = match a.state.as_str() {
-                "missing" => RemoteFile::Missing,
-                "file" => {
-                    let content = b64
-                        .decode(a.content.unwrap_or_default().as_bytes())
-                        .map_err(|e| {
-                            TransportError::Io(format!("{}: {path}: bad base64: {e}", self.label))
-                        })?;
-                    let sha = hex(&Sha256::digest(&content));
-                    if a.sha256.as_deref().map(str::to_ascii_lowercase) != Some(sha.clone()) {
-                        return Err(TransportError::Io(format!(
-                            "{}: {path}: the content read does not match the SHA-256 the host computed",
-                            self.label
-                        )));
-                    }
-                    RemoteFile::Present(FileState {
-                        content,
-                        mode: WINDOWS_MODE,
-                        uid: 0,
-                        gid: 0,
-                        owner: None,
-                        group: None,
-                    })
-                }
-                _ => RemoteFile::Unusable(a.what.unwrap_or_else(|| "not a regular file".into())),
-            };
-            files.push(file);
-        }
-        let trees = answer
-            .trees
-            .into_iter()
-            .map(|t| match t.error {
-                Some(why) => Err(why),
-                None => Ok(t.entries.into_iter().map(tree_entry).collect()),
-            })
-            .collect();
-        Ok(ReadResult { files, trees })
+        parse_read_answer(paths, trees.len(), &out.stdout, &limits)
+            .map_err(|e| TransportError::Io(format!("{}: {e}", self.label)))
     }
 
-    /// Stale temporary files are not swept on Windows hosts yet (always an empty list).
     async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
         if ops.is_empty() {
             return Ok(Vec::new());
@@ -698,20 +737,31 @@ impl Transport for WinRmTransport {
         if !out.success() {
             return Err(self.failed("writing files", &out));
         }
-        Ok(Vec::new())
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("swept "))
+            .map(|p| p.trim_end().to_string())
+            .collect())
     }
 
     async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
         let script = handler_script(command);
         let line_len = encode_command(&script).len() + 80;
         if line_len <= MAX_COMMAND_LINE {
-            self.powershell(script, Vec::new(), MAX_COMMAND).await
+            self.powershell(script, Vec::new(), MAX_COMMAND, MAX_OUTPUT)
+                .await
         } else {
             // Too long for a command line: the bootstrap reads it from stdin instead.
             let b64 = base64::engine::general_purpose::STANDARD;
             let stdin = format!("{}\n", b64.encode(script.as_bytes()));
-            self.powershell(BOOTSTRAP.to_string(), stdin.into_bytes(), MAX_COMMAND)
-                .await
+            self.powershell(
+                BOOTSTRAP.to_string(),
+                stdin.into_bytes(),
+                MAX_COMMAND,
+                MAX_OUTPUT,
+            )
+            .await
         }
     }
 
@@ -776,6 +826,97 @@ impl Transport for WinRmTransport {
     }
 }
 
+/// The read script's answer (see [`READ_SCRIPT`]) -> one [`RemoteFile`] per path and one
+/// listing per tree (public for the property tests: the host writes every byte of it). Sizes
+/// are checked against `limits` before anything is decoded.
+pub fn parse_read_answer(
+    paths: &[String],
+    trees: usize,
+    stdout: &[u8],
+    limits: &ReadLimits,
+) -> Result<ReadResult, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = String::from_utf8_lossy(stdout);
+    let answer: ReadAnswer = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the file-reading script answered something unexpected: {e}"))?;
+    if answer.files.len() != paths.len() || answer.trees.len() != trees {
+        return Err(format!(
+            "asked for {} files and {trees} trees, the host answered for {} and {}",
+            paths.len(),
+            answer.files.len(),
+            answer.trees.len()
+        ));
+    }
+    // Sizes first, before anything is decoded: over the host total fails the read.
+    let total = answer
+        .files
+        .iter()
+        .filter(|a| a.state == "skipped" || a.state == "file")
+        .map(|a| match a.state.as_str() {
+            "file" => a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3),
+            _ => a.size.unwrap_or(0),
+        })
+        .fold(0u64, u64::saturating_add);
+    if answer.files.iter().any(|a| a.state == "skipped") || total > limits.host {
+        return Err(limits.host_too_much(total));
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    for (path, a) in paths.iter().zip(answer.files) {
+        if &a.path != path {
+            return Err(format!(
+                "asked for {path}, the host answered for {}",
+                a.path
+            ));
+        }
+        let file = match a.state.as_str() {
+            "missing" => RemoteFile::Missing,
+            "link" => RemoteFile::Symlink(a.target.unwrap_or_default()),
+            "toobig" => RemoteFile::Unusable(limits.file_too_big(a.size.unwrap_or(0))),
+            "file"
+                if a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3)
+                    > limits.file.saturating_add(3) =>
+            {
+                let size = a.content.as_ref().map_or(0, |c| c.len() as u64 / 4 * 3);
+                RemoteFile::Unusable(limits.file_too_big(size))
+            }
+            "file" => {
+                let content = b64
+                    .decode(a.content.unwrap_or_default().as_bytes())
+                    .map_err(|e| format!("{path}: bad base64: {e}"))?;
+                let sha = hex(&Sha256::digest(&content));
+                if a.sha256.as_deref().map(str::to_ascii_lowercase) != Some(sha.clone()) {
+                    return Err(format!(
+                        "{path}: the content read does not match the SHA-256 the host computed"
+                    ));
+                }
+                RemoteFile::Present(FileState {
+                    content,
+                    mode: WINDOWS_MODE,
+                    uid: 0,
+                    gid: 0,
+                    owner: None,
+                    group: None,
+                })
+            }
+            _ => RemoteFile::Unusable(a.what.unwrap_or_else(|| "not a regular file".into())),
+        };
+        files.push(file);
+    }
+    let trees = answer
+        .trees
+        .into_iter()
+        .map(|t| match t.error {
+            Some(why) => Err(why),
+            None => Ok(t.entries.into_iter().map(tree_entry).collect()),
+        })
+        .collect();
+    Ok(ReadResult {
+        files,
+        trees,
+        through: Vec::new(),
+    })
+}
+
 fn tree_entry(e: EntryAnswer) -> TreeEntry {
     let kind = match e.kind.as_str() {
         "file" => match e.sha256 {
@@ -802,6 +943,38 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_answers_are_bounded_by_the_limits_and_by_nesting() {
+        let paths = vec![r"C:\a".to_string(), r"C:\b".to_string()];
+        let limits = ReadLimits { file: 4, host: 6 };
+        // A file over the limit, reported by its size; a link, not read through.
+        let answer = br#"{"files":[{"path":"C:\\a","state":"toobig","size":10737418240},{"path":"C:\\b","state":"link","target":"C:\\secret"}],"trees":[]}"#;
+        let read = parse_read_answer(&paths, 0, answer, &limits).expect("read");
+        assert!(
+            matches!(&read.files[0], RemoteFile::Unusable(w) if w.contains("10 GiB")),
+            "{:?}",
+            read.files
+        );
+        assert_eq!(read.files[1], RemoteFile::Symlink(r"C:\secret".into()));
+        // A host that skipped files over the total, or sent more than the total, fails.
+        let skipped = br#"{"files":[{"path":"C:\\a","state":"file","sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","content":"YWJj"},{"path":"C:\\b","state":"skipped","size":5}],"trees":[]}"#;
+        let err = parse_read_answer(&paths, 0, skipped, &limits).expect_err("over");
+        assert!(err.contains("add up to 8 bytes"), "{err}");
+        let lied = br#"{"files":[{"path":"C:\\a","state":"file","sha256":"00","content":"YWJjZGVmZ2hp"},{"path":"C:\\b","state":"missing"}],"trees":[]}"#;
+        let err = parse_read_answer(&paths, 0, lied, &limits).expect_err("over");
+        assert!(err.contains("deploy reads from one host"), "{err}");
+        // Nested 20000 deep, on a worker-sized stack: an error, no overflow.
+        let deep = format!("{{\"files\":{}}}", "[".repeat(20000));
+        let err = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse_read_answer(&paths, 0, deep.as_bytes(), &limits))
+            .expect("thread")
+            .join()
+            .expect("no panic")
+            .expect_err("nested");
+        assert!(err.contains("recursion limit"), "{err}");
+    }
 
     #[test]
     fn encoded_command_is_utf16le_base64() {
