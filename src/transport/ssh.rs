@@ -26,7 +26,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,9 +42,9 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_TREE_ENTRIES, ReadResult,
-    RemoteFile, SshOptions, SshTarget, Swept, Transport, TransportError, TreeEntry, WriteFile,
-    relative_to, too_many_entries,
+    CommandOutput, EntryKind, FileOp, FileState, HandlerBatch, HandlersDone, Listings, LockRead,
+    MAX_TREE_ENTRIES, ReadResult, RemoteFile, SshOptions, SshTarget, StepDone, Swept, Transport,
+    TransportError, TreeEntry, WriteFile, relative_to, stop_path, too_many_entries,
 };
 
 /// Scripts up to this size go in the exec request (well under Linux's 128 KiB cap on one
@@ -70,6 +70,8 @@ pub struct SshTransport {
     /// Every script and command runs under this when set (`ansible_become`).
     escalation: Option<Become>,
     closed: AtomicBool,
+    /// Exec sessions opened and become prompts answered (see [`Transport::round_trips`]).
+    turns: AtomicU64,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -298,6 +300,41 @@ impl SshTransport {
             login: target.user.clone(),
             escalation: target.escalation.resolve(),
             closed: AtomicBool::new(false),
+            turns: AtomicU64::new(0),
+        })
+    }
+
+    /// The read script's output (from `rest` on) -> what each path and tree holds.
+    fn parse_read(
+        &self,
+        paths: &[String],
+        trees: &[String],
+        out: &CommandOutput,
+        rest: &[u8],
+    ) -> Result<ReadResult, TransportError> {
+        if !out.success() {
+            return Err(TransportError::Io(format!(
+                "reading files on {} failed: {}",
+                self.label,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let context = |e: String| {
+            TransportError::Io(format!(
+                "reading files on {}: {e}{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            ))
+        };
+        let (listed, rest) = if trees.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            parse_list_output(trees, rest).map_err(context)?
+        };
+        let files = parse_read_output(paths, rest).map_err(context)?;
+        Ok(ReadResult {
+            files,
+            trees: listed,
         })
     }
 
@@ -327,6 +364,7 @@ impl SshTransport {
                 self.label
             )));
         }
+        self.turns.fetch_add(1, Ordering::Relaxed);
         let channel = self.handle.channel_open_session().await.map_err(|e| {
             TransportError::Io(format!(
                 "cannot open a session to {}: {}",
@@ -486,6 +524,9 @@ impl SshTransport {
                                         ))
                                     })?;
                                     answered = true;
+                                    // Waiting for sudo's prompt and answering it is a
+                                    // round trip of its own inside the session.
+                                    self.turns.fetch_add(1, Ordering::Relaxed);
                                 }
                                 None => {
                                     let _ = writer.eof().await;
@@ -1245,51 +1286,293 @@ fn create_exclusive_script(path: &str, len: usize) -> String {
     )
 }
 
+/// The read script for `paths` and `trees` (see [`READ_SCRIPT`] and [`list_script`]).
+fn read_script(paths: &[String], trees: &[String]) -> Result<String, TransportError> {
+    let mut script = String::new();
+    if !trees.is_empty() {
+        for t in trees {
+            check_path(t)?;
+        }
+        script.push_str(&list_script(trees));
+    }
+    script.push_str("set --");
+    for p in paths {
+        check_path(p)?;
+        script.push(' ');
+        script.push_str(&sh_quote(p));
+    }
+    script.push_str(READ_SCRIPT);
+    Ok(script)
+}
+
+/// The lock part of [`Transport::lock_and_read`]'s script, which the read script follows:
+/// creates `lock` exclusively from the `len` bytes on stdin and prints `CREATED` (and removes
+/// a stop file a cancelled run may have left), or prints `HELD` and the lock's content and
+/// exits before reading anything.
+fn lock_script(lock: &str, len: usize) -> String {
+    let (dir, _) = split_path(lock);
+    let l = sh_quote(lock);
+    format!(
+        "umask 077\n\
+         mkdir -p -- {d} || exit 1\n\
+         if ( set -C; : > {l} ) 2>/dev/null; then\n\
+         \x20 head -c {len} >> {l} || {{ rm -f -- {l}; exit 1; }}\n\
+         \x20 rm -f -- {stop}\n\
+         \x20 echo CREATED\n\
+         elif [ -f {l} ]; then\n\
+         \x20 echo HELD\n\
+         \x20 cat -- {l} 2>/dev/null\n\
+         \x20 exit 0\n\
+         else\n\
+         \x20 echo \"cannot create {path_text}\" >&2\n\
+         \x20 exit 1\n\
+         fi\n",
+        d = sh_quote(&dir),
+        stop = sh_quote(&stop_path(lock)),
+        path_text = lock.replace(['"', '\\', '$', '`'], "_"),
+    )
+}
+
+/// The script of [`Transport::run_handlers`]. Its stdin: the record's parts (head, each
+/// pending entry, tail; [`super::RecordParts`]), kept in a private folder. Each handler runs
+/// through `shell` with stdin closed, its output kept in that folder and printed framed
+/// (`H <i> <status> <stdout bytes> <stderr bytes>`, then the bytes); after a success, the
+/// record without the entries of the handlers that succeeded so far goes to a temporary
+/// file beside the record, is checked, fsynced and renamed over it (`R <i> OK`, or
+/// `R <i> FAIL` and the script ends). A failure ends it unless `keep_going`. Before each
+/// handler after the first, an existing stop file ends it (`STOPPED`). The lock and the
+/// stop file are removed on every way out, a hung-up session included.
+fn handlers_script(run: &HandlerBatch, shell: &str) -> String {
+    let lock = sh_quote(&run.lock);
+    let stop = sh_quote(&run.stop_path());
+    let parts = &run.record;
+    let mut s = String::from("umask 077\nset -C\n");
+    s.push_str(&format!(
+        "t=\nd=\nbye() {{ [ -z \"$t\" ] || rm -f -- \"$t\"; [ -z \"$d\" ] || rm -rf -- \"$d\"; \
+         rm -f -- {stop} {lock}; }}\n\
+         trap bye EXIT\ntrap 'exit 129' HUP PIPE TERM INT\n\
+         d=$(mktemp -d \"${{TMPDIR:-/tmp}}/deploy-handlers.XXXXXXXX\") || exit 1\n\
+         head -c {h} > \"$d/head\" || exit 1\n",
+        h = parts.head.len()
+    ));
+    for (k, entry) in parts.pending.iter().enumerate() {
+        s.push_str(&format!(
+            "head -c {} > \"$d/p{k}\" || exit 1\n",
+            entry.len()
+        ));
+    }
+    s.push_str(&format!(
+        "head -c {} > \"$d/tail\" || exit 1\n",
+        parts.tail.len()
+    ));
+    let all: Vec<String> = (0..parts.pending.len()).map(|k| k.to_string()).collect();
+    s.push_str(&format!("left='{}'\n", all.join(" ")));
+    // The record without the entries that succeeded, as `RecordParts::assemble` makes it,
+    // in a temporary file named as a write batch names them (so a sweep finds it).
+    s.push_str(
+        "record() {\n  cat -- \"$d/head\" || return 1\n  if [ -n \"$left\" ]; then\n    \
+         printf ',\\n  \"pending_handlers\": ['\n    sep=\n    \
+         for k in $left; do printf '%s' \"$sep\"; cat -- \"$d/p$k\" || return 1; sep=,; done\n    \
+         printf ']'\n  fi\n  cat -- \"$d/tail\"\n}\n\
+         rec() {\n  t=$1\n  record > \"$t\" || return 1\n  \
+         chmod 600 \"$t\" && { sync -- \"$t\" 2>/dev/null || sync; } && mv -f -- \"$t\" \"$2\" || return 1\n  \
+         t=\n}\n\
+         drop() {\n  n=\n  for k in $left; do [ \"$k\" = \"$1\" ] || n=\"$n $k\"; done\n  left=${n# }\n}\n",
+    );
+    let dest = sh_quote(&parts.path);
+    let (dir, base) = split_path(&parts.path);
+    for (i, step) in run.steps.iter().enumerate() {
+        let tmp = sh_quote(&format!(
+            "{}/.{base}.deploy-{:016x}.tmp",
+            dir.trim_end_matches('/'),
+            rand::random::<u64>()
+        ));
+        if i > 0 {
+            s.push_str(&format!(
+                "if [ -e {stop} ]; then echo STOPPED; exit 0; fi\n"
+            ));
+        }
+        let drop = step
+            .pending
+            .map_or(String::new(), |k| format!("drop {k}; "));
+        s.push_str(&format!(
+            "rm -f -- \"$d/o\" \"$d/e\"\n\
+             ( unset LC_ALL; exec {shell} -c {cmd} ) </dev/null >\"$d/o\" 2>\"$d/e\"; st=$?\n\
+             printf 'H {i} %s %s %s\\n' \"$st\" \"$(($(wc -c < \"$d/o\")))\" \"$(($(wc -c < \"$d/e\")))\"\n\
+             cat -- \"$d/o\" \"$d/e\"\n\
+             if [ \"$st\" -eq 0 ]; then\n\
+             \x20 {drop}if rec {tmp} {dest}; then echo 'R {i} OK'; else echo 'R {i} FAIL'; exit 0; fi\n",
+            cmd = sh_quote(&step.command),
+        ));
+        if !run.keep_going {
+            s.push_str("else\n  exit 0\n");
+        }
+        s.push_str("fi\n");
+    }
+    s.push_str("echo END\n");
+    s
+}
+
+/// The output of [`handlers_script`] -> what each handler did. The lock is released by the
+/// script's exit, so a complete answer means it is gone.
+fn parse_handlers_output(stdout: &[u8]) -> Result<HandlersDone, String> {
+    let mut done = HandlersDone {
+        ran: Vec::new(),
+        stopped: false,
+        unlocked: Ok(()),
+    };
+    let mut rest = stdout;
+    loop {
+        let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+            return Err(format!(
+                "the host's answer ended after {} handler(s)",
+                done.ran.len()
+            ));
+        };
+        let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+        rest = &rest[end + 1..];
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields.as_slice() {
+            ["END"] => return Ok(done),
+            ["STOPPED"] => {
+                done.stopped = true;
+                return Ok(done);
+            }
+            ["H", i, status, out_len, err_len] => {
+                let parse = |t: &str| t.parse::<usize>().ok();
+                let (Some(i), Some(out_len), Some(err_len)) =
+                    (parse(i), parse(out_len), parse(err_len))
+                else {
+                    return Err(format!("unexpected line {line:?}"));
+                };
+                if i != done.ran.len() {
+                    return Err(format!("handler {i} answered out of order"));
+                }
+                let total = out_len
+                    .checked_add(err_len)
+                    .filter(|t| *t <= rest.len())
+                    .ok_or_else(|| format!("handler {i}'s output was cut"))?;
+                let output = CommandOutput {
+                    // A handler a signal ended shows as 128 + N, as the shell says it.
+                    status: status.parse::<i32>().ok(),
+                    stdout: rest[..out_len].to_vec(),
+                    stderr: rest[out_len..total].to_vec(),
+                };
+                rest = &rest[total..];
+                done.ran.push(StepDone {
+                    output,
+                    recorded: Ok(false),
+                });
+            }
+            ["R", i, verdict] => {
+                let expected = done.ran.len().checked_sub(1);
+                let last = done
+                    .ran
+                    .last_mut()
+                    .filter(|_| i.parse::<usize>().ok() == expected)
+                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
+                last.recorded = if *verdict == "OK" {
+                    Ok(true)
+                } else {
+                    Err("cannot put the state record in place".to_string())
+                };
+                if *verdict != "OK" {
+                    return Ok(done);
+                }
+            }
+            _ => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for SshTransport {
     async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
         if paths.is_empty() && trees.is_empty() {
             return Ok(ReadResult::default());
         }
-        let mut script = String::new();
-        if !trees.is_empty() {
-            for t in trees {
-                check_path(t)?;
-            }
-            script.push_str(&list_script(trees));
-        }
-        script.push_str("set --");
-        for p in paths {
-            check_path(p)?;
-            script.push(' ');
-            script.push_str(&sh_quote(p));
-        }
-        script.push_str(READ_SCRIPT);
+        let script = read_script(paths, trees)?;
         let out = self.run_script(&script, &[]).await?;
-        if !out.success() {
-            return Err(TransportError::Io(format!(
-                "reading files on {} failed: {}",
-                self.label,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        self.parse_read(paths, trees, &out, &out.stdout)
+    }
+
+    async fn lock_and_read(
+        &self,
+        lock: &str,
+        content: &[u8],
+        paths: &[String],
+        trees: &[String],
+    ) -> Result<LockRead, TransportError> {
+        check_path(lock)?;
+        let mut script = lock_script(lock, content.len());
+        script.push_str(&read_script(paths, trees)?);
+        let out = self.run_script(&script, content).await?;
+        if out.success()
+            && let Some(held) = out.stdout.strip_prefix(b"HELD\n")
+        {
+            return Ok(LockRead::Held(held.to_vec()));
         }
-        let context = |e: String| {
+        match out.stdout.strip_prefix(b"CREATED\n") {
+            Some(rest) => Ok(LockRead::Taken(self.parse_read(paths, trees, &out, rest))),
+            None => Err(TransportError::Io(format!(
+                "cannot create {lock} on {}{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            ))),
+        }
+    }
+
+    async fn run_handlers(
+        &self,
+        run: &HandlerBatch,
+        _stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<HandlersDone, TransportError> {
+        check_path(&run.lock)?;
+        check_path(&run.record.path)?;
+        // As `run`: the login user's shell, or /bin/sh as the become user.
+        let shell = if self.escalation.is_some() {
+            "/bin/sh"
+        } else {
+            "\"${SHELL:-/bin/sh}\""
+        };
+        let script = handlers_script(run, shell);
+        let parts = &run.record;
+        let mut data = parts.head.clone();
+        for entry in &parts.pending {
+            data.extend_from_slice(entry);
+        }
+        data.extend_from_slice(&parts.tail);
+        let out = self.run_script(&script, &data).await?;
+        parse_handlers_output(&out.stdout).map_err(|e| {
             TransportError::Io(format!(
-                "reading files on {}: {e}{}",
+                "running handlers on {}: {e}{}",
                 self.label,
                 stderr_suffix(&out.stderr)
             ))
-        };
-        let (listed, rest) = if trees.is_empty() {
-            (Vec::new(), out.stdout.as_slice())
-        } else {
-            parse_list_output(trees, &out.stdout).map_err(context)?
-        };
-        let files = parse_read_output(paths, rest).map_err(context)?;
-        Ok(ReadResult {
-            files,
-            trees: listed,
         })
+    }
+
+    async fn request_stop(&self, lock: &str) -> Result<(), TransportError> {
+        check_path(lock)?;
+        let script = format!(
+            "if [ -f {l} ]; then : > {s}; fi\n",
+            l = sh_quote(lock),
+            s = sh_quote(&stop_path(lock))
+        );
+        let out = self.run_script(&script, &[]).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io(format!(
+                "cannot ask {} to stop its handlers{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            )))
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
     }
 
     async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
