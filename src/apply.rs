@@ -204,6 +204,21 @@ pub async fn apply(
         .collect()
 }
 
+/// The outcome of hosts an apply with nothing to do left alone (their round trips are the
+/// plan's read), for `apply --json`.
+pub fn untouched(plan: &Plan, connected: &[Connected]) -> Vec<HostOutcome> {
+    plan.hosts
+        .iter()
+        .zip(connected)
+        .map(|(host, conn)| HostOutcome {
+            not_started: None,
+            error: host.error.clone(),
+            round_trips: conn.transport.as_deref().map_or(0, |t| t.round_trips()),
+            ..not_started(&host.host, "")
+        })
+        .collect()
+}
+
 fn not_started(host: &str, reason: &str) -> HostOutcome {
     HostOutcome {
         host: host.to_string(),

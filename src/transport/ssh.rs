@@ -1405,7 +1405,7 @@ fn handlers_script(run: &HandlerBatch, shell: &str) -> String {
             cmd = sh_quote(&step.command),
         ));
         if !run.keep_going {
-            s.push_str("else\n  exit 0\n");
+            s.push_str("else\n  echo END\n  exit 0\n");
         }
         s.push_str("fi\n");
     }
@@ -1978,6 +1978,143 @@ mod tests {
             matches!(&l[0], Ok(e) if e[1].kind == EntryKind::Unreadable),
             "{l:?}"
         );
+    }
+
+    /// A batch of handlers over `dir`: `commands` in order, each owning pending entry k.
+    fn handler_batch(dir: &std::path::Path, commands: &[&str], keep_going: bool) -> HandlerBatch {
+        let names = ["first", "second", "third"];
+        HandlerBatch {
+            steps: commands
+                .iter()
+                .enumerate()
+                .map(|(k, c)| super::super::HandlerStep {
+                    command: c.to_string(),
+                    pending: Some(k),
+                })
+                .collect(),
+            record: super::super::RecordParts {
+                path: dir.join("state.json").to_string_lossy().into_owned(),
+                head: b"{\n  \"version\": 1,\n  \"commit\": \"c0ffee\"".to_vec(),
+                pending: names[..commands.len()]
+                    .iter()
+                    .map(|n| format!("{{\"name\":\"{n}\",\"since\":\"c0ffee\"}}").into_bytes())
+                    .collect(),
+                tail: b"\n}\n".to_vec(),
+            },
+            keep_going,
+            lock: dir.join("lock.json").to_string_lossy().into_owned(),
+        }
+    }
+
+    /// Runs the handlers script with this machine's sh, as the host would.
+    fn run_handlers_here(batch: &HandlerBatch) -> HandlersDone {
+        let parts = &batch.record;
+        let mut data = parts.head.clone();
+        for e in &parts.pending {
+            data.extend_from_slice(e);
+        }
+        data.extend_from_slice(&parts.tail);
+        let out = run_script(&handlers_script(batch, "/bin/sh"), &data);
+        assert!(out.status.success(), "{out:?}");
+        parse_handlers_output(&out.stdout).expect("parsed")
+    }
+
+    #[test]
+    fn the_handlers_script_records_each_success_on_the_host_and_stops_at_a_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let lock = d.join("lock.json");
+        let log = d.join("log");
+        let log_q = sh_quote(&log.to_string_lossy());
+        let ok = format!("echo one; echo first >> {log_q}");
+        let fails = format!("echo two >&2; echo second >> {log_q}; exit 3");
+        let third = format!("echo third >> {log_q}");
+        let commands = [ok.as_str(), fails.as_str(), third.as_str()];
+        let state = d.join("state.json");
+
+        // Stop at the failure: the first is recorded done, the others stay pending; each
+        // handler's output apart; the lock is gone.
+        std::fs::write(&lock, b"held").expect("lock");
+        let batch = handler_batch(d, &commands, false);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 2, "{done:?}");
+        assert_eq!(done.ran[0].output.stdout, b"one\n");
+        assert_eq!(done.ran[0].output.status, Some(0));
+        assert_eq!(done.ran[0].recorded, Ok(true));
+        assert_eq!(done.ran[1].output.stderr, b"two\n");
+        assert_eq!(done.ran[1].output.status, Some(3));
+        assert_eq!(done.ran[1].recorded, Ok(false));
+        assert!(!done.stopped);
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "first\nsecond\n"
+        );
+        let record = std::fs::read(&state).expect("record");
+        assert_eq!(record, batch.record.assemble(&[1, 2]));
+        let json: serde_json::Value = serde_json::from_slice(&record).expect("JSON");
+        assert_eq!(json["pending_handlers"][0]["name"], "second");
+        assert_eq!(json["pending_handlers"][1]["name"], "third");
+        assert!(!lock.exists(), "lock left");
+
+        // --force-handlers: the third runs too and is recorded; only the failed one stays.
+        std::fs::write(&lock, b"held").expect("lock");
+        let batch = handler_batch(d, &commands, true);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 3, "{done:?}");
+        assert_eq!(done.ran[2].recorded, Ok(true));
+        let record = std::fs::read(&state).expect("record");
+        assert_eq!(record, batch.record.assemble(&[1]));
+        let json: serde_json::Value = serde_json::from_slice(&record).expect("JSON");
+        assert_eq!(json["pending_handlers"].as_array().map(Vec::len), Some(1));
+
+        // All succeed: the record has no pending list at all, as serde writes it.
+        let batch = handler_batch(d, &[ok.as_str(), third.as_str()], false);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 2);
+        let record = std::fs::read_to_string(&state).expect("record");
+        assert_eq!(
+            record,
+            "{\n  \"version\": 1,\n  \"commit\": \"c0ffee\"\n}\n"
+        );
+
+        // A stop file (Ctrl-C) ends it after the running handler; the stop file goes too.
+        std::fs::write(&lock, b"held").expect("lock");
+        std::fs::write(batch.stop_path(), b"").expect("stop");
+        let done = run_handlers_here(&handler_batch(d, &commands, false));
+        assert!(done.stopped);
+        assert_eq!(done.ran.len(), 1);
+        assert!(!lock.exists() && !std::path::Path::new(&batch.stop_path()).exists());
+        // Nothing but the record is left beside it (no temporary file).
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["log", "state.json"]);
+    }
+
+    #[test]
+    fn lock_and_read_is_one_script_that_reads_only_when_it_took_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let lock = d.join("sub/lock.json").to_string_lossy().into_owned();
+        let file = d.join("a.conf");
+        std::fs::write(&file, b"alpha\n").expect("file");
+        let paths = vec![file.to_string_lossy().into_owned()];
+        let script = format!(
+            "{}{}",
+            lock_script(&lock, 4),
+            read_script(&paths, &[]).expect("script")
+        );
+        let out = run_script(&script, b"mine");
+        let rest = out.stdout.strip_prefix(b"CREATED\n").expect("created");
+        let files = parse_read_output(&paths, rest).expect("read");
+        assert!(matches!(&files[0], RemoteFile::Present(f) if f.content == b"alpha\n"));
+        assert_eq!(std::fs::read(&lock).expect("lock"), b"mine");
+        // Held: the holder's bytes, nothing read.
+        let out = run_script(&script, b"next");
+        assert_eq!(out.stdout, b"HELD\nmine");
     }
 
     #[test]

@@ -300,6 +300,11 @@ impl Sshd {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
+
+    /// How many exec sessions sshd has started so far, by its own log.
+    pub fn sessions(&self) -> usize {
+        self.log().matches("Starting session: command").count()
+    }
 }
 
 impl Drop for Sshd {
@@ -380,7 +385,8 @@ fn sshd_config(root: &Path, port: u16, host_keys: &[HostKey]) -> String {
          AllowAgentForwarding no\n\
          AllowTcpForwarding no\n\
          PermitTunnel no\n\
-         LogLevel INFO\n",
+         # VERBOSE: one `Starting session` line per exec, which round_trips.rs counts.\n\
+         LogLevel VERBOSE\n",
         root = root.display()
     ));
     s
