@@ -2118,6 +2118,42 @@ mod tests {
     }
 
     #[test]
+    fn handler_answers_a_host_wrote_never_panic_the_parsers() {
+        let valid: &[&[u8]] = &[
+            b"H 0 0 4 2\nout\nerR 0 OK\nH 1 3 0 5\nfail\nEND\n",
+            b"H 0 0 0 0\nR 0 FAIL\n",
+            b"STOPPED\n",
+            b"H 0 0 b3V0 ZXJy\nR 0 OK\nEND\n",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000u32 {
+            let mut bytes = valid[round as usize % valid.len()].to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % (bytes.len() + 1);
+                match next() % 4 {
+                    0 if at < bytes.len() => bytes[at] = next() as u8,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    2 => bytes.insert(at, b"0123456789 \n-HRE9"[(next() % 17) as usize]),
+                    _ => bytes.truncate(at),
+                }
+            }
+            // Whatever the host wrote: an answer or an error, never a panic.
+            let _ = parse_handlers_output(&bytes);
+            let _ = super::super::winrm::parse_handlers_output(&bytes);
+        }
+        let huge = b"H 0 0 18446744073709551615 1\nx";
+        assert!(parse_handlers_output(huge).is_err());
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(sh_quote("a b"), "'a b'");
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
