@@ -1,16 +1,20 @@
 //! Plan -> changes on the hosts. For each host with work (a file to write or a handler to
-//! run, one left pending by an earlier run included):
+//! run, one left pending by an earlier run included), in at most three round trips after the
+//! plan's read:
 //!
 //! 1. take the host lock (`lock.json` beside the state record, created atomically; wait up
-//!    to `lock_timeout` while another run holds it);
-//! 2. read the host's files and state record again and re-plan that host, so a run that
-//!    waited for another one writes only what is still different;
-//! 3. write the changed files, remove what `state: absent` and `delete: true` retire, and
+//!    to `lock_timeout` while another run holds it) and, in the same call, read the host's
+//!    files and state record again under it; re-plan that host, so a run that waited for
+//!    another one writes only what is still different;
+//! 2. write the changed files, remove what `state: absent` and `delete: true` retire, and
 //!    write the new state record, in one atomic batch (the record last): it names the
-//!    commit, the files' SHA-256 and every handler to run as *pending*;
-//! 4. run the handlers in declared order, rewriting the record after each success to clear
-//!    it; a failed or unrun handler stays pending for the next apply;
-//! 5. poll the `verify:` entries; release the lock (whatever happened).
+//!    commit, the files' SHA-256 and every handler to run as *pending*; with no handler to
+//!    run, the same batch releases the lock;
+//! 3. run the handlers in declared order, the host putting the record without a handler in
+//!    place after it succeeded (a failed or unrun handler stays pending for the next apply),
+//!    and release the lock, in one call;
+//!
+//! then poll the `verify:` entries. The lock is released whatever happened.
 //!
 //! A host that fails does not stop the others.
 
@@ -24,11 +28,15 @@ use serde::Serialize;
 use crate::desired::HostDesired;
 use crate::handlers::{self, HandlerRun};
 use crate::mask::Masker;
+use crate::plan::PlannedHandler;
 use crate::plan::{HostPlan, Plan};
 use crate::remote::{self, Connected};
 use crate::rollout::{self, Lane, Serial};
 use crate::state::{self, HostState, Lock, PendingHandler, Provenance};
-use crate::transport::{FileOp, Transport, WriteFile};
+use crate::transport::{
+    FileOp, HandlerBatch, HandlerStep, HandlersDone, LockRead, ReadResult, RecordParts, Transport,
+    TransportError, WriteFile,
+};
 use crate::verify;
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +58,9 @@ pub struct HostOutcome {
     /// What deploy cleaned up on the way (a stale lock broken, stale temporary files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Round trips to the host in the whole run, the plan's read included (see
+    /// `Transport::round_trips`; 0 for the controller itself).
+    pub round_trips: u64,
 }
 
 impl HostOutcome {
@@ -139,7 +150,7 @@ pub async fn apply(
         let results = remote::in_order(
             futures::stream::iter(indexes.iter().enumerate())
                 .map(|(slot, &index)| async move {
-                    let outcome = apply_host(
+                    let mut outcome = apply_host(
                         index,
                         &plan.hosts[index],
                         &desired[index],
@@ -148,6 +159,9 @@ pub async fn apply(
                         settings,
                     )
                     .await;
+                    if let Some(t) = connected[index].transport.as_deref() {
+                        outcome.round_trips = t.round_trips();
+                    }
                     done();
                     (slot, outcome)
                 })
@@ -190,6 +204,21 @@ pub async fn apply(
         .collect()
 }
 
+/// The outcome of hosts an apply with nothing to do left alone (their round trips are the
+/// plan's read), for `apply --json`.
+pub fn untouched(plan: &Plan, connected: &[Connected]) -> Vec<HostOutcome> {
+    plan.hosts
+        .iter()
+        .zip(connected)
+        .map(|(host, conn)| HostOutcome {
+            not_started: None,
+            error: host.error.clone(),
+            round_trips: conn.transport.as_deref().map_or(0, |t| t.round_trips()),
+            ..not_started(&host.host, "")
+        })
+        .collect()
+}
+
 fn not_started(host: &str, reason: &str) -> HostOutcome {
     HostOutcome {
         host: host.to_string(),
@@ -200,6 +229,7 @@ fn not_started(host: &str, reason: &str) -> HostOutcome {
         error: None,
         not_started: Some(reason.to_string()),
         notes: Vec::new(),
+        round_trips: 0,
     }
 }
 
@@ -267,6 +297,7 @@ async fn apply_host(
         error: host.error.clone(),
         not_started: None,
         notes: Vec::new(),
+        round_trips: 0,
     };
     if outcome.error.is_some() || !host.has_work() {
         return outcome;
@@ -280,42 +311,64 @@ async fn apply_host(
         return outcome;
     }
     let lock_path = state::lock_path(&desired.state_path);
-    match acquire(transport, &lock_path, settings).await {
-        Ok(Some(note)) => outcome.notes.push(note),
-        Ok(None) => {}
+    let read = match acquire(transport, desired, &lock_path, settings).await {
+        Ok((note, read)) => {
+            outcome.notes.extend(note);
+            read
+        }
         Err(e) => {
             outcome.error = Some(e);
             return outcome;
         }
-    }
+    };
     settings.hold(index, &lock_path, true);
-    locked(transport, desired, masker, settings, &mut outcome).await;
-    if let Err(e) = transport.remove(&lock_path).await {
-        let released = format!("releasing the lock {lock_path}: {e}");
-        outcome.error = Some(match outcome.error.take() {
-            Some(first) => format!("{first}; {released}"),
-            None => released,
-        });
+    let (released, verify) = locked(
+        transport,
+        desired,
+        read,
+        &lock_path,
+        masker,
+        settings,
+        &mut outcome,
+    )
+    .await;
+    if let Err(why) = released {
+        // The steps that release it did not run, or did not say they had.
+        if let Err(e) = transport.remove(&lock_path).await {
+            let released = match why {
+                Some(why) => format!("releasing the lock {lock_path}: {why}; then: {e}"),
+                None => format!("releasing the lock {lock_path}: {e}"),
+            };
+            set_error(&mut outcome, released);
+        }
     }
     settings.hold(index, &lock_path, false);
+    if outcome.error.is_none() {
+        let (verified, error) = verify::run(&verify).await;
+        outcome.verified = verified;
+        outcome.error = error;
+    }
     outcome
 }
 
-/// Takes the host lock, polling while another run holds it until `lock_timeout` passes. A
-/// lock this controller took in a process that is gone (a killed deploy) is broken, once,
-/// and said so in the returned note; another controller's lock needs `deploy unlock`.
+/// Takes the host lock and reads the host under it (one call), polling while another run
+/// holds it until `lock_timeout` passes. A lock this controller took in a process that is
+/// gone (a killed deploy) is broken, once, and said so in the returned note; another
+/// controller's lock needs `deploy unlock`. `Ok`: the lock is held (whatever the read gave).
 async fn acquire(
     transport: &dyn Transport,
+    desired: &HostDesired,
     path: &str,
     settings: &Settings,
-) -> Result<Option<String>, String> {
+) -> Result<(Option<String>, Result<ReadResult, TransportError>), String> {
     let lock = Lock::new(&settings.run_id, &settings.who, SystemTime::now()).to_bytes();
+    let (paths, trees) = remote::read_request(desired);
     let deadline = Instant::now() + settings.lock_timeout;
     let mut broke: Option<String> = None;
     loop {
-        match transport.create_exclusive(path, &lock).await {
-            Ok(None) => return Ok(broke),
-            Ok(Some(holder)) => {
+        match transport.lock_and_read(path, &lock, &paths, &trees).await {
+            Ok(LockRead::Taken(read)) => return Ok((broke, read)),
+            Ok(LockRead::Held(holder)) => {
                 let stale = serde_json::from_slice::<Lock>(&holder).ok().filter(|held| {
                     held.controller == settings.who.controller
                         && held.pid != std::process::id()
@@ -360,22 +413,31 @@ async fn acquire(
     }
 }
 
-/// Everything done while holding the lock; fills `outcome`.
+/// Everything done while holding the lock, from the read made under it; fills `outcome`.
+/// Returns whether the lock was released on the way (`Err`: not, and why when a step that
+/// should have released it said so) and the verify entries to poll.
 async fn locked(
     transport: &dyn Transport,
     desired: &HostDesired,
+    read: Result<ReadResult, TransportError>,
+    lock_path: &str,
     masker: &Masker,
     settings: &Settings,
     outcome: &mut HostOutcome,
+) -> (
+    Result<(), Option<String>>,
+    Vec<crate::desired::DesiredVerify>,
 ) {
-    // The plan was computed before the lock: read again so a run that waited for another
-    // one writes only what is still different and runs only handlers still due.
-    let (current, old_state) = remote::read_files_and_state(transport, desired).await;
+    // The plan was computed before the lock: re-plan from what the host has under it, so a
+    // run that waited for another one writes only what is still different and runs only
+    // handlers still due.
+    let (current, old_state) = remote::judge_read(desired, read);
     let host = HostPlan::build(desired, &current, &old_state, masker);
     if let Some(e) = host.error {
         outcome.error = Some(e);
-        return;
+        return (Err(None), Vec::new());
     }
+    let verify = host.verify.clone();
     let old_state = old_state.ok().flatten();
     let since_of = |name: &str| {
         old_state
@@ -405,14 +467,20 @@ async fn locked(
     let mut ops = host.ops();
     let mut record = new_state;
     let mut to_run = host.handlers.clone();
+    let mut released: Result<(), Option<String>> = Err(None);
     if !ops.is_empty() {
         if settings.cancelled() {
             outcome.error = Some("stopped (interrupted) before writing".into());
-            return;
+            return (released, verify);
         }
         // The record goes last in the batch: it names the handlers as pending before any
         // of them runs, and it is replaced only once every file is written or removed.
         ops.push(FileOp::Write(state_write(&desired.state_path, &record)));
+        // With no handler to run, the batch also releases the lock (after the record).
+        let unlock_here = to_run.is_empty();
+        if unlock_here {
+            ops.push(FileOp::Remove(lock_path.to_string()));
+        }
         let written = transport.write_batch(&ops).await;
         if let Ok(swept) = &written
             && !swept.is_empty()
@@ -435,9 +503,13 @@ async fn locked(
                     record = old;
                     to_run.retain(|h| h.pending_from.is_some());
                 }
-                _ => return,
+                _ => return (released, verify),
             }
         } else {
+            if unlock_here {
+                ops.pop();
+                released = Ok(());
+            }
             ops.pop();
             for op in ops {
                 match op {
@@ -447,42 +519,120 @@ async fn locked(
             }
         }
     }
-    for h in &to_run {
-        if settings.cancelled() {
-            let left = record.pending_handlers.len();
-            set_error(
-                outcome,
-                format!("stopped (interrupted); {left} handler(s) left pending"),
-            );
-            return;
-        }
-        let (run, error) = handlers::run_one(transport, h).await;
-        if let Some(run) = run {
-            outcome.handlers.push(run);
-        }
-        match error {
-            None => {
-                record.pending_handlers.retain(|p| p.name != h.name);
-                if let Err(e) = transport
-                    .write_files(&[state_write(&desired.state_path, &record)])
-                    .await
-                {
-                    set_error(outcome, format!("recording handler `{}`: {e}", h.name));
-                    return;
+    if to_run.is_empty() {
+        return (released, verify);
+    }
+    if settings.cancelled() {
+        let left = record.pending_handlers.len();
+        set_error(
+            outcome,
+            format!("stopped (interrupted); {left} handler(s) left pending"),
+        );
+        return (released, verify);
+    }
+    let batch = handler_batch(&to_run, &record, &desired.state_path, lock_path, settings);
+    let stop = || settings.cancelled();
+    let ran = {
+        let run = transport.run_handlers(&batch, &stop);
+        tokio::pin!(run);
+        // Ctrl-C: let the running handler finish, start no later one. Polled, because the
+        // host's script learns of it only through its stop file.
+        let mut asked = false;
+        loop {
+            tokio::select! {
+                done = &mut run => break done,
+                _ = tokio::time::sleep(Duration::from_millis(100)), if !asked => {
+                    if settings.cancelled() {
+                        asked = true;
+                        if let Err(e) = transport.request_stop(lock_path).await {
+                            outcome.notes.push(format!("could not stop the handlers: {e}"));
+                        }
+                    }
                 }
             }
-            Some(why) => {
-                set_error(outcome, format!("{why} (left pending)"));
-                if !settings.force_handlers {
-                    return;
-                }
+        }
+    };
+    match ran {
+        Ok(done) => {
+            released = done.unlocked.clone().map_err(Some);
+            handler_outcomes(&to_run, done, outcome);
+        }
+        Err(e) => set_error(outcome, format!("running handlers: {e} (left pending)")),
+    }
+    (released, verify)
+}
+
+/// The handlers to run -> one batch, with the record cut around its pending handlers so
+/// the host drops each one's entry once it succeeded.
+fn handler_batch(
+    to_run: &[PlannedHandler],
+    record: &HostState,
+    state_path: &str,
+    lock_path: &str,
+    settings: &Settings,
+) -> HandlerBatch {
+    HandlerBatch {
+        steps: to_run
+            .iter()
+            .map(|h| HandlerStep {
+                command: h.run.clone(),
+                pending: record
+                    .pending_handlers
+                    .iter()
+                    .position(|p| p.name == h.name),
+            })
+            .collect(),
+        record: record_parts(record, state_path),
+        keep_going: settings.force_handlers,
+        lock: lock_path.to_string(),
+    }
+}
+
+/// `record` -> its parts (see `RecordParts`): the record without pending handlers, cut
+/// before its closing brace, and each pending handler's JSON.
+fn record_parts(record: &HostState, path: &str) -> RecordParts {
+    let mut bare = record.clone();
+    bare.pending_handlers.clear();
+    let text = bare.to_bytes();
+    let (head, tail) = match text.strip_suffix(b"\n}\n") {
+        Some(head) => (head.to_vec(), b"\n}\n".to_vec()),
+        // Not how serde_json ends a pretty object; keep the record whole, list-less.
+        None => (text.clone(), Vec::new()),
+    };
+    RecordParts {
+        path: path.to_string(),
+        head,
+        pending: record
+            .pending_handlers
+            .iter()
+            .map(|p| serde_json::to_vec(p).unwrap_or_default())
+            .collect(),
+        tail,
+    }
+}
+
+/// What the host said each handler did -> `outcome`'s handler runs and errors.
+fn handler_outcomes(to_run: &[PlannedHandler], done: HandlersDone, outcome: &mut HostOutcome) {
+    let ran = done.ran.len();
+    let mut left = to_run.len();
+    for (h, step) in to_run.iter().zip(done.ran) {
+        let (run, why) = handlers::judge(h, &step.output);
+        outcome.handlers.push(run);
+        match (why, step.recorded) {
+            (Some(why), _) => set_error(outcome, format!("{why} (left pending)")),
+            (None, Err(e)) => {
+                set_error(outcome, format!("recording handler `{}`: {e}", h.name));
             }
+            (None, _) => left -= 1,
         }
     }
-    if outcome.error.is_none() {
-        let (verified, error) = verify::run(&host.verify).await;
-        outcome.verified = verified;
-        outcome.error = error;
+    if done.stopped {
+        set_error(
+            outcome,
+            format!("stopped (interrupted); {left} handler(s) left pending"),
+        );
+    } else if ran == 0 && !to_run.is_empty() {
+        set_error(outcome, "no handler ran (left pending)".to_string());
     }
 }
 

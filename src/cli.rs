@@ -229,6 +229,10 @@ pub struct ApplyArgs {
     /// batch failed). Wins over deploy.yml's `max_fail_percentage:`.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub max_fail_percentage: Option<f64>,
+    /// Print what was done as one JSON document on stdout (per host: files written and
+    /// removed, handlers and their output, errors, round trips); the plan goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// Also print what the checks left alone and why (e.g. a LiteLLM route to a host that
     /// renders no vLLM config).
     #[arg(long, short = 'v')]

@@ -1,4 +1,5 @@
-//! One handler -> run through the host's shell: what it printed and, when it failed, why.
+//! One handler's output -> what it printed and, when it failed, why (the host runs a host's
+//! handlers in one call: `Transport::run_handlers`).
 //! `apply.rs` runs a host's handlers once each, in the order deploy.yml declares them, after
 //! all of that host's files are written; the first that fails fails the host and stops the
 //! later ones (unless `--force-handlers`), and each stays pending in the host's record until
@@ -7,7 +8,7 @@
 use serde::Serialize;
 
 use crate::plan::PlannedHandler;
-use crate::transport::Transport;
+use crate::transport::CommandOutput;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HandlerRun {
@@ -23,33 +24,25 @@ impl HandlerRun {
     }
 }
 
-/// Runs one handler: what it printed (when it could be started) and, when it failed, why.
-pub async fn run_one(
-    transport: &dyn Transport,
-    h: &PlannedHandler,
-) -> (Option<HandlerRun>, Option<String>) {
-    match transport.run(&h.run).await {
-        Ok(out) => {
-            let run = HandlerRun {
-                name: h.name.clone(),
-                status: out.status,
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            };
-            if run.ok() {
-                return (Some(run), None);
-            }
-            let status = run
-                .status
-                .map_or("a signal".to_string(), |s| format!("status {s}"));
-            let detail = run.stderr.trim();
-            let why = if detail.is_empty() {
-                format!("handler `{}` failed with {status}", h.name)
-            } else {
-                format!("handler `{}` failed with {status}: {detail}", h.name)
-            };
-            (Some(run), Some(why))
-        }
-        Err(e) => (None, Some(format!("handler `{}`: {e}", h.name))),
+/// What handler `h` printed and how it ended -> its run and, when it failed, why.
+pub fn judge(h: &PlannedHandler, out: &CommandOutput) -> (HandlerRun, Option<String>) {
+    let run = HandlerRun {
+        name: h.name.clone(),
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if run.ok() {
+        return (run, None);
     }
+    let status = run
+        .status
+        .map_or("a signal".to_string(), |s| format!("status {s}"));
+    let detail = run.stderr.trim();
+    let why = if detail.is_empty() {
+        format!("handler `{}` failed with {status}", h.name)
+    } else {
+        format!("handler `{}` failed with {status}: {detail}", h.name)
+    };
+    (run, Some(why))
 }

@@ -323,6 +323,15 @@ pub fn print_outcomes(outcomes: &[HostOutcome]) {
     anstream::print!("\n{}", outcomes_text(outcomes));
 }
 
+/// `deploy apply --json`: every host's outcome as one JSON document.
+pub fn print_outcomes_json(outcomes: &[HostOutcome]) -> Result<(), Error> {
+    let doc = serde_json::json!({ "format_version": 1, "hosts": outcomes });
+    let text = serde_json::to_string_pretty(&doc)
+        .map_err(|e| Error::usage(format!("cannot write the outcome as JSON: {e}"), None))?;
+    println!("{text}");
+    Ok(())
+}
+
 /// Each check failure (check, host, file, key, what is wrong, what it should be); nothing
 /// when all passed.
 pub fn checks_text(report: &Report) -> String {

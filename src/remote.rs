@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use crate::desired::HostDesired;
 use crate::state::HostState;
-use crate::transport::{self, Connection, ReadResult, SshOptions, Transport};
+use crate::transport::{self, Connection, ReadResult, SshOptions, Transport, TransportError};
 
 /// One host after reading: its open connection (when it could be reached) and its files.
 pub struct Connected {
@@ -151,11 +151,30 @@ pub async fn read_files_and_state(
     Result<ReadResult, String>,
     Result<Option<HostState>, String>,
 ) {
+    let (paths, trees) = read_request(host);
+    judge_read(host, transport.read(&paths, &trees).await)
+}
+
+/// What one read of `host` asks for: its desired paths and then its state record, and the
+/// trees of its removals.
+pub fn read_request(host: &HostDesired) -> (Vec<String>, Vec<String>) {
     let mut paths: Vec<String> = host.files.iter().map(|f| f.dest.clone()).collect();
     paths.push(host.state_path.clone());
     let trees: Vec<String> = host.removals.iter().map(|r| r.root.clone()).collect();
-    match transport.read(&paths, &trees).await {
-        Ok(mut read) if read.files.len() == paths.len() && read.trees.len() == trees.len() => {
+    (paths, trees)
+}
+
+/// The answer to [`read_request`] -> the current files and the state record.
+pub fn judge_read(
+    host: &HostDesired,
+    answer: Result<ReadResult, TransportError>,
+) -> (
+    Result<ReadResult, String>,
+    Result<Option<HostState>, String>,
+) {
+    let (paths, trees) = (host.files.len() + 1, host.removals.len());
+    match answer {
+        Ok(mut read) if read.files.len() == paths && read.trees.len() == trees => {
             let state = read.files.pop().map_or(Ok(None), |f| {
                 HostState::from_remote(&f)
                     .map_err(|e| format!("state record {}: {e}", host.state_path))
@@ -164,9 +183,7 @@ pub async fn read_files_and_state(
         }
         Ok(read) => {
             let why = format!(
-                "asked for {} files and {} trees, the host answered for {} and {}",
-                paths.len(),
-                trees.len(),
+                "asked for {paths} files and {trees} trees, the host answered for {} and {}",
                 read.files.len(),
                 read.trees.len()
             );

@@ -20,6 +20,7 @@ mod powershell;
 mod render_fixtures;
 mod revisions;
 mod rollout;
+mod round_trips;
 mod secrets_age;
 mod secrets_commands;
 mod secrets_run;

@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use deploy::transport::winrm::{
-    BOOTSTRAP, CREATE_SCRIPT, READ_SCRIPT, REMOVE_SCRIPT, WRITE_SCRIPT, handler_script,
+    BOOTSTRAP, CREATE_SCRIPT, HANDLERS_SCRIPT, READ_SCRIPT, REMOVE_SCRIPT, STOP_SCRIPT,
+    WRITE_SCRIPT, handler_script, lock_read_script,
 };
 use regex::Regex;
 use serde_json::Value;
@@ -38,9 +39,12 @@ fn the_winrm_transports_scripts_parse() {
         ("CREATE_SCRIPT", CREATE_SCRIPT),
         ("REMOVE_SCRIPT", REMOVE_SCRIPT),
         ("facts::PS_SCRIPT", deploy::facts::PS_SCRIPT),
+        ("HANDLERS_SCRIPT", HANDLERS_SCRIPT),
+        ("STOP_SCRIPT", STOP_SCRIPT),
     ] {
         assert_parses(name, text);
     }
+    assert_parses("lock_read_script()", &lock_read_script());
 }
 
 #[test]

@@ -751,3 +751,67 @@ fn a_windows_file_over_the_limit_and_a_link_at_a_destination() {
         "do not print\r\n"
     );
 }
+
+/// WS-Man requests per run, as the stand-in received them: (Commands, Creates, all).
+fn requests(server: &StandIn, since: usize) -> (usize, usize, usize) {
+    server.record(|r| {
+        let new = &r.actions[since..];
+        (
+            new.iter().filter(|a| a.as_str() == "Command").count(),
+            new.iter().filter(|a| a.as_str() == "Create").count(),
+            new.len(),
+        )
+    })
+}
+
+#[test]
+fn windows_round_trips_one_shell_one_command_per_step() {
+    let (p, server, c) = windows_project("ok", PASSWORD);
+    // Two handlers: the big file notifies a second one.
+    let manifest = std::fs::read_to_string(p.path().join("hosts/deploy.yml")).expect("manifest");
+    p.manifest(
+        &manifest
+            .replace(
+                "        dest: 'C:\\vllm\\data\\big.txt'\n",
+                "        dest: 'C:\\vllm\\data\\big.txt'\n        notify: restart proxy\n",
+            )
+            .replace(
+                "    handlers:\n",
+                "    handlers:\n      - name: restart proxy\n        run: \"Restart-Stub proxy\"\n",
+            ),
+    );
+    let count = |args: &[&str]| {
+        let since = server.record(|r| r.actions.len());
+        let run = p.run(args).expect(0);
+        (run, requests(&server, since))
+    };
+    let (_, (commands, shells, _)) = count(&["plan"]);
+    assert_eq!((commands, shells), (1, 1), "plan");
+
+    // Read; lock + re-read; write; both handlers, records and unlock: four commands in one
+    // shell, and deploy counts every request the server got but the shell's Delete, sent
+    // as it closes, after the report.
+    let (run, (commands, shells, all)) = count(&["apply", "--yes", "--json"]);
+    assert_eq!((commands, shells), (4, 1), "{}", run.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(
+        doc["hosts"][0]["round_trips"].as_u64(),
+        Some(all as u64 - 1)
+    );
+    assert_eq!(doc["hosts"][0]["handlers"][0]["name"], "restart proxy");
+    assert_eq!(doc["hosts"][0]["handlers"][1]["name"], "restart vllm");
+    assert_eq!(doc["hosts"][0]["handlers"][1]["stdout"], "restarted\r\n");
+    assert_eq!(
+        std::fs::read_to_string(c.join("handlers.log")).expect("handlers ran"),
+        "Restart-Stub proxy\nRestart-Stub ok\n"
+    );
+    assert!(!c.join("C/ProgramData/deploy/lock.json").exists());
+    let record =
+        std::fs::read_to_string(c.join("C/ProgramData/deploy/state.json")).expect("state record");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("record is JSON");
+    assert!(record.get("pending_handlers").is_none(), "{record}");
+
+    let (_, (commands, shells, _)) = count(&["apply", "--yes"]);
+    assert_eq!((commands, shells), (1, 1), "no-change apply");
+    assert!(server.record(|r| r.problems.is_empty()));
+}

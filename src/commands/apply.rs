@@ -67,9 +67,16 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
             ));
         }
     }
-    output::print_plan(&prepared.plan);
+    if args.json {
+        anstream::eprint!("{}", output::plan_text(&prepared.plan));
+    } else {
+        output::print_plan(&prepared.plan);
+    }
     let failed_in_plan = prepared.plan.summary().hosts_failed > 0;
     if !prepared.plan.has_work() {
+        if args.json {
+            output::print_outcomes_json(&apply::untouched(&prepared.plan, &prepared.connected))?;
+        }
         rt.block_on(ops::close(&prepared.connected));
         return Ok(if failed_in_plan {
             ExitCode::from(1)
@@ -123,7 +130,11 @@ pub fn run(global: &Global, args: ApplyArgs) -> Result<ExitCode, Error> {
         return Ok(ExitCode::from(130));
     };
     rt.block_on(ops::close(&prepared.connected));
-    output::print_outcomes(&outcomes);
+    if args.json {
+        output::print_outcomes_json(&outcomes)?;
+    } else {
+        output::print_outcomes(&outcomes);
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else if outcomes.iter().all(|o| o.ok()) {

@@ -277,6 +277,112 @@ impl CommandOutput {
     }
 }
 
+/// What [`Transport::lock_and_read`] found.
+#[derive(Debug)]
+pub enum LockRead {
+    /// This call created the lock and then read the host holding it (`Err`: the lock is
+    /// held, but the read failed).
+    Taken(Result<ReadResult, TransportError>),
+    /// Something already holds the lock: what the lock file holds. Nothing was read.
+    Held(Vec<u8>),
+}
+
+/// One handler of [`Transport::run_handlers`].
+#[derive(Debug, Clone)]
+pub struct HandlerStep {
+    /// The handler's command, run through the host's shell with stdin closed.
+    pub command: String,
+    /// Its entry in [`RecordParts::pending`], dropped from the record once it succeeded.
+    pub pending: Option<usize>,
+}
+
+/// The host's state record cut around its pending handlers, so that the host can put in
+/// place the record without those that succeeded, whichever they are:
+/// `head` + `,\n  "pending_handlers": [` + the entries left joined by `,` + `]` + `tail`
+/// (the list left out when none is left, as the record's own serialization does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordParts {
+    pub path: String,
+    pub head: Vec<u8>,
+    /// Each pending handler's JSON object.
+    pub pending: Vec<Vec<u8>>,
+    pub tail: Vec<u8>,
+}
+
+impl RecordParts {
+    /// The record with the pending entries `left` (indexes into `pending`, in order).
+    pub fn assemble(&self, left: &[usize]) -> Vec<u8> {
+        let mut out = self.head.clone();
+        let entries: Vec<&[u8]> = left
+            .iter()
+            .filter_map(|&i| self.pending.get(i).map(Vec::as_slice))
+            .collect();
+        if !entries.is_empty() {
+            out.extend_from_slice(b",\n  \"pending_handlers\": [");
+            out.extend_from_slice(&entries.join(&b","[..]));
+            out.push(b']');
+        }
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// The record as a file to write (0600, as every record).
+    pub fn write(&self, left: &[usize]) -> WriteFile {
+        WriteFile {
+            path: self.path.clone(),
+            content: self.assemble(left).into(),
+            mode: 0o600,
+            owner: None,
+            group: None,
+            validate: None,
+        }
+    }
+}
+
+/// A host's handlers, in the order they run, and what to do around them.
+#[derive(Debug, Clone)]
+pub struct HandlerBatch {
+    pub steps: Vec<HandlerStep>,
+    /// The record rewritten after each success.
+    pub record: RecordParts,
+    /// Run the later handlers after one failed (`--force-handlers`).
+    pub keep_going: bool,
+    /// The host lock, removed after the handlers whatever happened.
+    pub lock: String,
+}
+
+impl HandlerBatch {
+    /// The file whose presence stops the handlers before the next one starts (see
+    /// [`Transport::request_stop`]).
+    pub fn stop_path(&self) -> String {
+        stop_path(&self.lock)
+    }
+}
+
+/// `lock` -> the stop file beside it.
+pub fn stop_path(lock: &str) -> String {
+    format!("{lock}.stop")
+}
+
+/// What one handler of a [`HandlerBatch`] did.
+#[derive(Debug, Clone)]
+pub struct StepDone {
+    pub output: CommandOutput,
+    /// Whether the record without it was put in place (`Err`: why writing it failed;
+    /// `Ok(false)`: the handler failed, so it stays pending).
+    pub recorded: Result<bool, String>,
+}
+
+/// What [`Transport::run_handlers`] did: the handlers that ran, in order (a failure ends the
+/// list unless `keep_going`), whether it stopped on request before the next one, and
+/// whether the lock was released.
+#[derive(Debug, Clone)]
+pub struct HandlersDone {
+    pub ran: Vec<StepDone>,
+    pub stopped: bool,
+    pub unlocked: Result<(), String>,
+}
+
 /// Why a host could not be reached or did not do what was asked. The text is meant for the
 /// operator; the caller adds the host's name.
 #[derive(Debug, thiserror::Error)]
@@ -599,6 +705,83 @@ pub trait Transport: Send + Sync {
     /// Removes the file at `path`; a missing file is not an error.
     async fn remove(&self, path: &str) -> Result<(), TransportError> {
         Err(TransportError::Unsupported(format!("removing {path}")))
+    }
+
+    /// Takes the host lock (as [`Transport::create_exclusive`]) and, only when this call
+    /// created it, reads as [`Transport::read`], holding it. SSH does both in one round
+    /// trip; the default takes two.
+    async fn lock_and_read(
+        &self,
+        lock: &str,
+        content: &[u8],
+        paths: &[String],
+        trees: &[String],
+    ) -> Result<LockRead, TransportError> {
+        match self.create_exclusive(lock, content).await? {
+            Some(held) => Ok(LockRead::Held(held)),
+            None => Ok(LockRead::Taken(self.read(paths, trees).await)),
+        }
+    }
+
+    /// Runs a host's handlers in order, puts each one's record in place once it succeeded,
+    /// stops at the first failure (unless `keep_going`) or when `stop` says so (checked
+    /// before each handler after the first) or the stop file exists, and removes the lock at
+    /// the end, whatever happened. SSH does all of it in one round trip; the default runs
+    /// each step on its own.
+    async fn run_handlers(
+        &self,
+        run: &HandlerBatch,
+        stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<HandlersDone, TransportError> {
+        let mut done = HandlersDone {
+            ran: Vec::new(),
+            stopped: false,
+            unlocked: Ok(()),
+        };
+        let mut left: Vec<usize> = (0..run.record.pending.len()).collect();
+        for (i, step) in run.steps.iter().enumerate() {
+            if i > 0 && stop() {
+                done.stopped = true;
+                break;
+            }
+            let output = match self.run(&step.command).await {
+                Ok(output) => output,
+                Err(e) => {
+                    done.unlocked = self.remove(&run.lock).await.map_err(|e| e.to_string());
+                    return Err(e);
+                }
+            };
+            let ok = output.success();
+            let recorded = if ok {
+                left.retain(|k| Some(*k) != step.pending);
+                self.write_files(&[run.record.write(&left)])
+                    .await
+                    .map(|()| true)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(false)
+            };
+            let record_failed = recorded.is_err();
+            done.ran.push(StepDone { output, recorded });
+            if record_failed || (!ok && !run.keep_going) {
+                break;
+            }
+        }
+        done.unlocked = self.remove(&run.lock).await.map_err(|e| e.to_string());
+        Ok(done)
+    }
+
+    /// Asks a [`Transport::run_handlers`] running on another session to stop before its
+    /// next handler (Ctrl-C): creates its stop file while the lock is there. The default
+    /// does nothing (its `stop` callback is enough).
+    async fn request_stop(&self, _lock: &str) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// How many round trips to the host this connection has made so far (each exec session,
+    /// each WS-Man command, each password prompt answered); 0 for the controller itself.
+    fn round_trips(&self) -> u64 {
+        0
     }
 
     /// Closes the connection; further calls fail.

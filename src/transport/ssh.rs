@@ -26,7 +26,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,9 +42,10 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 use super::escalation::Become;
 use super::known_hosts::{KnownHosts, Verdict, host_string};
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, Listings, MAX_HELD_LOCK, MAX_TREE_ENTRIES,
-    ReadLimits, ReadResult, RemoteFile, SshOptions, SshTarget, Swept, Transport, TransportError,
-    TreeEntry, WriteFile, relative_to, too_many_entries,
+    CommandOutput, EntryKind, FileOp, FileState, HandlerBatch, HandlersDone, Listings, LockRead,
+    MAX_HELD_LOCK, MAX_TREE_ENTRIES, ReadLimits, ReadResult, RemoteFile, SshOptions, SshTarget,
+    StepDone, Swept, Transport, TransportError, TreeEntry, WriteFile, relative_to, stop_path,
+    too_many_entries,
 };
 
 /// Scripts up to this size go in the exec request (well under Linux's 128 KiB cap on one
@@ -72,6 +73,8 @@ pub struct SshTransport {
     /// What a read takes from the host at most.
     limits: ReadLimits,
     closed: AtomicBool,
+    /// Exec sessions opened and become prompts answered (see [`Transport::round_trips`]).
+    turns: AtomicU64,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -301,6 +304,42 @@ impl SshTransport {
             escalation: target.escalation.resolve(),
             limits: opts.read_limits,
             closed: AtomicBool::new(false),
+            turns: AtomicU64::new(0),
+        })
+    }
+
+    /// The read script's output (from `rest` on) -> what each path and tree holds.
+    fn parse_read(
+        &self,
+        paths: &[String],
+        trees: &[String],
+        out: &CommandOutput,
+        rest: &[u8],
+    ) -> Result<ReadResult, TransportError> {
+        if !out.success() {
+            return Err(TransportError::Io(format!(
+                "reading files on {} failed: {}",
+                self.label,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let context = |e: String| {
+            TransportError::Io(format!(
+                "reading files on {}: {e}{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            ))
+        };
+        let (listed, rest) = if trees.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            parse_list_output(trees, rest).map_err(context)?
+        };
+        let (files, through) = parse_read_output(paths, rest, &self.limits).map_err(context)?;
+        Ok(ReadResult {
+            files,
+            trees: listed,
+            through,
         })
     }
 
@@ -331,6 +370,7 @@ impl SshTransport {
                 self.label
             )));
         }
+        self.turns.fetch_add(1, Ordering::Relaxed);
         let channel = self.handle.channel_open_session().await.map_err(|e| {
             TransportError::Io(format!(
                 "cannot open a session to {}: {}",
@@ -507,6 +547,9 @@ impl SshTransport {
                                         ))
                                     })?;
                                     answered = true;
+                                    // Waiting for sudo's prompt and answering it is a
+                                    // round trip of its own inside the session.
+                                    self.turns.fetch_add(1, Ordering::Relaxed);
                                 }
                                 None => {
                                     let _ = writer.eof().await;
@@ -1377,63 +1420,315 @@ fn create_exclusive_script(path: &str, len: usize) -> String {
     )
 }
 
+/// The read command for `paths` and `trees`: [`list_script`], then [`read_script`] within
+/// `limits`.
+fn read_command(
+    paths: &[String],
+    trees: &[String],
+    limits: &ReadLimits,
+) -> Result<String, TransportError> {
+    let mut script = String::new();
+    if !trees.is_empty() {
+        for t in trees {
+            check_path(t)?;
+        }
+        script.push_str(&list_script(trees));
+    }
+    script.push_str("set --");
+    for p in paths {
+        check_path(p)?;
+        script.push(' ');
+        script.push_str(&sh_quote(p));
+    }
+    script.push_str(&read_script(limits));
+    Ok(script)
+}
+
+/// What a host may send for a read: the files' bytes within the limit, a status and stat
+/// line per path, the listing; more fails the read, unread.
+fn read_cap(paths: &[String], trees: &[String], limits: &ReadLimits) -> usize {
+    let listing = if trees.is_empty() {
+        0
+    } else {
+        MAX_LISTING_BYTES
+    };
+    usize::try_from(limits.host)
+        .unwrap_or(usize::MAX)
+        .saturating_add(paths.len().saturating_mul(3 * MAX_STATUS_LINE))
+        .saturating_add(listing)
+}
+
+/// The lock part of [`Transport::lock_and_read`]'s script, which the read script follows:
+/// creates `lock` exclusively from the `len` bytes on stdin and prints `CREATED` (and removes
+/// a stop file a cancelled run may have left), or prints `HELD` and the lock's content and
+/// exits before reading anything.
+fn lock_script(lock: &str, len: usize) -> String {
+    let (dir, _) = split_path(lock);
+    let l = sh_quote(lock);
+    format!(
+        "umask 077\n\
+         mkdir -p -- {d} || exit 1\n\
+         if ( set -C; : > {l} ) 2>/dev/null; then\n\
+         \x20 head -c {len} >> {l} || {{ rm -f -- {l}; exit 1; }}\n\
+         \x20 rm -f -- {stop}\n\
+         \x20 echo CREATED\n\
+         elif [ -f {l} ]; then\n\
+         \x20 echo HELD\n\
+         \x20 cat -- {l} 2>/dev/null\n\
+         \x20 exit 0\n\
+         else\n\
+         \x20 echo \"cannot create {path_text}\" >&2\n\
+         \x20 exit 1\n\
+         fi\n",
+        d = sh_quote(&dir),
+        stop = sh_quote(&stop_path(lock)),
+        path_text = lock.replace(['"', '\\', '$', '`'], "_"),
+    )
+}
+
+/// The script of [`Transport::run_handlers`]. Its stdin: the record's parts (head, each
+/// pending entry, tail; [`super::RecordParts`]), kept in a private folder. Each handler runs
+/// through `shell` with stdin closed, its output kept in that folder and printed framed
+/// (`H <i> <status> <stdout bytes> <stderr bytes>`, then the bytes); after a success, the
+/// record without the entries of the handlers that succeeded so far goes to a temporary
+/// file beside the record, is checked, fsynced and renamed over it (`R <i> OK`, or
+/// `R <i> FAIL` and the script ends). A failure ends it unless `keep_going`. Before each
+/// handler after the first, an existing stop file ends it (`STOPPED`). The lock and the
+/// stop file are removed on every way out, a hung-up session included.
+fn handlers_script(run: &HandlerBatch, shell: &str) -> String {
+    let lock = sh_quote(&run.lock);
+    let stop = sh_quote(&run.stop_path());
+    let parts = &run.record;
+    let mut s = String::from("umask 077\nset -C\n");
+    s.push_str(&format!(
+        "t=\nd=\nbye() {{ [ -z \"$t\" ] || rm -f -- \"$t\"; [ -z \"$d\" ] || rm -rf -- \"$d\"; \
+         rm -f -- {stop} {lock}; }}\n\
+         trap bye EXIT\ntrap 'exit 129' HUP PIPE TERM INT\n\
+         d=$(mktemp -d \"${{TMPDIR:-/tmp}}/deploy-handlers.XXXXXXXX\") || exit 1\n\
+         head -c {h} > \"$d/head\" || exit 1\n",
+        h = parts.head.len()
+    ));
+    for (k, entry) in parts.pending.iter().enumerate() {
+        s.push_str(&format!(
+            "head -c {} > \"$d/p{k}\" || exit 1\n",
+            entry.len()
+        ));
+    }
+    s.push_str(&format!(
+        "head -c {} > \"$d/tail\" || exit 1\n",
+        parts.tail.len()
+    ));
+    let all: Vec<String> = (0..parts.pending.len()).map(|k| k.to_string()).collect();
+    s.push_str(&format!("left='{}'\n", all.join(" ")));
+    // The record without the entries that succeeded, as `RecordParts::assemble` makes it,
+    // in a temporary file named as a write batch names them (so a sweep finds it).
+    s.push_str(
+        "record() {\n  cat -- \"$d/head\" || return 1\n  if [ -n \"$left\" ]; then\n    \
+         printf ',\\n  \"pending_handlers\": ['\n    sep=\n    \
+         for k in $left; do printf '%s' \"$sep\"; cat -- \"$d/p$k\" || return 1; sep=,; done\n    \
+         printf ']'\n  fi\n  cat -- \"$d/tail\"\n}\n\
+         rec() {\n  t=$1\n  record > \"$t\" || return 1\n  \
+         chmod 600 \"$t\" && { sync -- \"$t\" 2>/dev/null || sync; } && mv -f -- \"$t\" \"$2\" || return 1\n  \
+         t=\n}\n\
+         drop() {\n  n=\n  for k in $left; do [ \"$k\" = \"$1\" ] || n=\"$n $k\"; done\n  left=${n# }\n}\n",
+    );
+    let dest = sh_quote(&parts.path);
+    let (dir, base) = split_path(&parts.path);
+    for (i, step) in run.steps.iter().enumerate() {
+        let tmp = sh_quote(&format!(
+            "{}/.{base}.deploy-{:016x}.tmp",
+            dir.trim_end_matches('/'),
+            rand::random::<u64>()
+        ));
+        if i > 0 {
+            s.push_str(&format!(
+                "if [ -e {stop} ]; then echo STOPPED; exit 0; fi\n"
+            ));
+        }
+        let drop = step
+            .pending
+            .map_or(String::new(), |k| format!("drop {k}; "));
+        s.push_str(&format!(
+            "rm -f -- \"$d/o\" \"$d/e\"\n\
+             ( unset LC_ALL; exec {shell} -c {cmd} ) </dev/null >\"$d/o\" 2>\"$d/e\"; st=$?\n\
+             printf 'H {i} %s %s %s\\n' \"$st\" \"$(($(wc -c < \"$d/o\")))\" \"$(($(wc -c < \"$d/e\")))\"\n\
+             cat -- \"$d/o\" \"$d/e\"\n\
+             if [ \"$st\" -eq 0 ]; then\n\
+             \x20 {drop}if rec {tmp} {dest}; then echo 'R {i} OK'; else echo 'R {i} FAIL'; exit 0; fi\n",
+            cmd = sh_quote(&step.command),
+        ));
+        if !run.keep_going {
+            s.push_str("else\n  echo END\n  exit 0\n");
+        }
+        s.push_str("fi\n");
+    }
+    s.push_str("echo END\n");
+    s
+}
+
+/// The output of [`handlers_script`] -> what each handler did. The lock is released by the
+/// script's exit, so a complete answer means it is gone.
+fn parse_handlers_output(stdout: &[u8]) -> Result<HandlersDone, String> {
+    let mut done = HandlersDone {
+        ran: Vec::new(),
+        stopped: false,
+        unlocked: Ok(()),
+    };
+    let mut rest = stdout;
+    loop {
+        let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+            return Err(format!(
+                "the host's answer ended after {} handler(s)",
+                done.ran.len()
+            ));
+        };
+        let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+        rest = &rest[end + 1..];
+        let fields: Vec<&str> = line.split(' ').collect();
+        match fields.as_slice() {
+            ["END"] => return Ok(done),
+            ["STOPPED"] => {
+                done.stopped = true;
+                return Ok(done);
+            }
+            ["H", i, status, out_len, err_len] => {
+                let parse = |t: &str| t.parse::<usize>().ok();
+                let (Some(i), Some(out_len), Some(err_len)) =
+                    (parse(i), parse(out_len), parse(err_len))
+                else {
+                    return Err(format!("unexpected line {line:?}"));
+                };
+                if i != done.ran.len() {
+                    return Err(format!("handler {i} answered out of order"));
+                }
+                let total = out_len
+                    .checked_add(err_len)
+                    .filter(|t| *t <= rest.len())
+                    .ok_or_else(|| format!("handler {i}'s output was cut"))?;
+                let output = CommandOutput {
+                    // A handler a signal ended shows as 128 + N, as the shell says it.
+                    status: status.parse::<i32>().ok(),
+                    stdout: rest[..out_len].to_vec(),
+                    stderr: rest[out_len..total].to_vec(),
+                };
+                rest = &rest[total..];
+                done.ran.push(StepDone {
+                    output,
+                    recorded: Ok(false),
+                });
+            }
+            ["R", i, verdict] => {
+                let expected = done.ran.len().checked_sub(1);
+                let last = done
+                    .ran
+                    .last_mut()
+                    .filter(|_| i.parse::<usize>().ok() == expected)
+                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
+                last.recorded = if *verdict == "OK" {
+                    Ok(true)
+                } else {
+                    Err("cannot put the state record in place".to_string())
+                };
+                if *verdict != "OK" {
+                    return Ok(done);
+                }
+            }
+            _ => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for SshTransport {
     async fn read(&self, paths: &[String], trees: &[String]) -> Result<ReadResult, TransportError> {
         if paths.is_empty() && trees.is_empty() {
             return Ok(ReadResult::default());
         }
-        let mut script = String::new();
-        if !trees.is_empty() {
-            for t in trees {
-                check_path(t)?;
-            }
-            script.push_str(&list_script(trees));
+        let script = read_command(paths, trees, &self.limits)?;
+        let out = self
+            .run_script_capped(&script, &[], read_cap(paths, trees, &self.limits))
+            .await?;
+        self.parse_read(paths, trees, &out, &out.stdout)
+    }
+
+    async fn lock_and_read(
+        &self,
+        lock: &str,
+        content: &[u8],
+        paths: &[String],
+        trees: &[String],
+    ) -> Result<LockRead, TransportError> {
+        check_path(lock)?;
+        let mut script = lock_script(lock, content.len());
+        script.push_str(&read_command(paths, trees, &self.limits)?);
+        let cap = read_cap(paths, trees, &self.limits).saturating_add(MAX_HELD_LOCK + 64);
+        let out = self.run_script_capped(&script, content, cap).await?;
+        if out.success()
+            && let Some(held) = out.stdout.strip_prefix(b"HELD\n")
+        {
+            return Ok(LockRead::Held(held.to_vec()));
         }
-        script.push_str("set --");
-        for p in paths {
-            check_path(p)?;
-            script.push(' ');
-            script.push_str(&sh_quote(p));
-        }
-        script.push_str(&read_script(&self.limits));
-        // What a host may send for this read: the files' bytes within the limit, a status
-        // and stat line per path, the listing; more fails the read, unread.
-        let listing = if trees.is_empty() {
-            0
-        } else {
-            MAX_LISTING_BYTES
-        };
-        let cap = usize::try_from(self.limits.host)
-            .unwrap_or(usize::MAX)
-            .saturating_add(paths.len().saturating_mul(3 * MAX_STATUS_LINE))
-            .saturating_add(listing);
-        let out = self.run_script_capped(&script, &[], cap).await?;
-        if !out.success() {
-            return Err(TransportError::Io(format!(
-                "reading files on {} failed: {}",
+        match out.stdout.strip_prefix(b"CREATED\n") {
+            Some(rest) => Ok(LockRead::Taken(self.parse_read(paths, trees, &out, rest))),
+            None => Err(TransportError::Io(format!(
+                "cannot create {lock} on {}{}",
                 self.label,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+                stderr_suffix(&out.stderr)
+            ))),
         }
-        let context = |e: String| {
+    }
+
+    async fn run_handlers(
+        &self,
+        run: &HandlerBatch,
+        _stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<HandlersDone, TransportError> {
+        check_path(&run.lock)?;
+        check_path(&run.record.path)?;
+        // As `run`: the login user's shell, or /bin/sh as the become user.
+        let shell = if self.escalation.is_some() {
+            "/bin/sh"
+        } else {
+            "\"${SHELL:-/bin/sh}\""
+        };
+        let script = handlers_script(run, shell);
+        let parts = &run.record;
+        let mut data = parts.head.clone();
+        for entry in &parts.pending {
+            data.extend_from_slice(entry);
+        }
+        data.extend_from_slice(&parts.tail);
+        let out = self.run_script(&script, &data).await?;
+        parse_handlers_output(&out.stdout).map_err(|e| {
             TransportError::Io(format!(
-                "reading files on {}: {e}{}",
+                "running handlers on {}: {e}{}",
                 self.label,
                 stderr_suffix(&out.stderr)
             ))
-        };
-        let (listed, rest) = if trees.is_empty() {
-            (Vec::new(), out.stdout.as_slice())
-        } else {
-            parse_list_output(trees, &out.stdout).map_err(context)?
-        };
-        let (files, through) = parse_read_output(paths, rest, &self.limits).map_err(context)?;
-        Ok(ReadResult {
-            files,
-            trees: listed,
-            through,
         })
+    }
+
+    async fn request_stop(&self, lock: &str) -> Result<(), TransportError> {
+        check_path(lock)?;
+        let script = format!(
+            "if [ -f {l} ]; then : > {s}; fi\n",
+            l = sh_quote(lock),
+            s = sh_quote(&stop_path(lock))
+        );
+        let out = self.run_script(&script, &[]).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io(format!(
+                "cannot ask {} to stop its handlers{}",
+                self.label,
+                stderr_suffix(&out.stderr)
+            )))
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
     }
 
     async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
@@ -1852,6 +2147,179 @@ mod tests {
             matches!(&l[0], Ok(e) if e[1].kind == EntryKind::Unreadable),
             "{l:?}"
         );
+    }
+
+    /// A batch of handlers over `dir`: `commands` in order, each owning pending entry k.
+    fn handler_batch(dir: &std::path::Path, commands: &[&str], keep_going: bool) -> HandlerBatch {
+        let names = ["first", "second", "third"];
+        HandlerBatch {
+            steps: commands
+                .iter()
+                .enumerate()
+                .map(|(k, c)| super::super::HandlerStep {
+                    command: c.to_string(),
+                    pending: Some(k),
+                })
+                .collect(),
+            record: super::super::RecordParts {
+                path: dir.join("state.json").to_string_lossy().into_owned(),
+                head: b"{\n  \"version\": 1,\n  \"commit\": \"c0ffee\"".to_vec(),
+                pending: names[..commands.len()]
+                    .iter()
+                    .map(|n| format!("{{\"name\":\"{n}\",\"since\":\"c0ffee\"}}").into_bytes())
+                    .collect(),
+                tail: b"\n}\n".to_vec(),
+            },
+            keep_going,
+            lock: dir.join("lock.json").to_string_lossy().into_owned(),
+        }
+    }
+
+    /// Runs the handlers script with this machine's sh, as the host would.
+    fn run_handlers_here(batch: &HandlerBatch) -> HandlersDone {
+        let parts = &batch.record;
+        let mut data = parts.head.clone();
+        for e in &parts.pending {
+            data.extend_from_slice(e);
+        }
+        data.extend_from_slice(&parts.tail);
+        let out = run_script(&handlers_script(batch, "/bin/sh"), &data);
+        assert!(out.status.success(), "{out:?}");
+        parse_handlers_output(&out.stdout).expect("parsed")
+    }
+
+    #[test]
+    fn the_handlers_script_records_each_success_on_the_host_and_stops_at_a_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let lock = d.join("lock.json");
+        let log = d.join("log");
+        let log_q = sh_quote(&log.to_string_lossy());
+        let ok = format!("echo one; echo first >> {log_q}");
+        let fails = format!("echo two >&2; echo second >> {log_q}; exit 3");
+        let third = format!("echo third >> {log_q}");
+        let commands = [ok.as_str(), fails.as_str(), third.as_str()];
+        let state = d.join("state.json");
+
+        // Stop at the failure: the first is recorded done, the others stay pending; each
+        // handler's output apart; the lock is gone.
+        std::fs::write(&lock, b"held").expect("lock");
+        let batch = handler_batch(d, &commands, false);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 2, "{done:?}");
+        assert_eq!(done.ran[0].output.stdout, b"one\n");
+        assert_eq!(done.ran[0].output.status, Some(0));
+        assert_eq!(done.ran[0].recorded, Ok(true));
+        assert_eq!(done.ran[1].output.stderr, b"two\n");
+        assert_eq!(done.ran[1].output.status, Some(3));
+        assert_eq!(done.ran[1].recorded, Ok(false));
+        assert!(!done.stopped);
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "first\nsecond\n"
+        );
+        let record = std::fs::read(&state).expect("record");
+        assert_eq!(record, batch.record.assemble(&[1, 2]));
+        let json: serde_json::Value = serde_json::from_slice(&record).expect("JSON");
+        assert_eq!(json["pending_handlers"][0]["name"], "second");
+        assert_eq!(json["pending_handlers"][1]["name"], "third");
+        assert!(!lock.exists(), "lock left");
+
+        // --force-handlers: the third runs too and is recorded; only the failed one stays.
+        std::fs::write(&lock, b"held").expect("lock");
+        let batch = handler_batch(d, &commands, true);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 3, "{done:?}");
+        assert_eq!(done.ran[2].recorded, Ok(true));
+        let record = std::fs::read(&state).expect("record");
+        assert_eq!(record, batch.record.assemble(&[1]));
+        let json: serde_json::Value = serde_json::from_slice(&record).expect("JSON");
+        assert_eq!(json["pending_handlers"].as_array().map(Vec::len), Some(1));
+
+        // All succeed: the record has no pending list at all, as serde writes it.
+        let batch = handler_batch(d, &[ok.as_str(), third.as_str()], false);
+        let done = run_handlers_here(&batch);
+        assert_eq!(done.ran.len(), 2);
+        let record = std::fs::read_to_string(&state).expect("record");
+        assert_eq!(
+            record,
+            "{\n  \"version\": 1,\n  \"commit\": \"c0ffee\"\n}\n"
+        );
+
+        // A stop file (Ctrl-C) ends it after the running handler; the stop file goes too.
+        std::fs::write(&lock, b"held").expect("lock");
+        std::fs::write(batch.stop_path(), b"").expect("stop");
+        let done = run_handlers_here(&handler_batch(d, &commands, false));
+        assert!(done.stopped);
+        assert_eq!(done.ran.len(), 1);
+        assert!(!lock.exists() && !std::path::Path::new(&batch.stop_path()).exists());
+        // Nothing but the record is left beside it (no temporary file).
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["log", "state.json"]);
+    }
+
+    #[test]
+    fn lock_and_read_is_one_script_that_reads_only_when_it_took_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let lock = d.join("sub/lock.json").to_string_lossy().into_owned();
+        let file = d.join("a.conf");
+        std::fs::write(&file, b"alpha\n").expect("file");
+        let paths = vec![file.to_string_lossy().into_owned()];
+        let script = format!(
+            "{}{}",
+            lock_script(&lock, 4),
+            read_command(&paths, &[], &ReadLimits::default()).expect("script")
+        );
+        let out = run_script(&script, b"mine");
+        let rest = out.stdout.strip_prefix(b"CREATED\n").expect("created");
+        let (files, _) = parse_read_output(&paths, rest, &ReadLimits::default()).expect("read");
+        assert!(matches!(&files[0], RemoteFile::Present(f) if f.content == b"alpha\n"));
+        assert_eq!(std::fs::read(&lock).expect("lock"), b"mine");
+        // Held: the holder's bytes, nothing read.
+        let out = run_script(&script, b"next");
+        assert_eq!(out.stdout, b"HELD\nmine");
+    }
+
+    #[test]
+    fn handler_answers_a_host_wrote_never_panic_the_parsers() {
+        let valid: &[&[u8]] = &[
+            b"H 0 0 4 2\nout\nerR 0 OK\nH 1 3 0 5\nfail\nEND\n",
+            b"H 0 0 0 0\nR 0 FAIL\n",
+            b"STOPPED\n",
+            b"H 0 0 b3V0 ZXJy\nR 0 OK\nEND\n",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000u32 {
+            let mut bytes = valid[round as usize % valid.len()].to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % (bytes.len() + 1);
+                match next() % 4 {
+                    0 if at < bytes.len() => bytes[at] = next() as u8,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    2 => bytes.insert(at, b"0123456789 \n-HRE9"[(next() % 17) as usize]),
+                    _ => bytes.truncate(at),
+                }
+            }
+            // Whatever the host wrote: an answer or an error, never a panic.
+            let _ = parse_handlers_output(&bytes);
+            let _ = super::super::winrm::parse_handlers_output(&bytes);
+        }
+        let huge = b"H 0 0 18446744073709551615 1\nx";
+        assert!(parse_handlers_output(huge).is_err());
     }
 
     #[test]

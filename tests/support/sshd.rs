@@ -301,6 +301,11 @@ impl Sshd {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
+
+    /// How many exec sessions sshd has started so far, by its own log.
+    pub fn sessions(&self) -> usize {
+        self.log().matches("Starting session: command").count()
+    }
 }
 
 impl Drop for Sshd {
@@ -381,7 +386,8 @@ fn sshd_config(root: &Path, port: u16, host_keys: &[HostKey]) -> String {
          AllowAgentForwarding no\n\
          AllowTcpForwarding no\n\
          PermitTunnel no\n\
-         # VERBOSE logs each session's command (\"Starting session: command\"), which tests count.\n\
+         # VERBOSE logs one `Starting session: command` line per exec, which the facts and\n\
+         # round-trip tests count.\n\
          LogLevel VERBOSE\n",
         root = root.display()
     ));

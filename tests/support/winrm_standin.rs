@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use deploy::transport::winrm::wsman::{self, Element};
 use deploy::transport::winrm::{
-    BOOTSTRAP, CREATE_MARKER, READ_MARKER, REMOVE_MARKER, WRITE_MARKER,
+    BOOTSTRAP, CREATE_MARKER, HANDLERS_MARKER, LOCK_READ_MARKER, READ_MARKER, REMOVE_MARKER,
+    STOP_MARKER, WRITE_MARKER,
 };
 use sha2::{Digest, Sha256};
 
@@ -395,7 +396,13 @@ fn execute(st: &mut State, cmd: &Command) -> (Vec<u8>, Vec<u8>, i32) {
         st.record.problems.push("no script on stdin".into());
         return (Vec::new(), b"no script on stdin".to_vec(), 1);
     };
-    if real.starts_with(READ_MARKER) {
+    if real.starts_with(LOCK_READ_MARKER) {
+        lock_read(st, &lines)
+    } else if real.starts_with(HANDLERS_MARKER) {
+        handlers(st, &lines)
+    } else if real.starts_with(STOP_MARKER) {
+        stop(st, &lines)
+    } else if real.starts_with(READ_MARKER) {
         read_files(st, &lines)
     } else if real.starts_with(WRITE_MARKER) {
         write_files(st, &lines)
@@ -447,6 +454,118 @@ fn create_exclusive(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
             )
         }
     }
+}
+
+/// The lock-and-read script: the lock script, then (only when it created the lock) the
+/// stop file removed and the read script's answer after `created` and a newline.
+fn lock_read(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let (out, err, code) = create_exclusive(st, lines);
+    if out != b"created" || code != 0 {
+        return (out, err, code);
+    }
+    if let Some(lock) =
+        b64_text(lines.get(1)).and_then(|p| host_path(&st.root, &format!("{p}.stop")))
+    {
+        let _ = std::fs::remove_file(lock);
+    }
+    let first = lines.first().copied().unwrap_or_default();
+    let (read, err, code) = read_files(st, &[first, lines.get(3).copied().unwrap_or_default()]);
+    let mut answer = b"created\n".to_vec();
+    answer.extend_from_slice(&read);
+    (answer, err, code)
+}
+
+fn b64_text(line: Option<&&str>) -> Option<String> {
+    line.and_then(|l| B64.decode(l).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The stop script: `<lock>.stop` created when the lock is there.
+fn stop(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    match b64_text(lines.get(1)).and_then(|p| host_path(&st.root, &p)) {
+        Some(lock) => {
+            if lock.is_file() {
+                let mut stop = lock.into_os_string();
+                stop.push(".stop");
+                let _ = std::fs::write(stop, b"");
+            }
+            (Vec::new(), Vec::new(), 0)
+        }
+        None => (Vec::new(), b"bad path".to_vec(), 1),
+    }
+}
+
+/// The handlers script: each step's handler as `handler` judges it (its script decoded
+/// from the `-EncodedCommand` form), the record without the entries that succeeded so far
+/// written after each success, a failure ending it unless `keep_going`, the stop file
+/// checked before each handler after the first, the lock and stop file deleted at the end.
+fn handlers(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {
+    let Some(b) = json_line(lines.get(1)) else {
+        return (Vec::new(), b"bad handlers request".to_vec(), 1);
+    };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let bytes = |v: &serde_json::Value| B64.decode(text(v)).unwrap_or_default();
+    let (Some(lock), Some(record)) = (
+        host_path(&st.root, &text(&b["lock"])),
+        host_path(&st.root, &text(&b["record"]["path"])),
+    ) else {
+        return (Vec::new(), b"bad path".to_vec(), 1);
+    };
+    let mut stop = lock.clone().into_os_string();
+    stop.push(".stop");
+    let stop = PathBuf::from(stop);
+    let pending: Vec<Vec<u8>> = b["record"]["pending"]
+        .as_array()
+        .map(|a| a.iter().map(bytes).collect())
+        .unwrap_or_default();
+    let mut left: Vec<usize> = (0..pending.len()).collect();
+    let keep_going = b["keep_going"].as_bool().unwrap_or(false);
+    let mut out = String::new();
+    let mut end = "END";
+    for (i, step) in b["steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if i > 0 && stop.exists() {
+            end = "STOPPED";
+            break;
+        }
+        let Some(script) = decode_utf16_b64(&text(&step["command"])) else {
+            st.record.problems.push("bad handler command".into());
+            return (Vec::new(), b"bad handler command".to_vec(), 1);
+        };
+        let (o, e, code) = handler(st, &script);
+        out.push_str(&format!(
+            "H {i} {code} {} {}\n",
+            B64.encode(&o),
+            B64.encode(&e)
+        ));
+        if code == 0 {
+            if let Some(k) = step["pending"].as_u64() {
+                left.retain(|&x| x as u64 != k);
+            }
+            let mut rec = bytes(&b["record"]["head"]);
+            if !left.is_empty() {
+                rec.extend_from_slice(b",\n  \"pending_handlers\": [");
+                let entries: Vec<&[u8]> = left.iter().map(|&k| pending[k].as_slice()).collect();
+                rec.extend_from_slice(&entries.join(&b","[..]));
+                rec.push(b']');
+            }
+            rec.extend_from_slice(&bytes(&b["record"]["tail"]));
+            let _ = std::fs::write(&record, rec);
+            out.push_str(&format!("R {i} OK\n"));
+        } else if !keep_going {
+            break;
+        }
+    }
+    out.push_str(end);
+    out.push('\n');
+    let _ = std::fs::remove_file(&stop);
+    let _ = std::fs::remove_file(&lock);
+    (out.into_bytes(), Vec::new(), 0)
 }
 
 fn remove(st: &mut State, lines: &[&str]) -> (Vec<u8>, Vec<u8>, i32) {

@@ -18,7 +18,7 @@
 //!
 //! The methods are blocking, so callers run them on tokio's blocking pool.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
@@ -129,6 +129,8 @@ pub struct Client {
     session_id: String,
     /// The server's `MaxEnvelopeSizekb` in bytes (default until [`Client::read_config`]).
     max_envelope: AtomicUsize,
+    /// WS-Man requests sent (each a round trip to the host).
+    requests: AtomicU64,
 }
 
 impl Client {
@@ -147,6 +149,7 @@ impl Client {
             config,
             session_id: wsman::uuid(),
             max_envelope: AtomicUsize::new(wsman::DEFAULT_MAX_ENVELOPE),
+            requests: AtomicU64::new(0),
         })
     }
 
@@ -159,6 +162,11 @@ impl Client {
         self.max_envelope.load(Ordering::SeqCst)
     }
 
+    /// How many WS-Man requests this client has sent.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     /// POSTs one envelope and returns the answer's Body.
     fn post(
         &self,
@@ -169,6 +177,7 @@ impl Client {
         selectors: &[(&str, &str)],
         body: &str,
     ) -> Result<Element, ClientError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let message_id = wsman::uuid();
         let header = Header {
             to: &self.config.url,

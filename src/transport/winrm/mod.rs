@@ -42,8 +42,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CommandOutput, EntryKind, FileOp, FileState, MAX_TREE_ENTRIES, ReadLimits, ReadResult,
-    RemoteFile, Swept, Transport, TransportError, TreeEntry,
+    CommandOutput, EntryKind, FileOp, FileState, HandlerBatch, HandlersDone, LockRead,
+    MAX_HELD_LOCK, MAX_TREE_ENTRIES, ReadLimits, ReadResult, RemoteFile, StepDone, Swept, Transport,
+    TransportError, TreeEntry,
 };
 use client::{Client, ClientConfig, ClientError};
 use wsman::ShellOptions;
@@ -413,6 +414,132 @@ foreach ($t in $swept) { [Console]::Out.Write("swept $t`n") }
 exit 0
 "#;
 
+pub const LOCK_READ_MARKER: &str = "# deploy:lock-read v1";
+pub const HANDLERS_MARKER: &str = "# deploy:handlers v1";
+pub const STOP_MARKER: &str = "# deploy:stop v1";
+
+/// stdin line 1: base64 of the lock's path, line 2: base64 of its content, line 3: the
+/// read request of [`READ_SCRIPT`]. Creates the lock only if nothing is there (`CreateNew`)
+/// and then reads as [`READ_SCRIPT`] does, holding it: stdout `created`, a newline and the
+/// read's JSON; or `held ` and the existing lock's bytes in base64, nothing read.
+pub fn lock_read_script() -> String {
+    format!(
+        r#"{LOCK_READ_MARKER}
+param($lines)
+$ErrorActionPreference = 'Stop'
+$p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1]))
+$bytes = [Convert]::FromBase64String($lines[2])
+$dir = [IO.Path]::GetDirectoryName($p)
+if ($dir) {{ [void][IO.Directory]::CreateDirectory($dir) }}
+try {{
+  $fs = [IO.File]::Open($p, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write, [IO.FileShare]::None)
+  try {{ $fs.Write($bytes, 0, $bytes.Length); $fs.Flush($true) }} finally {{ $fs.Dispose() }}
+}} catch [IO.IOException] {{
+  if (-not [IO.File]::Exists($p)) {{ throw }}
+  [Console]::Out.Write('held ' + [Convert]::ToBase64String([IO.File]::ReadAllBytes($p)))
+  exit 0
+}}
+$stop = $p + '.stop'
+if ([IO.File]::Exists($stop)) {{ [IO.File]::Delete($stop) }}
+[Console]::Out.Write("created`n")
+$read = {{
+{READ_SCRIPT}
+}}
+& $read @($lines[0], $lines[3])
+"#
+    )
+}
+
+/// stdin line 1: base64 of a JSON object: `lock`, `record` (`path`, `head`, `pending` (a
+/// list), `tail`, each base64), `steps` (each `command`: the handler's [`handler_script`] in
+/// `-EncodedCommand` form, `pending`: its entry or null) and `keep_going`. Runs each handler
+/// in its own powershell (stdin closed, output captured), prints `H <i> <status> <stdout
+/// base64> <stderr base64>`; after a success writes the record without the entries of the
+/// handlers that succeeded so far (temporary file, `File.Replace`) and prints `R <i> OK` (or
+/// `R <i> FAIL` and ends). A failure ends it unless `keep_going`; a stop file (`<lock>.stop`)
+/// ends it before the next handler (`STOPPED`); else `END`. The lock and the stop file are
+/// deleted on the way out, whatever happened.
+pub const HANDLERS_SCRIPT: &str = r#"# deploy:handlers v1
+param($lines)
+$ErrorActionPreference = 'Stop'
+$b = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1])) | ConvertFrom-Json
+$stop = $b.lock + '.stop'
+$rec = $b.record
+$left = New-Object System.Collections.ArrayList
+for ($k = 0; $k -lt @($rec.pending).Count; $k++) { [void]$left.Add($k) }
+$failed = $false
+try {
+  $i = 0
+  foreach ($step in @($b.steps)) {
+    if ($i -gt 0 -and [IO.File]::Exists($stop)) { [Console]::Out.Write("STOPPED`n"); exit 0 }
+    $psi = New-Object Diagnostics.ProcessStartInfo 'powershell.exe'
+    $psi.Arguments = '-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ' + $step.command
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $proc = [Diagnostics.Process]::Start($psi)
+    $proc.StandardInput.Close()
+    $out = $proc.StandardOutput.ReadToEndAsync()
+    $err = $proc.StandardError.ReadToEndAsync()
+    $proc.WaitForExit()
+    $status = $proc.ExitCode
+    $o = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($out.Result))
+    $e = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($err.Result))
+    [Console]::Out.Write("H $i $status $o $e`n")
+    if ($status -eq 0) {
+      if ($null -ne $step.pending) { $left.Remove([int]$step.pending) }
+      try {
+        $ms = New-Object IO.MemoryStream
+        $part = [Convert]::FromBase64String($rec.head); $ms.Write($part, 0, $part.Length)
+        if ($left.Count -gt 0) {
+          $part = [Text.Encoding]::UTF8.GetBytes(",`n  ""pending_handlers"": ["); $ms.Write($part, 0, $part.Length)
+          $sep = $false
+          foreach ($k in $left) {
+            if ($sep) { $ms.WriteByte(44) }
+            $part = [Convert]::FromBase64String(@($rec.pending)[$k]); $ms.Write($part, 0, $part.Length)
+            $sep = $true
+          }
+          $ms.WriteByte(93)
+        }
+        $part = [Convert]::FromBase64String($rec.tail); $ms.Write($part, 0, $part.Length)
+        $bytes = $ms.ToArray()
+        $dir = [IO.Path]::GetDirectoryName($rec.path)
+        $tmp = [IO.Path]::Combine($dir, '.' + [IO.Path]::GetFileName($rec.path) + '.deploy-' + [Guid]::NewGuid().ToString('N') + '.tmp')
+        $fs = [IO.File]::Open($tmp, [IO.FileMode]::CreateNew, [IO.FileAccess]::Write, [IO.FileShare]::None)
+        try { $fs.Write($bytes, 0, $bytes.Length); $fs.Flush($true) } finally { $fs.Dispose() }
+        if ([IO.File]::Exists($rec.path)) { [IO.File]::Replace($tmp, $rec.path, $null) } else { [IO.File]::Move($tmp, $rec.path) }
+        [Console]::Out.Write("R $i OK`n")
+      } catch {
+        if ($tmp -and [IO.File]::Exists($tmp)) { [IO.File]::Delete($tmp) }
+        [Console]::Error.WriteLine("recording handler ${i}: $($_.Exception.Message)")
+        [Console]::Out.Write("R $i FAIL`n")
+        exit 0
+      }
+    } elseif (-not $b.keep_going) {
+      [Console]::Out.Write("END`n")
+      exit 0
+    }
+    $i++
+  }
+  [Console]::Out.Write("END`n")
+} finally {
+  if ([IO.File]::Exists($stop)) { [IO.File]::Delete($stop) }
+  if ([IO.File]::Exists($b.lock)) { [IO.File]::Delete($b.lock) }
+}
+exit 0
+"#;
+
+/// stdin line 1: base64 of the lock's path. Creates `<lock>.stop` when the lock is there
+/// (asks a running [`HANDLERS_SCRIPT`] to stop before its next handler).
+pub const STOP_SCRIPT: &str = r#"# deploy:stop v1
+param($lines)
+$ErrorActionPreference = 'Stop'
+$p = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($lines[1]))
+if ([IO.File]::Exists($p)) { [IO.File]::WriteAllBytes($p + '.stop', [byte[]]@()) }
+exit 0
+"#;
+
 /// The script a handler command runs as: stop at the first error, and exit with the last
 /// native command's status so a failing script fails the host.
 pub fn handler_script(command: &str) -> String {
@@ -665,38 +792,149 @@ impl Transport for WinRmTransport {
         if paths.is_empty() && trees.is_empty() {
             return Ok(ReadResult::default());
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let limits = self.limits;
-        let ask = serde_json::json!({
-            "paths": paths, "trees": trees, "cap": MAX_TREE_ENTRIES,
-            "maxFile": limits.file, "maxHost": limits.host,
-        });
-        // What the host may send: the files within the limit in base64, JSON around them,
-        // the listing; a server that streams past it fails the read.
-        let listing = if trees.is_empty() {
-            0
-        } else {
-            MAX_LISTING_BYTES
-        };
-        let cap = usize::try_from(limits.host / 3 * 4 + 4)
-            .unwrap_or(usize::MAX)
-            .saturating_add(paths.len().saturating_mul(16 << 10))
-            .saturating_add(listing);
         let out = self
             .script_capped(
                 READ_SCRIPT,
-                vec![b64.encode(ask.to_string().as_bytes())],
-                cap,
+                vec![read_ask(paths, trees, &self.limits)],
+                read_cap(paths, trees, &self.limits),
+            )
+            .await?;
+        self.parse_read(paths, trees, &out, &out.stdout)
+    }
+
+    async fn lock_and_read(
+        &self,
+        lock: &str,
+        content: &[u8],
+        paths: &[String],
+        trees: &[String],
+    ) -> Result<LockRead, TransportError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let lines = vec![
+            b64.encode(lock.as_bytes()),
+            b64.encode(content),
+            read_ask(paths, trees, &self.limits),
+        ];
+        let cap = read_cap(paths, trees, &self.limits).saturating_add(2 * MAX_HELD_LOCK + 64);
+        let out = self.script_capped(&lock_read_script(), lines, cap).await?;
+        if out.success()
+            && let Some(held) = out.stdout.strip_prefix(b"held ")
+        {
+            let held = String::from_utf8_lossy(held);
+            return b64.decode(held.trim()).map(LockRead::Held).map_err(|e| {
+                TransportError::Io(format!("{}: unreadable lock {lock}: {e}", self.label))
+            });
+        }
+        match out.stdout.strip_prefix(b"created\n") {
+            Some(rest) => Ok(LockRead::Taken(self.parse_read(paths, trees, &out, rest))),
+            None if !out.success() => Err(self.failed("creating the lock", &out)),
+            None => Err(TransportError::Io(format!(
+                "{}: the lock script answered something unexpected",
+                self.label
+            ))),
+        }
+    }
+
+    async fn run_handlers(
+        &self,
+        run: &HandlerBatch,
+        _stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<HandlersDone, TransportError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let rec = &run.record;
+        let header = serde_json::json!({
+            "lock": run.lock,
+            "keep_going": run.keep_going,
+            "record": {
+                "path": rec.path,
+                "head": b64.encode(&rec.head),
+                "pending": rec.pending.iter().map(|p| b64.encode(p)).collect::<Vec<_>>(),
+                "tail": b64.encode(&rec.tail),
+            },
+            "steps": run.steps.iter().map(|s| serde_json::json!({
+                "command": encode_command(&handler_script(&s.command)),
+                "pending": s.pending,
+            })).collect::<Vec<_>>(),
+        });
+        let out = self
+            .script(
+                HANDLERS_SCRIPT,
+                vec![b64.encode(header.to_string().as_bytes())],
             )
             .await?;
         if !out.success() {
-            return Err(self.failed("reading files", &out));
+            return Err(self.failed("running handlers", &out));
         }
-        parse_read_answer(paths, trees.len(), &out.stdout, &limits)
-            .map_err(|e| TransportError::Io(format!("{}: {e}", self.label)))
+        parse_handlers_output(&out.stdout)
+            .map_err(|e| TransportError::Io(format!("{}: running handlers: {e}", self.label)))
+    }
+
+    async fn request_stop(&self, lock: &str) -> Result<(), TransportError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let out = self
+            .script(STOP_SCRIPT, vec![b64.encode(lock.as_bytes())])
+            .await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.failed("asking the handlers to stop", &out))
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.client.requests()
+    }
+
+    async fn facts(&self) -> Result<crate::facts::Facts, TransportError> {
+        let out = self.script(crate::facts::PS_SCRIPT, Vec::new()).await?;
+        if !out.success() {
+            return Err(self.failed("gathering facts", &out));
+        }
+        super::facts_answer(&out, crate::facts::parse_windows)
     }
 
     async fn write_batch(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
+        self.write_batch_now(ops).await
+    }
+
+    async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
+        self.run_now(command).await
+    }
+
+    async fn create_exclusive(
+        &self,
+        path: &str,
+        content: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        self.create_exclusive_now(path, content).await
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), TransportError> {
+        self.remove_now(path).await
+    }
+
+    async fn close(&self) {
+        self.close_now().await
+    }
+}
+
+impl WinRmTransport {
+    /// The read script's answer (`stdout` from the JSON on) -> what each path and tree holds.
+    fn parse_read(
+        &self,
+        paths: &[String],
+        trees: &[String],
+        out: &CommandOutput,
+        stdout: &[u8],
+    ) -> Result<ReadResult, TransportError> {
+        if !out.success() {
+            return Err(self.failed("reading files", out));
+        }
+        parse_read_answer(paths, trees.len(), stdout, &self.limits)
+            .map_err(|e| TransportError::Io(format!("{}: {e}", self.label)))
+    }
+
+    async fn write_batch_now(&self, ops: &[FileOp]) -> Result<Swept, TransportError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -745,7 +983,7 @@ impl Transport for WinRmTransport {
             .collect())
     }
 
-    async fn run(&self, command: &str) -> Result<CommandOutput, TransportError> {
+    async fn run_now(&self, command: &str) -> Result<CommandOutput, TransportError> {
         let script = handler_script(command);
         let line_len = encode_command(&script).len() + 80;
         if line_len <= MAX_COMMAND_LINE {
@@ -765,15 +1003,7 @@ impl Transport for WinRmTransport {
         }
     }
 
-    async fn facts(&self) -> Result<crate::facts::Facts, TransportError> {
-        let out = self.script(crate::facts::PS_SCRIPT, Vec::new()).await?;
-        if !out.success() {
-            return Err(self.failed("gathering facts", &out));
-        }
-        super::facts_answer(&out, crate::facts::parse_windows)
-    }
-
-    async fn create_exclusive(
+    async fn create_exclusive_now(
         &self,
         path: &str,
         content: &[u8],
@@ -804,7 +1034,7 @@ impl Transport for WinRmTransport {
         }
     }
 
-    async fn remove(&self, path: &str) -> Result<(), TransportError> {
+    async fn remove_now(&self, path: &str) -> Result<(), TransportError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let out = self
             .script(REMOVE_SCRIPT, vec![b64.encode(path.as_bytes())])
@@ -816,7 +1046,7 @@ impl Transport for WinRmTransport {
         }
     }
 
-    async fn close(&self) {
+    async fn close_now(&self) {
         let shell = self.shell.lock().ok().and_then(|mut s| s.take());
         if let Some(shell) = shell {
             let client = self.client.clone();
@@ -915,6 +1145,86 @@ pub fn parse_read_answer(
         trees,
         through: Vec::new(),
     })
+}
+
+/// The read request line of [`READ_SCRIPT`].
+fn read_ask(paths: &[String], trees: &[String], limits: &ReadLimits) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ask = serde_json::json!({
+        "paths": paths, "trees": trees, "cap": MAX_TREE_ENTRIES,
+        "maxFile": limits.file, "maxHost": limits.host,
+    });
+    b64.encode(ask.to_string().as_bytes())
+}
+
+/// What the host may send for a read: the files within the limit in base64, JSON around
+/// them, the listing; a server that streams past it fails the read.
+fn read_cap(paths: &[String], trees: &[String], limits: &ReadLimits) -> usize {
+    let listing = if trees.is_empty() {
+        0
+    } else {
+        MAX_LISTING_BYTES
+    };
+    usize::try_from(limits.host / 3 * 4 + 4)
+        .unwrap_or(usize::MAX)
+        .saturating_add(paths.len().saturating_mul(16 << 10))
+        .saturating_add(listing)
+}
+
+/// [`HANDLERS_SCRIPT`]'s output -> what each handler did (public for the property tests:
+/// the host writes every byte of it). A complete answer means the lock is gone.
+pub fn parse_handlers_output(stdout: &[u8]) -> Result<HandlersDone, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut done = HandlersDone {
+        ran: Vec::new(),
+        stopped: false,
+        unlocked: Ok(()),
+    };
+    let text = String::from_utf8_lossy(stdout);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.trim_end_matches('\r').split(' ').collect();
+        match fields.as_slice() {
+            ["END"] => return Ok(done),
+            ["STOPPED"] => {
+                done.stopped = true;
+                return Ok(done);
+            }
+            ["H", i, status, out, err] => {
+                if i.parse::<usize>().ok() != Some(done.ran.len()) {
+                    return Err(format!("handler {i} answered out of order"));
+                }
+                let decode = |t: &str| b64.decode(t).map_err(|e| format!("bad base64: {e}"));
+                let stderr = decode(err)?;
+                done.ran.push(StepDone {
+                    output: CommandOutput {
+                        status: status.parse::<i32>().ok(),
+                        stdout: decode(out)?,
+                        stderr: clixml::decode_stderr(&stderr),
+                    },
+                    recorded: Ok(false),
+                });
+            }
+            ["R", i, verdict] => {
+                let expected = done.ran.len().checked_sub(1);
+                let last = done
+                    .ran
+                    .last_mut()
+                    .filter(|_| i.parse::<usize>().ok() == expected)
+                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
+                if *verdict == "OK" {
+                    last.recorded = Ok(true);
+                } else {
+                    last.recorded = Err("cannot put the state record in place".to_string());
+                    return Ok(done);
+                }
+            }
+            _ => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+    Err(format!(
+        "the host's answer ended after {} handler(s)",
+        done.ran.len()
+    ))
 }
 
 fn tree_entry(e: EntryAnswer) -> TreeEntry {
