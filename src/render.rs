@@ -26,6 +26,8 @@
 //!   a container's elements are all resolved then, not one by one.
 
 mod filters;
+mod jinja_tests;
+mod methods;
 mod pyfmt;
 mod yaml;
 
@@ -348,8 +350,9 @@ fn build_env(templates_dir: &Path, ansible_managed: &str) -> Environment<'static
             _ => out.write_str(&py_str(value)).map_err(Error::from),
         }
     });
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(methods::unknown_method_callback);
     filters::register(&mut env);
+    jinja_tests::register(&mut env);
     env.add_global("ansible_managed", ansible_managed.to_string());
     env
 }
