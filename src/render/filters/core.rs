@@ -134,6 +134,13 @@ fn compile(filter: &str, pattern: &str, ignorecase: bool, multiline: bool) -> Re
         .multi_line(multiline)
         .build()
         .map_err(|e| {
+            let e = e.to_string();
+            let e = e
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches("error: ");
             invalid(format!(
                 "{filter}: cannot use the pattern {pattern:?}: {e} (deploy's regular expressions \
                  have no look-around or backreferences)"

@@ -678,3 +678,63 @@ pub(super) fn dict(args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
     }
     Ok(Value::from_pairs(out))
 }
+
+/// Jinja2's `map`: `map(attribute='a.b', default=None)` or `map('filter', *args, **kwargs)`.
+/// minijinja's own drops the keyword arguments of a mapped filter
+/// (`map('password_hash', 'sha512', 'salt', rounds=5000)` would lose `rounds`).
+pub(super) fn map(
+    state: &mut minijinja::State,
+    value: Value,
+    args: Rest<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let args = args.0;
+    let mut pairs: Vec<(String, Value)> = Vec::new();
+    for name in kwargs.args() {
+        pairs.push((name.to_string(), kwargs.get::<Value>(name)?));
+    }
+    let kwarg = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let attribute = kwarg("attribute");
+    let list = if value.is_none() {
+        Vec::new()
+    } else {
+        items(&value, "map")?
+    };
+    if let Some(attribute) = attribute {
+        if !args.is_empty() {
+            return Err(invalid(
+                "map: a filter name and `attribute` cannot both be given",
+            ));
+        }
+        let default = kwarg("default");
+        let mut out = Vec::new();
+        for item in list {
+            let v = get_path(&item, &attribute)?;
+            out.push(match (&default, v.is_undefined()) {
+                (Some(d), true) => d.clone(),
+                _ => v,
+            });
+        }
+        return Ok(Value::from(out));
+    }
+    let Some(name) = args.first().and_then(|n| n.as_str().map(String::from)) else {
+        return Err(invalid(
+            "map: a filter name (a string) or `attribute` is required",
+        ));
+    };
+    let mut out = Vec::new();
+    for item in list {
+        let mut call = vec![item];
+        call.extend(args.iter().skip(1).cloned());
+        if !pairs.is_empty() {
+            call.push(Value::from(pairs.iter().cloned().collect::<Kwargs>()));
+        }
+        out.push(state.apply_filter(&name, &call)?);
+    }
+    Ok(Value::from(out))
+}

@@ -12,10 +12,12 @@
 //! - [`paths`]: `posixpath`/`ntpath` filters and the controller-side ones;
 //! - [`pyrandom`]: Python's Mersenne Twister, for seeded `random`/`shuffle`.
 //!
-//! Refused with an error that says so: `password_hash` (needs passlib under Ansible 2.19),
-//! `to_datetime`, `strftime`, `vault`/`unvault`.
+//! - [`crypt`]: `password_hash` with a given salt (sha512/sha256/md5 crypt, as passlib).
+//!
+//! Refused with an error that says so: `to_datetime`, `strftime`, `vault`/`unvault`.
 
 mod core;
+mod crypt;
 mod data;
 
 pub(crate) use core::{py_rsplit, py_split, type_name};
@@ -25,7 +27,7 @@ mod pyrandom;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use minijinja::value::{Kwargs, ValueKind};
+use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use regex::Regex;
 
@@ -74,6 +76,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("sha1", core::sha1);
     env.add_filter("checksum", core::sha1);
     env.add_filter("to_uuid", core::to_uuid);
+    env.add_filter("password_hash", crypt::password_hash);
     env.add_filter("from_json", core::from_json);
     env.add_filter("from_yaml", core::from_yaml);
     env.add_filter("from_yaml_all", core::from_yaml_all);
@@ -107,6 +110,7 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("min", data::min);
     env.add_filter("max", data::max);
     env.add_function("dict", data::dict);
+    env.add_filter("map", data::map);
 
     env.add_filter("basename", paths::basename);
     env.add_filter("dirname", paths::dirname);
@@ -124,10 +128,6 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("fileglob", paths::fileglob);
 
     for (name, why) in [
-        (
-            "password_hash",
-            "ansible-core 2.19 hashes passwords only through passlib; deploy does not hash them",
-        ),
         ("to_datetime", "deploy has no datetime values"),
         (
             "strftime",
@@ -142,11 +142,14 @@ pub fn register(env: &mut Environment<'static>) {
             "deploy keeps secrets in secrets/*.yml.age, not in Ansible Vault",
         ),
     ] {
-        env.add_filter(name, move |_v: Value| -> Result<Value, Error> {
-            Err(invalid(format!(
-                "the `{name}` filter is not supported: {why}"
-            )))
-        });
+        env.add_filter(
+            name,
+            move |_v: Value, _args: Rest<Value>, _kwargs: Kwargs| -> Result<Value, Error> {
+                Err(invalid(format!(
+                    "the `{name}` filter is not supported: {why}"
+                )))
+            },
+        );
     }
 }
 
