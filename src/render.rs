@@ -11,19 +11,33 @@
 //!   variables are errors (Ansible's strict undefined).
 //! - `{{ value }}` prints like Python's `str()`: `True`, `['a', 1]`, `{'a': 1}`, `1e-05`;
 //!   a bare `None` prints as the empty string (2.19 behaviour).
-//! - Ansible's filters ([`filters`]), Python's str/dict methods (minijinja-contrib's
-//!   pycompat), the `ansible_managed` global (`Ansible managed` unless set).
+//! - Ansible's builtin filters ([`filters`]), its Jinja tests ([`jinja_tests`]) and the
+//!   Python methods templates call on strings, lists and dicts ([`methods`], over
+//!   minijinja-contrib's pycompat); the `ansible_managed` global (`Ansible managed` unless
+//!   set).
 //! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
 //!
 //! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
-//! - The `~` operator and `format` print booleans/None the minijinja way (`true`, `none`);
-//!   `{{ }}`, `string`, `join`, `lower`, `upper`, `trim` and `indent` use Python's `str()`.
+//! - The `~` operator prints booleans/None the minijinja way (`true`, `none`); `{{ }}`,
+//!   `string`, `join`, `lower`, `upper`, `trim`, `indent` and `format` use Python's `str()`.
 //! - `foo.bar | default(x)` with `foo` itself undefined is an error here (minijinja's strict
 //!   mode); Ansible returns `x`.
 //! - The `template_*` variables the `template` module adds (`template_host`,
 //!   `template_path`, ...) are not provided.
 //! - A variable that itself templates to a value is resolved as a whole when first used;
 //!   a container's elements are all resolved then, not one by one.
+//! - `union`, `intersect`, `difference` and `symmetric_difference` keep first-appearance
+//!   order; Ansible lists a Python `set`, whose order for strings changes from run to run.
+//! - Regular expressions (`regex_*`, `match`, `search`) are the `regex` crate's: no
+//!   look-around or backreferences (refused with an error saying so); `\d`, `\w` match
+//!   Unicode as Python's do.
+//! - Refused, with an error that says so: methods that change a value in place (`append`,
+//!   `update`, `pop`, ...; ansible-core 2.19 lets a template change a variable), the tests
+//!   of task results (`failed`, `changed`, ...), `password_hash` without a salt,
+//!   `to_datetime`, `strftime`, `vault`/`unvault`, `version_type='pep440'`.
+//! - `from_json` rejects `NaN`/`Infinity`, which Python's `json.loads` accepts.
+//! - Tuples (`zip`, `splitext`, `dict.items()`) print as lists, as ansible-core 2.19 prints
+//!   them; `type_debug` still says `tuple`.
 
 mod filters;
 mod jinja_tests;

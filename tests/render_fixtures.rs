@@ -275,6 +275,7 @@ fn error_unsupported_filter_test_and_method() {
             "{{ 'ab' | regex_search('(?<=a)b') }}\n",
             "regex_search",
         ),
+        ("refused_width", "{{ 'x'.center(100000000) }}\n", "center"),
     ];
     for (snapshot, source, name) in cases {
         let report = render_error("app.conf.j2", source, vars.clone());

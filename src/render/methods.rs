@@ -10,7 +10,7 @@
 use minijinja::value::{Tuple, ValueKind, from_args};
 use minijinja::{Error, ErrorKind, State, Value};
 
-use super::filters::{py_rsplit, py_split};
+use super::filters::{bounded, py_rsplit, py_split};
 use super::pyfmt::{py_repr, py_str};
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -133,6 +133,7 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Option<Value>,
         }
         "center" | "ljust" | "rjust" => {
             let (width, fill): (usize, Option<String>) = from_args(args)?;
+            let width = bounded(method, width)?;
             let fill = fill_char(fill)?;
             let len = s.chars().count();
             if width <= len {
@@ -151,6 +152,7 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Option<Value>,
         }
         "zfill" => {
             let (width,): (usize,) = from_args(args)?;
+            let width = bounded("zfill", width)?;
             let len = s.chars().count();
             if width <= len {
                 return Ok(Some(Value::from(s)));
@@ -347,7 +349,10 @@ fn apply_spec(v: &Value, spec: &str) -> Result<String, Error> {
             p.push(chars[i]);
             i += 1;
         }
-        precision = p.parse::<usize>().ok();
+        precision = p
+            .parse::<usize>()
+            .ok()
+            .map(|p| p.min(super::filters::MAX_WIDTH));
     }
     let ty = chars.get(i).copied();
     if i + usize::from(ty.is_some()) != chars.len() {
@@ -398,7 +403,7 @@ fn apply_spec(v: &Value, spec: &str) -> Result<String, Error> {
             )));
         }
     };
-    let width: usize = width.parse().unwrap_or(0);
+    let width: usize = bounded("format width", width.parse().unwrap_or(0))?;
     let len = body.chars().count();
     if len >= width {
         return Ok(body);

@@ -80,11 +80,11 @@ pub(super) fn comment(v: Value, style: Option<String>, kwargs: Kwargs) -> Result
     let newline = get("newline")?.unwrap_or_else(|| "\n".into());
     let beginning = get("beginning")?.unwrap_or_else(|| beginning.to_string());
     let prefix = get("prefix")?.unwrap_or_else(|| prepostfix.trim_end().to_string());
-    let prefix_count = count("prefix_count")?;
+    let prefix_count = super::bounded("prefix_count", count("prefix_count")?)?;
     // The style's decoration applies unless `decoration` is given.
     let decoration = get("decoration")?.unwrap_or_else(|| decoration.to_string());
     let postfix = get("postfix")?.unwrap_or_else(|| prepostfix.trim_end().to_string());
-    let postfix_count = count("postfix_count")?;
+    let postfix_count = super::bounded("postfix_count", count("postfix_count")?)?;
     let end = get("end")?.unwrap_or_else(|| end.to_string());
     kwargs.assert_all_used()?;
     let text = text(&v);
@@ -338,6 +338,9 @@ pub(super) fn split(
 pub(super) fn center(v: Value, width: Option<usize>, kwargs: Kwargs) -> Result<String, Error> {
     let width = kwargs.get::<Option<usize>>("width")?.or(width);
     kwargs.assert_all_used()?;
+    if let Some(w) = width {
+        super::bounded("center width", w)?;
+    }
     Ok(center_text(v, width))
 }
 
@@ -1027,7 +1030,7 @@ pub(super) fn format(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Stri
                 p.push(d);
                 chars.next();
             }
-            precision = Some(p.parse().unwrap_or(0));
+            precision = Some(super::bounded("format precision", p.parse().unwrap_or(0))?);
         }
         let conv = chars
             .next()
@@ -1051,7 +1054,7 @@ pub(super) fn format(v: Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Stri
                 .ok_or_else(|| invalid("format: not enough arguments for format string"))?,
         };
         let body = convert(conv, &arg, &flags, precision)?;
-        let width: usize = width.parse().unwrap_or(0);
+        let width: usize = super::bounded("format width", width.parse().unwrap_or(0))?;
         let len = body.chars().count();
         if len >= width {
             out.push_str(&body);

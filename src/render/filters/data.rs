@@ -484,7 +484,10 @@ fn too_many(name: &str) -> Error {
 
 /// `itertools.product(*lists, repeat=1)`.
 pub(super) fn product(first: Value, rest: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
-    let repeat = kwargs.get::<Option<usize>>("repeat")?.unwrap_or(1);
+    let repeat = super::bounded(
+        "product repeat",
+        kwargs.get::<Option<usize>>("repeat")?.unwrap_or(1),
+    )?;
     kwargs.assert_all_used()?;
     let base = lists(first, rest, "product")?;
     let mut pools = Vec::new();

@@ -153,6 +153,20 @@ pub fn register(env: &mut Environment<'static>) {
     }
 }
 
+/// Widest padding and most repetitions a filter or method builds (`center(n)`, `'%*s'`,
+/// `comment(prefix_count=n)`): beyond it a template is refused rather than filling memory.
+pub(crate) const MAX_WIDTH: usize = 1 << 20;
+
+/// `n`, or an error when it is beyond [`MAX_WIDTH`].
+pub(crate) fn bounded(what: &str, n: usize) -> Result<usize, Error> {
+    if n > MAX_WIDTH {
+        return Err(invalid(format!(
+            "{what} {n} is more than deploy builds ({MAX_WIDTH})"
+        )));
+    }
+    Ok(n)
+}
+
 pub(super) fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
