@@ -18,8 +18,9 @@
 //! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
 //!
 //! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
-//! - The `~` operator prints booleans/None the minijinja way (`true`, `none`); `{{ }}`,
-//!   `string`, `join`, `lower`, `upper`, `trim`, `indent` and `format` use Python's `str()`.
+//! - minijinja builtins that deploy does not replace print values the minijinja way; `{{ }}`,
+//!   `~`, `string`, `join`, `lower`, `upper`, `trim`, `indent` and `format` use Python's
+//!   `str()`.
 //! - `foo.bar | default(x)` with `foo` itself undefined is an error here (minijinja's strict
 //!   mode); Ansible returns `x`.
 //! - The `template_*` variables the `template` module adds (`template_host`,

@@ -267,5 +267,24 @@ mod tests {
             "uRmnh1xFD/hsDNo/ekfXRoe8JrtucgmXBz4fWUqshJHpypOKtqfdW9g6tsfpzisMXtggmpT0nExhZAy0CSEpQ."
         );
         assert_eq!(md5_crypt(b"secret", b"abcdefgh"), "cHJi5PXp/ki/ktXzqlk6I1");
+        // Ansible's default rounds, through the filter.
+        let hash = |v: &str, t: &str, s: &str| {
+            password_hash(
+                Value::from(v),
+                Rest(vec![Value::from(t), Value::from(s)]),
+                Kwargs::from_iter(Vec::<(&str, Value)>::new()),
+            )
+            .ok()
+        };
+        assert_eq!(
+            hash("secret", "sha512", "saltsalt").as_deref(),
+            Some(
+                "$6$rounds=656000$saltsalt$Vg7us3Hcq8rplCTNjwvGRwObM2xyfDZZ.XP2YLQ.ii85wAq/psu28uEfoMveNszsQWMgkWRxbZm2mBBlNn3.J0"
+            )
+        );
+        assert_eq!(
+            hash("secret", "sha256", "somesalt").as_deref(),
+            Some("$5$rounds=535000$somesalt$4F9zI6qaFX1ii/U5MYVLpLseNM8Unv2sS/OT/F2/iI2")
+        );
     }
 }
