@@ -11,16 +11,19 @@
 //!   variables are errors (Ansible's strict undefined).
 //! - `{{ value }}` prints like Python's `str()`: `True`, `['a', 1]`, `{'a': 1}`, `1e-05`;
 //!   a bare `None` prints as the empty string (2.19 behaviour).
-//! - Ansible's filters ([`filters`]), Python's str/dict methods (minijinja-contrib's
-//!   pycompat), the `ansible_managed` global (`Ansible managed` unless set).
+//! - Ansible's builtin filters ([`filters`]), its Jinja tests ([`jinja_tests`]) and the
+//!   Python methods templates call on strings, lists and dicts ([`methods`], over
+//!   minijinja-contrib's pycompat); the `ansible_managed` global (`Ansible managed` unless
+//!   set).
 //! - Variables are templated recursively and lazily ([`Renderer::resolve_vars`]).
 //! - A `#jinja2:` first line sets that template's Jinja settings and is not output
 //!   ([`header`]); a header's `newline_sequence` applies to the template's own text only.
 //! - `lookup`/`query`/`q` run Ansible's lookups against the repository ([`lookups`]).
 //!
 //! Known differences from Ansible (no fixture covers them; see also [`filters`], [`yaml`]):
-//! - The `~` operator and `format` print booleans/None the minijinja way (`true`, `none`);
-//!   `{{ }}`, `string`, `join`, `lower`, `upper`, `trim` and `indent` use Python's `str()`.
+//! - minijinja builtins that deploy does not replace print values the minijinja way; `{{ }}`,
+//!   `~`, `string`, `join`, `lower`, `upper`, `trim`, `indent` and `format` use Python's
+//!   `str()`.
 //! - `foo.bar | default(x)` with `foo` itself undefined is an error here (minijinja's strict
 //!   mode); Ansible returns `x`.
 //! - The `template_*` variables the `template` module adds (`template_host`,
@@ -36,9 +39,24 @@
 //! - A `#jinja2:` header in a template that is `include`d is not read (as in Ansible, whose
 //!   overlay applies only to the template rendered), so it is output as text.
 
+//! - `union`, `intersect`, `difference` and `symmetric_difference` keep first-appearance
+//!   order; Ansible lists a Python `set`, whose order for strings changes from run to run.
+//! - Regular expressions (`regex_*`, `match`, `search`) are the `regex` crate's: no
+//!   look-around or backreferences (refused with an error saying so); `\d`, `\w` match
+//!   Unicode as Python's do.
+//! - Refused, with an error that says so: methods that change a value in place (`append`,
+//!   `update`, `pop`, ...; ansible-core 2.19 lets a template change a variable), the tests
+//!   of task results (`failed`, `changed`, ...), `password_hash` without a salt,
+//!   `to_datetime`, `strftime`, `vault`/`unvault`, `version_type='pep440'`.
+//! - `from_json` rejects `NaN`/`Infinity`, which Python's `json.loads` accepts.
+//! - Tuples (`zip`, `splitext`, `dict.items()`) print as lists, as ansible-core 2.19 prints
+//!   them; `type_debug` still says `tuple`.
+
 mod filters;
 mod header;
+mod jinja_tests;
 mod lookups;
+mod methods;
 mod pyfmt;
 mod yaml;
 
@@ -385,9 +403,10 @@ fn build_env(
             _ => out.write_str(&py_str(value)).map_err(Error::from),
         }
     });
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(methods::unknown_method_callback);
     filters::register(&mut env);
     lookups::register(&mut env, shared);
+    jinja_tests::register(&mut env);
     env.add_global("ansible_managed", shared.ansible_managed.clone());
     env
 }

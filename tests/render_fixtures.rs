@@ -574,3 +574,57 @@ fn odd_header_delimiters_never_panic() {
         }
     }
 }
+
+/// What deploy does not offer is an error naming the template, the line and the name, never
+/// a rendering; what it refuses on purpose says so.
+#[test]
+fn error_unsupported_filter_test_and_method() {
+    let vars = serde_json::json!({"users": ["a"], "conf": {"a": 1}, "pw": "x"});
+    let cases = [
+        (
+            "unknown_filter",
+            "a: 1\nb: {{ users | no_such_filter }}\n",
+            "no_such_filter",
+        ),
+        (
+            "unknown_test",
+            "{% if users is no_such_test %}x{% endif %}\n",
+            "no_such_test",
+        ),
+        (
+            "unknown_method",
+            "a: 1\nb: {{ 'x'.no_such_method() }}\n",
+            "no_such_method",
+        ),
+        (
+            "refused_method",
+            "a: 1\n{{ users.append('b') }}\n",
+            "append",
+        ),
+        ("refused_update", "{{ conf.update({'b': 2}) }}\n", "update"),
+        (
+            "refused_filter",
+            "hash: {{ pw | password_hash('sha512') }}\n",
+            "password_hash",
+        ),
+        ("refused_test", "{{ conf is failed }}\n", "failed"),
+        (
+            "refused_regex",
+            "{{ 'ab' | regex_search('(?<=a)b') }}\n",
+            "regex_search",
+        ),
+        ("refused_width", "{{ 'x'.center(100000000) }}\n", "center"),
+    ];
+    for (snapshot, source, name) in cases {
+        let report = render_error("app.conf.j2", source, vars.clone());
+        assert!(
+            report.contains("app.conf.j2:"),
+            "{snapshot}: no template and line: {report}"
+        );
+        assert!(
+            report.contains(name),
+            "{snapshot}: {name} not named: {report}"
+        );
+        insta::assert_snapshot!(format!("error_{snapshot}"), report);
+    }
+}

@@ -43,8 +43,8 @@ use sha2::{Digest, Sha256};
 
 use super::{
     CommandOutput, EntryKind, FileOp, FileState, HandlerBatch, HandlersDone, LockRead,
-    MAX_HELD_LOCK, MAX_TREE_ENTRIES, ReadLimits, ReadResult, RemoteFile, StepDone, Swept, Transport,
-    TransportError, TreeEntry,
+    MAX_HELD_LOCK, MAX_TREE_ENTRIES, ReadLimits, ReadResult, RemoteFile, StepDone, Swept,
+    Transport, TransportError, TreeEntry,
 };
 use client::{Client, ClientConfig, ClientError};
 use wsman::ShellOptions;

@@ -3,13 +3,31 @@
 //! would return.
 //!
 //! Registered by [`register`]. Jinja2 builtins whose minijinja version prints values the
-//! Rust way (`string`, `join`, `lower`, `upper`, `trim`, `indent`, `int`, `bool`) are
-//! replaced, because Python's `str()` of `True` is `True`, not `true`.
+//! Rust way (`string`, `join`, `lower`, `upper`, `trim`, `indent`, `int`, `bool`, `format`)
+//! are replaced, because Python's `str()` of `True` is `True`, not `true`.
+//!
+//! - this file: printing, JSON/YAML out, base64, `regex_replace`, `quote`, `mandatory`;
+//! - [`core`]: text, regex, hashes, uuids, parsing, `urlsplit`, math, sizes, random;
+//! - [`data`]: `combine`, set operations, `flatten`, `zip`, combinatorics, dict/list shapes;
+//! - [`paths`]: `posixpath`/`ntpath` filters and the controller-side ones;
+//! - [`pyrandom`]: Python's Mersenne Twister, for seeded `random`/`shuffle`.
+//!
+//! - [`crypt`]: `password_hash` with a given salt (sha512/sha256/md5 crypt, as passlib).
+//!
+//! Refused with an error that says so: `to_datetime`, `strftime`, `vault`/`unvault`.
+
+mod core;
+mod crypt;
+mod data;
+
+pub(crate) use core::{py_rsplit, py_split, type_name};
+mod paths;
+mod pyrandom;
 
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use minijinja::value::{Kwargs, ValueKind};
+use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use regex::Regex;
 
@@ -40,9 +58,116 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("ternary", ternary);
     env.add_filter("quote", quote);
     env.add_filter("dict2items", dict2items);
+
+    env.add_filter("comment", core::comment);
+    env.add_filter("type_debug", core::type_debug);
+    env.add_filter("regex_search", core::regex_search);
+    env.add_filter("regex_findall", core::regex_findall);
+    env.add_filter("regex_escape", core::regex_escape);
+    env.add_filter("split", core::split);
+    env.add_filter("center", core::center);
+    env.add_filter("replace", core::replace);
+    env.add_filter("truncate", core::truncate);
+    env.add_filter("filesizeformat", core::filesizeformat);
+    env.add_filter("wordcount", core::wordcount);
+    env.add_filter("format", core::format);
+    env.add_filter("hash", core::hash);
+    env.add_filter("md5", core::md5);
+    env.add_filter("sha1", core::sha1);
+    env.add_filter("checksum", core::sha1);
+    env.add_filter("to_uuid", core::to_uuid);
+    env.add_filter("password_hash", crypt::password_hash);
+    env.add_filter("from_json", core::from_json);
+    env.add_filter("from_yaml", core::from_yaml);
+    env.add_filter("from_yaml_all", core::from_yaml_all);
+    env.add_filter("urlsplit", core::urlsplit);
+    env.add_filter("log", core::log);
+    env.add_filter("pow", core::pow);
+    env.add_filter("root", core::root);
+    env.add_filter("human_readable", core::human_readable);
+    env.add_filter("human_to_bytes", core::human_to_bytes);
+    env.add_filter("random", core::random);
+    env.add_filter("urlencode", core::urlencode);
+    env.add_filter("urldecode", core::urldecode);
+    env.add_filter("shuffle", core::shuffle);
+
+    env.add_filter("unique", data::unique);
+    env.add_filter("union", data::union);
+    env.add_filter("intersect", data::intersect);
+    env.add_filter("difference", data::difference);
+    env.add_filter("symmetric_difference", data::symmetric_difference);
+    env.add_filter("flatten", data::flatten);
+    env.add_filter("combine", data::combine);
+    env.add_filter("items2dict", data::items2dict);
+    env.add_filter("subelements", data::subelements);
+    env.add_filter("extract", data::extract);
+    env.add_filter("rekey_on_member", data::rekey_on_member);
+    env.add_filter("zip", data::zip);
+    env.add_filter("zip_longest", data::zip_longest);
+    env.add_filter("product", data::product);
+    env.add_filter("permutations", data::permutations);
+    env.add_filter("combinations", data::combinations);
+    env.add_filter("min", data::min);
+    env.add_filter("max", data::max);
+    env.add_function("dict", data::dict);
+    env.add_filter("map", data::map);
+
+    env.add_filter("basename", paths::basename);
+    env.add_filter("dirname", paths::dirname);
+    env.add_filter("path_join", paths::path_join);
+    env.add_filter("splitext", paths::splitext);
+    env.add_filter("win_basename", paths::win_basename);
+    env.add_filter("win_dirname", paths::win_dirname);
+    env.add_filter("win_splitdrive", paths::win_splitdrive);
+    env.add_filter("normpath", paths::normpath_filter);
+    env.add_filter("commonpath", paths::commonpath);
+    env.add_filter("expanduser", paths::expanduser);
+    env.add_filter("expandvars", paths::expandvars);
+    env.add_filter("realpath", paths::realpath);
+    env.add_filter("relpath", paths::relpath);
+    env.add_filter("fileglob", paths::fileglob);
+
+    for (name, why) in [
+        ("to_datetime", "deploy has no datetime values"),
+        (
+            "strftime",
+            "deploy does not format times (a render would differ every run)",
+        ),
+        (
+            "vault",
+            "deploy keeps secrets in secrets/*.yml.age, not in Ansible Vault",
+        ),
+        (
+            "unvault",
+            "deploy keeps secrets in secrets/*.yml.age, not in Ansible Vault",
+        ),
+    ] {
+        env.add_filter(
+            name,
+            move |_v: Value, _args: Rest<Value>, _kwargs: Kwargs| -> Result<Value, Error> {
+                Err(invalid(format!(
+                    "the `{name}` filter is not supported: {why}"
+                )))
+            },
+        );
+    }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
+/// Widest padding and most repetitions a filter or method builds (`center(n)`, `'%*s'`,
+/// `comment(prefix_count=n)`): beyond it a template is refused rather than filling memory.
+pub(crate) const MAX_WIDTH: usize = 1 << 20;
+
+/// `n`, or an error when it is beyond [`MAX_WIDTH`].
+pub(crate) fn bounded(what: &str, n: usize) -> Result<usize, Error> {
+    if n > MAX_WIDTH {
+        return Err(invalid(format!(
+            "{what} {n} is more than deploy builds ({MAX_WIDTH})"
+        )));
+    }
+    Ok(n)
+}
+
+pub(super) fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
 
