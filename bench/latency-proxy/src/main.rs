@@ -4,7 +4,7 @@
 //! every sshd of the benchmark's fleet.
 //!
 //!     latency-proxy --delay-ms D --out FILE [--quiet-ms Q] [--buffer-kib K] [--no-handshake]
-//!                   --route NAME=LISTEN=UPSTREAM ...
+//!                   [--trace] --route NAME=LISTEN=UPSTREAM ...
 //!
 //! - LISTEN and UPSTREAM are `ip:port`, both loopback (127.0.0.0/8 or ::1): anything else is
 //!   refused. Port 0 in LISTEN takes a free port; the `ready` line says which.
@@ -16,7 +16,9 @@
 //!   so the server's first bytes reach the client 2 RTT after its connect, as they would.
 //!   `--no-handshake` connects at once.
 //! - A half-close is passed on (after D, like the bytes before it).
-//! - Q (default 2 × D) is the quiet gap of the turn count.
+//! - Q (default D) is the quiet gap of the turn count (turns.rs).
+//! - `--trace` adds each connection's first 2000 reads to its `close` line, as
+//!   `[side, ms since the connection opened, bytes, turns so far]` (c = client, s = server).
 //!
 //! FILE gets one JSON object a line: `ready` once listening (with each route's address),
 //! `open` when a client connects, `close` when both directions are done (turns, bytes each
@@ -46,9 +48,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 const MAX_DELAY_MS: f64 = 10_000.0;
 const MAX_ROUTES: usize = 4096;
+const MAX_TRACE: usize = 2000;
 
 const USAGE: &str = "usage: latency-proxy --delay-ms D --out FILE [--quiet-ms Q] \
-[--buffer-kib K] [--no-handshake] --route NAME=LISTEN=UPSTREAM ...";
+[--buffer-kib K] [--no-handshake] [--trace] --route NAME=LISTEN=UPSTREAM ...";
 
 #[derive(Debug)]
 struct Route {
@@ -64,6 +67,7 @@ struct Config {
     /// Buffer slots per direction (each one read of at most CHUNK bytes).
     slots: usize,
     handshake: bool,
+    trace: bool,
     out: String,
     routes: Vec<Route>,
 }
@@ -110,6 +114,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> 
     let (mut delay, mut quiet, mut out) = (None, None, None);
     let mut buffer_kib = 1024usize;
     let mut handshake = true;
+    let mut trace = false;
     let mut routes = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -124,6 +129,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> 
                 };
             }
             "--no-handshake" => handshake = false,
+            "--trace" => trace = true,
             "--route" => {
                 let text = args.next().ok_or("--route needs NAME=LISTEN=UPSTREAM")?;
                 routes.push(parse_route(&text)?);
@@ -142,9 +148,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> 
     }
     Ok(Config {
         delay,
-        quiet: quiet.unwrap_or(delay * 2),
+        quiet: quiet.unwrap_or(delay),
         slots: (buffer_kib * 1024).div_ceil(CHUNK),
         handshake,
+        trace,
         out,
         routes,
     })
@@ -200,11 +207,16 @@ fn json_str(s: &str) -> String {
     out
 }
 
+/// With `--trace`: when the connection opened, and per read (side, since then, bytes, turns
+/// so far).
+type Trace = (Instant, Vec<(Side, Duration, usize, u64)>);
+
 /// One direction's counts, and the connection's turns.
 struct Counts {
     turns: Turns,
     bytes: [u64; 2],
     reads: [u64; 2],
+    trace: Option<Trace>,
 }
 
 fn side_index(side: Side) -> usize {
@@ -252,6 +264,12 @@ fn read_side(
             c.turns.observe(side, at);
             c.bytes[side_index(side)] += n as u64;
             c.reads[side_index(side)] += 1;
+            let turns = c.turns.count();
+            if let Some((opened, events)) = &mut c.trace
+                && events.len() < MAX_TRACE
+            {
+                events.push((side, at.saturating_duration_since(*opened), n, turns));
+            }
             at
         };
         if tx.send(Chunk::Data(at + delay, buf[..n].to_vec())).is_err() {
@@ -283,34 +301,31 @@ fn write_side(rx: Receiver<Chunk>, mut dst: TcpStream, src: TcpStream) {
     }
 }
 
-fn relay(shared: &Shared, client: &TcpStream, upstream: &TcpStream) -> Result<Counts, String> {
-    let counts = Arc::new(Mutex::new(Counts {
-        turns: Turns::new(shared.cfg.quiet),
-        bytes: [0; 2],
-        reads: [0; 2],
-    }));
-    let clone = |s: &TcpStream| {
-        s.try_clone()
-            .map_err(|e| format!("cannot clone a socket: {e}"))
-    };
-    let (up_tx, up_rx) = sync_channel(shared.cfg.slots);
+fn clone(s: &TcpStream) -> Result<TcpStream, String> {
+    s.try_clone()
+        .map_err(|e| format!("cannot clone a socket: {e}"))
+}
+
+/// The connection's bytes both ways, once the upstream connection is open; the client's
+/// reader (started at accept, so the client's first bytes are stamped when they came) is
+/// already running and feeding `up_rx`.
+fn relay(
+    shared: &Shared,
+    client: &TcpStream,
+    upstream: &TcpStream,
+    up_rx: Receiver<Chunk>,
+    counts: &Arc<Mutex<Counts>>,
+) -> Result<[thread::JoinHandle<()>; 3], String> {
     let (down_tx, down_rx) = sync_channel(shared.cfg.slots);
     let delay = shared.cfg.delay;
-    let (c1, c2, c3) = (clone(client)?, clone(client)?, clone(client)?);
+    let (c1, c2) = (clone(client)?, clone(client)?);
     let (u1, u2, u3) = (clone(upstream)?, clone(upstream)?, clone(upstream)?);
-    let (k1, k2) = (counts.clone(), counts.clone());
-    let threads = [
-        thread::spawn(move || read_side(c1, Side::Client, up_tx, k1, delay)),
-        thread::spawn(move || write_side(up_rx, u1, c2)),
-        thread::spawn(move || read_side(u2, Side::Server, down_tx, k2, delay)),
-        thread::spawn(move || write_side(down_rx, c3, u3)),
-    ];
-    for t in threads {
-        let _ = t.join();
-    }
-    Arc::try_unwrap(counts)
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-        .map_err(|_| "a relay thread outlived the connection".to_string())
+    let k = counts.clone();
+    Ok([
+        thread::spawn(move || write_side(up_rx, u1, c1)),
+        thread::spawn(move || read_side(u2, Side::Server, down_tx, k, delay)),
+        thread::spawn(move || write_side(down_rx, c2, u3)),
+    ])
 }
 
 fn serve(shared: Arc<Shared>, route: usize, client: TcpStream, id: u64) {
@@ -326,7 +341,19 @@ fn serve(shared: Arc<Shared>, route: usize, client: TcpStream, id: u64) {
         json_str(&peer),
         shared.since_start_ms(opened)
     ));
+    let counts = Arc::new(Mutex::new(Counts {
+        turns: Turns::new(shared.cfg.delay, shared.cfg.quiet),
+        bytes: [0; 2],
+        reads: [0; 2],
+        trace: shared.cfg.trace.then(|| (opened, Vec::new())),
+    }));
+    let (up_tx, up_rx) = sync_channel(shared.cfg.slots);
+    let mut threads = Vec::new();
     let result = (|| {
+        let (c, k, delay) = (clone(&client)?, counts.clone(), shared.cfg.delay);
+        threads.push(thread::spawn(move || {
+            read_side(c, Side::Client, up_tx, k, delay)
+        }));
         if shared.cfg.handshake {
             sleep_until(opened + shared.cfg.delay * 3);
         }
@@ -336,43 +363,65 @@ fn serve(shared: Arc<Shared>, route: usize, client: TcpStream, id: u64) {
         let upstream = TcpStream::connect_timeout(&r.upstream, CONNECT_TIMEOUT)
             .map_err(|e| format!("upstream {}: {e}", r.upstream))?;
         let _ = upstream.set_nodelay(true);
-        if let Ok(u) = upstream.try_clone() {
-            lock(&shared.live).entry(id).or_default().push(u);
-        }
+        lock(&shared.live)
+            .entry(id)
+            .or_default()
+            .push(clone(&upstream)?);
         if shared.stopping.load(Ordering::SeqCst) {
+            let _ = upstream.shutdown(Shutdown::Both);
             return Err("shutdown".to_string());
         }
-        relay(&shared, &client, &upstream)
+        threads.extend(relay(&shared, &client, &upstream, up_rx, &counts)?);
+        Ok(())
     })();
+    if result.is_err() {
+        // Ends the client's reader, which may wait for bytes that will never be relayed.
+        let _ = client.shutdown(Shutdown::Both);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
     let end = if shared.stopping.load(Ordering::SeqCst) {
         "shutdown".to_string()
     } else {
         match &result {
-            Ok(_) => "closed".to_string(),
+            Ok(()) => "closed".to_string(),
             Err(e) => e.clone(),
         }
     };
-    let (turns, bytes, reads) = match &result {
-        Ok(c) => (c.turns.count(), c.bytes, c.reads),
-        Err(_) => (0, [0; 2], [0; 2]),
+    let c = lock(&counts);
+    let trace = match &c.trace {
+        Some((_, events)) => {
+            let events: Vec<String> = events
+                .iter()
+                .map(|(side, at, n, turns)| {
+                    let side = if *side == Side::Client { "c" } else { "s" };
+                    format!(r#"["{side}",{},{n},{turns}]"#, ms(*at))
+                })
+                .collect();
+            format!(r#","trace":[{}]"#, events.join(","))
+        }
+        None => String::new(),
     };
     shared.record(&format!(
         concat!(
             r#"{{"event":"close","conn":{},"route":{},"turns":{},"client_bytes":{},"#,
             r#""server_bytes":{},"client_reads":{},"server_reads":{},"t_ms":{},"#,
-            r#""duration_ms":{},"end":{}}}"#
+            r#""duration_ms":{},"end":{}{}}}"#
         ),
         id,
         json_str(&r.name),
-        turns,
-        bytes[0],
-        bytes[1],
-        reads[0],
-        reads[1],
+        c.turns.count(),
+        c.bytes[0],
+        c.bytes[1],
+        c.reads[0],
+        c.reads[1],
         shared.since_start_ms(opened),
         ms(opened.elapsed()),
-        json_str(&end)
+        json_str(&end),
+        trace
     ));
+    drop(c);
     lock(&shared.live).remove(&id);
 }
 
@@ -523,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_gap_defaults_to_one_round_trip() {
+    fn quiet_gap_defaults_to_the_one_way_delay() {
         let cfg = args(&[
             "--delay-ms",
             "10",
@@ -534,7 +583,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cfg.delay, Duration::from_millis(10));
-        assert_eq!(cfg.quiet, Duration::from_millis(20));
+        assert_eq!(cfg.quiet, Duration::from_millis(10));
         assert_eq!(cfg.slots, 64);
         assert!(cfg.handshake);
     }
