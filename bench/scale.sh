@@ -27,7 +27,9 @@ read -r -a n_local <<< "${SCALE_LOCAL:-300}"
 
 "$BENCH_HARNESS/setup.sh" >/dev/null
 PY="$BENCH_STATE/venv/bin/python"
-(cd "$REPO" && cargo build --release --quiet --bin deploy)
+# The same targets as run.sh builds: the example brings in the dev-dependencies, whose features
+# change some shared dependencies', so building `--bin deploy` alone would rebuild them all.
+(cd "$REPO" && cargo build --release --quiet --bin deploy --example ssh_floor)
 mkdir -p "$DEPLOY_HOME/.ssh"
 ln -sfn "$BENCH_STATE/known_hosts" "$DEPLOY_HOME/.ssh/known_hosts"
 
