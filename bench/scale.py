@@ -65,7 +65,7 @@ def report(files):
     for scenario in LABELS:
         lines += [f"## {LABELS[scenario]}", "",
                   "| N | wall s | peak MB | CPU s | CPU per host ms | marginal CPU per host ms "
-                  "| runs ok |", "|---:|---:|---:|---:|---:|---:|---|"]
+                  "| runs ok | version | load1 before |", "|---:|---:|---:|---:|---:|---:|---|---|---:|"]
         prev = None
         for n in ns:
             runs = [r for r in by_n[n] if r["scenario"] == scenario]
@@ -76,7 +76,9 @@ def report(files):
             cpu = statistics.median(r["tool_cpu_s"] for r in runs)
             marginal = "-" if prev is None else f"{(cpu - prev[1]) / (n - prev[0]) * 1000:.2f}"
             lines.append(f"| {n} | {wall:.3f} | {peak:.1f} | {cpu:.2f} | {cpu / n * 1000:.2f} | "
-                         f"{marginal} | {sum(r['ok'] for r in runs)}/{len(runs)} |")
+                         f"{marginal} | {sum(r['ok'] for r in runs)}/{len(runs)} | "
+                         f"{runs[0]['version'].split(' ', 2)[-1]} | "
+                         f"{statistics.median(r['load1_before'] for r in runs):.1f} |")
             prev = (n, cpu)
         lines.append("")
     text = "\n".join(lines)
