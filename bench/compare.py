@@ -450,9 +450,10 @@ def cmd_latency_report(args):
              "deploy's wall over the bare SSH floor's (deploy's own client). Round trips/host: "
              "the request-answer turns the proxy counted on a host's connections, summed per "
              "host, median over hosts and runs (connections per host in brackets); a turn is "
-             "server bytes after client bytes with the server quiet for at least one RTT "
-             "before them (bench/latency-proxy/src/turns.rs), so it includes the SSH "
-             "handshake's turns.", "",
+             "server bytes arriving at least RTT/2 after client bytes sent since the previous "
+             "turn (so they can be the answer) with the server quiet for at least RTT/2 before "
+             "them (bench/latency-proxy/src/turns.rs); it includes the SSH handshake's turns, "
+             "which the floor shows on its own.", "",
              f"Load: load average (1 min) before the runs median {statistics.median(loads):.2f}"
              f" (min {min(loads):.2f}, max {max(loads):.2f}); other work kept a median "
              f"{statistics.median(others) if others else 0:.2f} of the 2 cores busy during "
