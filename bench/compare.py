@@ -18,6 +18,11 @@ Environment: BENCH_HARNESS (the harness folder), BENCH_STATE, BENCH_RESULTS (as 
 harness), DEPLOY_BIN (the deploy binary), DEPLOY_REPO (the folder deploy's --repo points
 at; see gen_deploy.py), DEPLOY_HOME (HOME for deploy: its .ssh/known_hosts is the fleet's),
 SSH_FLOOR_BIN (the ssh_floor example), QUIET_WAIT (as for the harness).
+With the latency proxy in front of the fleet (bench/latency.py, run.sh with LATENCY_MS):
+LATENCY_PROXY_LOG (its records; every run's row then gets `proxy`: per host the connections
+and request-answer turns the run made), FLOOR_TSV (the fleet list the floor connects to,
+default BENCH_STATE/fleet.tsv). `compare.py latency-report --rtt-ms MS --out FILE` then
+writes the latency table (wall times, ratios, deploy/floor, round trips per host).
 """
 import argparse
 import importlib.util
@@ -46,6 +51,8 @@ SSH_FLOOR_BIN = Path(os.environ.get("SSH_FLOOR_BIN",
                                     HERE.parent / "target" / "release" / "examples" / "ssh_floor"))
 ORDER = ["deploy", "pyinfra", "ansible"]
 # -e for deploy: the state record (and lock beside it) under each host's root.
+PROXY_LOG = Path(os.environ["LATENCY_PROXY_LOG"]) if os.environ.get("LATENCY_PROXY_LOG") else None
+FLOOR_TSV = Path(os.environ.get("FLOOR_TSV") or STATE / "fleet.tsv")
 STATE_PATH_VAR = '{"deploy_state_path": "{{ root }}/var/lib/deploy/state.json"}'
 
 
@@ -118,6 +125,52 @@ hb.TOOLS["deploy"] = Deploy
 hb.TOOLS["pyinfra"] = Pyinfra
 
 
+def proxy_mark():
+    """Where the latency proxy's records stand now: the next run's start after this."""
+    return PROXY_LOG.stat().st_size if PROXY_LOG is not None and PROXY_LOG.exists() else 0
+
+
+def proxy_collect(offset, hosts, timeout_s=15):
+    """What the latency proxy recorded since `offset`, once every connection opened since
+    then is closed (bounded wait): per host its connections, their request-answer turns and
+    bytes; and the median over `hosts` (a host with no connection counts 0). None without
+    a proxy."""
+    if PROXY_LOG is None:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(PROXY_LOG, "rb") as f:
+            f.seek(offset)
+            data = f.read(64 << 20)
+        lines = data.decode(errors="replace").split("\n")[:-1]  # complete lines only
+        records = [json.loads(line) for line in lines if line.strip()]
+        opened = {r["conn"] for r in records if r.get("event") == "open"}
+        closed = {r["conn"]: r for r in records if r.get("event") == "close"}
+        if opened <= closed.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    per_host = {h: {"conns": 0, "turns": 0, "client_bytes": 0, "server_bytes": 0} for h in hosts}
+    for r in closed.values():
+        h = per_host.setdefault(r["route"], {"conns": 0, "turns": 0, "client_bytes": 0,
+                                             "server_bytes": 0})
+        h["conns"] += 1
+        h["turns"] += r["turns"]
+        h["client_bytes"] += r["client_bytes"]
+        h["server_bytes"] += r["server_bytes"]
+    ends = sorted({r["end"] for r in closed.values()} - {"closed"})
+    return {"turns_per_host": statistics.median(h["turns"] for h in per_host.values()),
+            "conns_per_host": statistics.median(h["conns"] for h in per_host.values()),
+            "max_turns_per_host": max(h["turns"] for h in per_host.values()),
+            "left_open": len(opened - closed.keys()), "other_ends": ends, "hosts": per_host}
+
+
+def proxy_text(proxy):
+    if proxy is None:
+        return ""
+    return (f"  turns/host {proxy['turns_per_host']:g} over {proxy['conns_per_host']:g} conn(s)"
+            + (f" ({proxy['left_open']} left open)" if proxy["left_open"] else ""))
+
+
 def log_name(path):
     try:
         return str(path.relative_to(RESULTS))
@@ -160,8 +213,10 @@ def cmd_run(args):
                 if scenario == "plan_change":
                     hb.set_change(manifest, manifest["change"]["new"])
                 log_path = RESULTS / "logs" / f"{t}-{n}-{n_files}" / f"f{forks}-r{rep}-{scenario}.log"
+                mark = proxy_mark()
                 timing = hb.run_tool(tool, scenario == "plan_change", forks, log_path,
                                      args.quiet_wait, listeners)
+                proxy = proxy_collect(mark, [h["name"] for h in manifest["hosts"]])
                 new_state = hb.snapshot(manifest)
                 checks, reported = hb.check_run(tool, scenario, manifest, log_path.read_text(),
                                                 state, new_state)
@@ -172,6 +227,8 @@ def cmd_run(args):
                        "ok": all(checks.values()), "checks": checks,
                        "reported_changed": reported, "log": log_name(log_path),
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                if proxy is not None:
+                    row["proxy"] = proxy
                 outs[t].write(json.dumps(row) + "\n")
                 outs[t].flush()
                 rows.append(row)
@@ -179,6 +236,7 @@ def cmd_run(args):
                 print(f"  rep {rep} {t:<8} {scenario:<13} {timing['wall_s']:8.3f} s"
                       f"  cpu {timing['total_cpu_s']} s"
                       f"  (other load before {timing['busy_cores_before']:.1f} cores)"
+                      f"{proxy_text(proxy)}"
                       f"  {'ok' if not failed else 'FAILED: ' + ', '.join(failed)}", flush=True)
     for f in outs.values():
         f.close()
@@ -189,21 +247,27 @@ def cmd_run(args):
 def cmd_floor(args):
     """N bare SSH sessions (connect, host key, auth, `true`), all at once: deploy's client
     (the ssh_floor example, deploy's own transport) and OpenSSH's ssh, one process per host."""
-    tsv = STATE / "fleet.tsv"
+    tsv = FLOOR_TSV
     hosts = [line.split("\t") for line in tsv.read_text().splitlines() if line.strip()]
+    names = [h[0] for h in hosts]
     if len(hosts) != args.n:
         sys.exit(f"{len(hosts)} hosts up, not {args.n}")
     key, known = STATE / "client_ed25519", STATE / "known_hosts"
     rows = []
     for rep in range(1, args.reps + 1):
-        busy = hb.busy_cores()
+        busy, load1 = hb.busy_cores(), os.getloadavg()[0]
+        mark = proxy_mark()
         out = subprocess.run([SSH_FLOOR_BIN, tsv, key, known, str(min(args.n, 50))],
                              capture_output=True, text=True, timeout=120)
         res = json.loads(out.stdout) if out.returncode == 0 else {"wall_s": None}
         rows.append({"client": "deploy (russh)", "n": args.n, "rep": rep,
                      "wall_s": res["wall_s"], "ok": out.returncode == 0,
-                     "busy_cores_before": round(busy, 2)})
-        busy = hb.busy_cores()
+                     "busy_cores_before": round(busy, 2), "load1_before": load1})
+        proxy = proxy_collect(mark, names)
+        if proxy is not None:
+            rows[-1]["proxy"] = proxy
+        busy, load1 = hb.busy_cores(), os.getloadavg()[0]
+        mark = proxy_mark()
         t0 = time.perf_counter()
         procs = [subprocess.Popen(
             ["ssh", "-q", "-i", key, "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
@@ -213,14 +277,20 @@ def cmd_floor(args):
         rcs = [p.wait(timeout=120) for p in procs]
         rows.append({"client": "OpenSSH ssh", "n": args.n, "rep": rep,
                      "wall_s": round(time.perf_counter() - t0, 4), "ok": not any(rcs),
-                     "busy_cores_before": round(busy, 2)})
+                     "busy_cores_before": round(busy, 2), "load1_before": load1})
+        proxy = proxy_collect(mark, names)
+        if proxy is not None:
+            rows[-1]["proxy"] = proxy
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f"floor-{args.n}.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps({**r, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
     for client in ("deploy (russh)", "OpenSSH ssh"):
         walls = [r["wall_s"] for r in rows if r["client"] == client and r["ok"]]
+        turns = [r["proxy"]["turns_per_host"] for r in rows if r["client"] == client
+                 and "proxy" in r]
         print(f"  floor N={args.n} {client:<15} median {statistics.median(walls):.3f} s"
+              + (f", turns/host {statistics.median(turns):g}" if turns else "")
               if walls else f"  floor N={args.n} {client}: FAILED")
     return 0 if all(r["ok"] for r in rows) else 1
 
@@ -346,6 +416,101 @@ def cmd_report(_args):
     return 0
 
 
+def turns_cell(runs):
+    """Median round trips (turns) per host, and connections per host, over runs with counts."""
+    runs = [r for r in runs if "proxy" in r]
+    if not runs:
+        return "-"
+    turns = statistics.median(r["proxy"]["turns_per_host"] for r in runs)
+    conns = statistics.median(r["proxy"]["conns_per_host"] for r in runs)
+    return f"{turns:g} ({conns:g})"
+
+
+def cmd_latency_report(args):
+    """The runs through the latency proxy (RESULTS is the folder of one RTT) -> args.out."""
+    rows = [r for r in load_rows("*-*-*.jsonl") if r.get("tool") in ORDER]
+    if not rows:
+        sys.exit(f"no results in {RESULTS}")
+    floors = load_rows("floor-*.jsonl")
+    rtt = args.rtt_ms
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    versions = {r["tool"]: r["version"] for r in rows}
+    loads = [r["load1_before"] for r in rows + floors if r.get("load1_before") is not None]
+    others = [x for x in map(hb.other_load, rows) if x is not None]
+    lines = [f"# deploy vs Ansible vs pyinfra at RTT {rtt:g} ms", "",
+             f"Written {time.strftime('%Y-%m-%d %H:%M %z')} by `bench/compare.py latency-report` "
+             f"at commit {commit}; {os.cpu_count()} cores. Versions: "
+             + "; ".join(versions[t] for t in ORDER if t in versions) + ".", "",
+             f"Every host's sshd behind `bench/latency-proxy`: {rtt / 2:g} ms each way (RTT "
+             f"{rtt:g} ms), the TCP handshake priced (the server sees a connection 1.5 RTT after "
+             "the client's connect), every tool and the floor through the same proxies. "
+             "Median wall seconds per scenario (concurrency min(N, 50) for every tool); "
+             "ratio = deploy / other (× = how many times faster deploy is); deploy/floor = "
+             "deploy's wall over the bare SSH floor's (deploy's own client). Round trips/host: "
+             "the request-answer turns the proxy counted on a host's connections, summed per "
+             "host, median over hosts and runs (connections per host in brackets); a turn is "
+             "server bytes arriving at least RTT/2 after client bytes sent since the previous "
+             "turn (so they can be the answer) with the server quiet for at least RTT/2 before "
+             "them (bench/latency-proxy/src/turns.rs); it includes the SSH handshake's turns, "
+             "which the floor shows on its own.", "",
+             f"Load: load average (1 min) before the runs median {statistics.median(loads):.2f}"
+             f" (min {min(loads):.2f}, max {max(loads):.2f}); other work kept a median "
+             f"{statistics.median(others) if others else 0:.2f} of the 2 cores busy during "
+             "runs. The machine was shared with other agents' builds: these are numbers under "
+             "load.", ""]
+    for n, n_files in sorted({(r["n"], r["files"]) for r in rows}):
+        sel = [r for r in rows if r["n"] == n and r["files"] == n_files]
+        floor_d = median(r["wall_s"] for r in floors
+                         if r["n"] == n and r["client"] == "deploy (russh)" and r["ok"])
+        lines += [f"## N={n} hosts × FILES={n_files}, RTT {rtt:g} ms", "",
+                  "| scenario | deploy | pyinfra | Ansible | deploy/Ansible | deploy/pyinfra "
+                  "| deploy/floor | deploy round trips/host (conns) | pyinfra round trips/host "
+                  "(conns) | Ansible round trips/host (conns) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in hb.SCENARIOS:
+            by = {t: [r for r in sel if r["tool"] == t and r["scenario"] == s and r["ok"]]
+                  for t in ORDER}
+            med = {t: median(r["wall_s"] for r in by[t]) for t in ORDER}
+            d = med["deploy"]
+            lines.append(
+                f"| {hb.LABELS[s]} | {fmt(d, 3)} | {fmt(med['pyinfra'])} | {fmt(med['ansible'])} "
+                f"| {ratio_cell(d, med['ansible'])} | {ratio_cell(d, med['pyinfra'])} "
+                f"| {fmt(d / floor_d if d and floor_d else None)} | {turns_cell(by['deploy'])} "
+                f"| {turns_cell(by['pyinfra'])} | {turns_cell(by['ansible'])} |")
+        parts = []
+        for client in ("deploy (russh)", "OpenSSH ssh"):
+            fr = [r for r in floors if r["n"] == n and r["client"] == client and r["ok"]]
+            if fr:
+                parts.append(f"{client} {median(r['wall_s'] for r in fr):.3f} s, "
+                             f"{turns_cell(fr)} round trips/host")
+        if parts:
+            lines += ["", f"Floor (N={n} bare SSH connect+auth+`true`, all at once, through "
+                      "the proxies): " + "; ".join(parts) + "."]
+        runs = {t: (sum(r["ok"] for r in sel if r["tool"] == t), sum(r["tool"] == t for r in sel),
+                    len({r["rep"] for r in sel if r["tool"] == t})) for t in ORDER}
+        lines += ["", "Runs: " + "; ".join(f"{t} {ok}/{total} ok over {reps} rep(s)"
+                                           for t, (ok, total, reps) in runs.items() if total)
+                  + ". Medians are over the runs that passed the harness's checks.", ""]
+        per_host = {}
+        for r in sel:
+            if r["tool"] == "deploy" and "proxy" in r:
+                counts = sorted({(h["turns"], h["conns"]) for h in r["proxy"]["hosts"].values()})
+                per_host.setdefault(r["scenario"], set()).update(counts)
+        if per_host:
+            lines += ["deploy's round trips per host as counted (every value seen over hosts "
+                      "and runs, as turns/connections):", ""]
+            lines += [f"- {hb.LABELS[s]}: " + ", ".join(f"{t}/{c}" for t, c in
+                                                       sorted(per_host[s]))
+                      for s in hb.SCENARIOS if s in per_host]
+            lines.append("")
+    lines += ["## Harness tables (all tools, through the proxies)", "", hb.format_table(rows), ""]
+    text = "\n".join(lines)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -363,8 +528,12 @@ def main():
     floor.add_argument("n", type=int)
     floor.add_argument("--reps", type=int, default=int(os.environ.get("REPS", 3)))
     sub.add_parser("report")
+    latency = sub.add_parser("latency-report")
+    latency.add_argument("--rtt-ms", type=float, required=True)
+    latency.add_argument("--out", required=True)
     args = ap.parse_args()
-    sys.exit({"run": cmd_run, "floor": cmd_floor, "report": cmd_report}[args.command](args))
+    sys.exit({"run": cmd_run, "floor": cmd_floor, "report": cmd_report,
+              "latency-report": cmd_latency_report}[args.command](args))
 
 
 if __name__ == "__main__":

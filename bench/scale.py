@@ -9,6 +9,10 @@
                                         with gen.py's own functions past its 254-host limit,
                                         into $BENCH_STATE/scale-local
 
+    scale.py report [FILES]             results/scale-local-*-FILES.jsonl -> results/scale-local.md:
+                                        per scenario and N, wall time, peak memory and the
+                                        controller's CPU per host, so growth is visible
+
 Each repetition runs the harness's four scenarios from empty hosts (first apply, no-change
 apply, plan after the group_vars change, apply of it) with the same checks as compare.py,
 and records the peak memory of deploy (GNU time's %M). Results: results/scale-KIND-N-FILES.jsonl.
@@ -25,7 +29,67 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+LABELS = {"apply_first": "(i) first apply", "apply_noop": "(ii) no-change apply",
+          "plan_change": "(iii) plan 1 change", "apply_change": "(iv) apply 1 change"}
+
+
+def report(files):
+    """How deploy's cost grows with N local hosts: scale-local-N-FILES.jsonl for every N."""
+    results = Path(os.environ.get("BENCH_RESULTS", HERE / "results")).resolve()
+    by_n = {}
+    for path in results.glob(f"scale-local-*-{files}.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            by_n[rows[0]["n"]] = rows
+    if not by_n:
+        sys.exit(f"no scale-local-*-{files}.jsonl in {results}")
+    ns = sorted(by_n)
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    every = [r for n in ns for r in by_n[n]]
+    loads = [r["load1_before"] for r in every]
+    busy = [r["busy_cores_before"] for r in every]
+    lines = ["# deploy on N local hosts: growth with the fleet (bench/scale.sh)", "",
+             f"Written {time.strftime('%Y-%m-%d %H:%M %z')} by `bench/scale.py report` at commit "
+             f"{commit}; {os.cpu_count()} cores; versions: "
+             + "; ".join(sorted({r['version'] for r in every})) + ".", "",
+             f"N hosts × {files} files with `ansible_connection=local` (the harness's inventory, "
+             "vars, templates and deploy.yml; each host writes into its own root folder on this "
+             "machine), --forks 50, each repetition from empty hosts. Wall: median seconds; "
+             "peak: the largest max RSS (GNU time) over the repetitions; CPU: deploy's user + "
+             "system seconds (median); per host: CPU / N; marginal: the CPU the hosts added "
+             "since the previous N, per added host (flat = linear growth).", "",
+             f"Load: load average (1 min) before the runs median {statistics.median(loads):.2f} "
+             f"(max {max(loads):.2f}); other work kept a median {statistics.median(busy):.2f} "
+             "of the 2 cores busy just before each run: numbers under load.", ""]
+    for scenario in LABELS:
+        lines += [f"## {LABELS[scenario]}", "",
+                  "| N | wall s | peak MB | CPU s | CPU per host ms | marginal CPU per host ms "
+                  "| runs ok | version | load1 before |", "|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+        prev = None
+        for n in ns:
+            runs = [r for r in by_n[n] if r["scenario"] == scenario]
+            if not runs:
+                continue
+            wall = statistics.median(r["wall_s"] for r in runs)
+            peak = max(r["max_rss_mb"] for r in runs)
+            cpu = statistics.median(r["tool_cpu_s"] for r in runs)
+            marginal = "-" if prev is None else f"{(cpu - prev[1]) / (n - prev[0]) * 1000:.2f}"
+            lines.append(f"| {n} | {wall:.3f} | {peak:.1f} | {cpu:.2f} | {cpu / n * 1000:.2f} | "
+                         f"{marginal} | {sum(r['ok'] for r in runs)}/{len(runs)} | "
+                         f"{runs[0]['version'].split(' ', 2)[-1]} | "
+                         f"{statistics.median(r['load1_before'] for r in runs):.1f} |")
+            prev = (n, cpu)
+        lines.append("")
+    text = "\n".join(lines)
+    (results / "scale-local.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["report"]:
+        sys.exit(report(int(sys.argv[2]) if len(sys.argv) > 2 else 5))
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=["sshd", "local"])
