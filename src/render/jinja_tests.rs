@@ -174,24 +174,7 @@ fn contains(seq: &Value, v: &Value) -> Result<bool, Error> {
 
 /// Scheme and netloc as `urllib.parse.urlparse` splits them; None where it raises.
 fn url_parts(v: &Value) -> Option<(String, String)> {
-    let s = v.as_str()?;
-    let mut rest = s;
-    let mut scheme = String::new();
-    if let Some(i) = rest.find(':')
-        && i > 0
-        && rest[..i].starts_with(|c: char| c.is_ascii_alphabetic())
-        && rest[..i]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
-        scheme = rest[..i].to_ascii_lowercase();
-        rest = &rest[i + 1..];
-    }
-    let mut netloc = "";
-    if let Some(after) = rest.strip_prefix("//") {
-        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        netloc = &after[..end];
-    }
+    let (scheme, netloc, _) = super::filters::split_scheme_netloc(v.as_str()?);
     if netloc.contains('[') != netloc.contains(']') {
         // urlsplit: "Invalid IPv6 URL".
         return None;

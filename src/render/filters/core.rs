@@ -592,13 +592,10 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Python's `urllib.parse.urlsplit` -> Ansible's `urlsplit` dict (keys in `dir()` order), or
-/// one component.
-pub(super) fn urlsplit(v: Value, query: Option<String>, kwargs: Kwargs) -> Result<Value, Error> {
-    let query = kwargs.get::<Option<String>>("query")?.or(query);
-    kwargs.assert_all_used()?;
-    let url = text(&v);
-    let mut rest = url.as_str();
+/// `url` cut as `urllib.parse.urlsplit` cuts it first: the scheme (lowercased; empty when
+/// there is none), the netloc after `//`, and the rest (path, query, fragment).
+pub(in crate::render) fn split_scheme_netloc(url: &str) -> (String, &str, &str) {
+    let mut rest = url;
     let mut scheme = String::new();
     if let Some(i) = rest.find(':')
         && i > 0
@@ -616,6 +613,16 @@ pub(super) fn urlsplit(v: Value, query: Option<String>, kwargs: Kwargs) -> Resul
         netloc = &after[..end];
         rest = &after[end..];
     }
+    (scheme, netloc, rest)
+}
+
+/// Python's `urllib.parse.urlsplit` -> Ansible's `urlsplit` dict (keys in `dir()` order), or
+/// one component.
+pub(super) fn urlsplit(v: Value, query: Option<String>, kwargs: Kwargs) -> Result<Value, Error> {
+    let query = kwargs.get::<Option<String>>("query")?.or(query);
+    kwargs.assert_all_used()?;
+    let url = text(&v);
+    let (scheme, netloc, rest) = split_scheme_netloc(&url);
     let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
     let (path, query_part) = rest.split_once('?').unwrap_or((rest, ""));
     let (userinfo, hostport) = match netloc.rsplit_once('@') {
