@@ -54,7 +54,8 @@ fi
 PY="$BENCH_STATE/venv/bin/python"
 (cd "$REPO" && cargo build --release --quiet --bin deploy --example ssh_floor)
 if [[ -n "$LATENCY_MS" ]]; then
-  (cd "$BENCH/latency-proxy" && cargo build --release --quiet --offline)
+  # Its own workspace and target (latency.py runs it from there, whatever CARGO_TARGET_DIR is).
+  (cd "$BENCH/latency-proxy" && CARGO_TARGET_DIR="$BENCH/latency-proxy/target" cargo build --release --quiet --offline)
 fi
 
 # deploy checks host keys against $HOME/.ssh/known_hosts: a HOME of its own whose
