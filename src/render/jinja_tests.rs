@@ -107,23 +107,7 @@ fn regex_test(v: Value, pattern: String, kwargs: Kwargs, fixed: &str) -> Result<
             )));
         }
     };
-    let re = regex::RegexBuilder::new(&anchored)
-        .case_insensitive(ignorecase)
-        .multi_line(multiline)
-        .build()
-        .map_err(|e| {
-            let e = e.to_string();
-            let e = e
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .trim_start_matches("error: ");
-            invalid(format!(
-                "{match_type}: cannot use the pattern {pattern:?}: {e} (deploy's regular \
-                 expressions have no look-around or backreferences)"
-            ))
-        })?;
+    let re = super::filters::compile_as(&match_type, &anchored, &pattern, ignorecase, multiline)?;
     Ok(re.is_match(&py_str(&v)))
 }
 

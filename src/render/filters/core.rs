@@ -129,7 +129,19 @@ pub(super) fn comment(v: Value, style: Option<String>, kwargs: Kwargs) -> Result
 // --- regular expressions ---------------------------------------------------------------------
 
 fn compile(filter: &str, pattern: &str, ignorecase: bool, multiline: bool) -> Result<Regex, Error> {
-    regex::RegexBuilder::new(pattern)
+    compile_as(filter, pattern, pattern, ignorecase, multiline)
+}
+
+/// `source` compiled for `name` (a filter or test); an error quotes `shown`, the pattern as
+/// the template wrote it (`source` may wrap it in anchors).
+pub(in crate::render) fn compile_as(
+    name: &str,
+    source: &str,
+    shown: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<Regex, Error> {
+    regex::RegexBuilder::new(source)
         .case_insensitive(ignorecase)
         .multi_line(multiline)
         .build()
@@ -142,7 +154,7 @@ fn compile(filter: &str, pattern: &str, ignorecase: bool, multiline: bool) -> Re
                 .trim()
                 .trim_start_matches("error: ");
             invalid(format!(
-                "{filter}: cannot use the pattern {pattern:?}: {e} (deploy's regular expressions \
+                "{name}: cannot use the pattern {shown:?}: {e} (deploy's regular expressions \
                  have no look-around or backreferences)"
             ))
         })

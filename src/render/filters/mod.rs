@@ -20,7 +20,7 @@ mod core;
 mod crypt;
 mod data;
 
-pub(super) use core::split_scheme_netloc;
+pub(super) use core::{compile_as, split_scheme_netloc};
 pub(crate) use core::{py_rsplit, py_split, type_name};
 mod paths;
 mod pyrandom;
