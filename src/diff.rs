@@ -100,13 +100,23 @@ pub fn compare(
     };
     match current {
         RemoteFile::Unusable(why) => Err(Blocked(format!("{}: {why}", desired.dest))),
-        RemoteFile::Symlink(target) => {
-            // Not read through: the link may point anywhere on the host (another user's
-            // secret), and what it points at is not what deploy manages. The write replaces
-            // the link, as Ansible's template does by default.
+        // A link is not read through: it may point anywhere on the host (another user's
+        // secret), and what it points at is not what deploy manages. The write replaces the
+        // link, as Ansible's template does by default; the diff is against nothing, as for a
+        // missing file.
+        RemoteFile::Missing | RemoteFile::Symlink(_) => {
             let mode = desired.mode.unwrap_or(DEFAULT_MODE);
+            let (action, notes) = match current {
+                RemoteFile::Symlink(target) => (
+                    Action::Change,
+                    vec![format!(
+                        "a symbolic link to {target}: will be replaced by a file, its target left as it is"
+                    )],
+                ),
+                _ => (Action::Create, Vec::new()),
+            };
             Ok(FileChange {
-                action: Action::Change,
+                action,
                 content_changed: true,
                 mode: Some(Change {
                     from: None,
@@ -116,25 +126,7 @@ pub fn compare(
                 group: desired.group.clone().map(|to| Change { from: None, to }),
                 diff: Some(diff(None)),
                 final_mode: mode,
-                notes: vec![format!(
-                    "a symbolic link to {target}: will be replaced by a file, its target left as it is"
-                )],
-            })
-        }
-        RemoteFile::Missing => {
-            let mode = desired.mode.unwrap_or(DEFAULT_MODE);
-            Ok(FileChange {
-                action: Action::Create,
-                content_changed: true,
-                mode: Some(Change {
-                    from: None,
-                    to: octal(mode),
-                }),
-                owner: desired.owner.clone().map(|to| Change { from: None, to }),
-                group: desired.group.clone().map(|to| Change { from: None, to }),
-                diff: Some(diff(None)),
-                final_mode: mode,
-                notes: Vec::new(),
+                notes,
             })
         }
         RemoteFile::Present(state) => {
