@@ -10,8 +10,8 @@
 //! ansible-core 2.19's fact collectors derive them (`module_utils/facts/`). An answer is
 //! host input: bounded ([`MAX_ANSWER`]) and parsed defensively.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json, json};
 
@@ -250,13 +250,58 @@ pub fn included(text: &str) -> Vec<String> {
     names
 }
 
-/// Scans the template `name` under `dir` and what it includes (each once, at most 1000
-/// templates), adding to `refs`. A template that cannot be read is skipped: rendering
-/// reports it.
-pub fn scan_template(dir: &Path, name: &str, refs: &mut References) {
+/// What a template and the templates it includes refer to, scanned once per run.
+#[derive(Debug, Clone, Default)]
+struct TemplateScan {
+    any: bool,
+    via_hostvars: bool,
+    date_time: bool,
+    /// The first template of the tree that uses facts.
+    first: Option<String>,
+}
+
+/// The templates under one folder, each scanned (with its includes) the first time a host
+/// gets it: hosts share templates, so a fleet reads each file once, not once per host.
+#[derive(Debug)]
+pub struct TemplateScans {
+    dir: PathBuf,
+    done: HashMap<String, TemplateScan>,
+}
+
+impl TemplateScans {
+    pub fn new(dir: &Path) -> TemplateScans {
+        TemplateScans {
+            dir: dir.to_path_buf(),
+            done: HashMap::new(),
+        }
+    }
+
+    /// Adds what the template `name` and what it includes (each once, at most 1000
+    /// templates) refer to, to `refs`. A template that cannot be read is skipped: rendering
+    /// reports it.
+    fn add(&mut self, name: &str, refs: &mut References) {
+        let dir = &self.dir;
+        let scan = self
+            .done
+            .entry(name.to_string())
+            .or_insert_with(|| scan_tree(dir, name));
+        if scan.any {
+            refs.any = true;
+            refs.via_hostvars |= scan.via_hostvars;
+            if refs.first.is_none() {
+                refs.first.clone_from(&scan.first);
+            }
+        }
+        if scan.date_time {
+            refs.date_time_in.insert(name.to_string());
+        }
+    }
+}
+
+fn scan_tree(dir: &Path, name: &str) -> TemplateScan {
+    let mut out = TemplateScan::default();
     let mut seen = BTreeSet::new();
     let mut todo = vec![name.to_string()];
-    let mut date_time = false;
     while let Some(t) = todo.pop() {
         if seen.len() >= 1000 || !seen.insert(t.clone()) {
             continue;
@@ -266,16 +311,14 @@ pub fn scan_template(dir: &Path, name: &str, refs: &mut References) {
         };
         let (any, dt) = scan(&text);
         if any {
-            refs.any = true;
-            refs.via_hostvars |= text.contains("hostvars");
-            refs.first.get_or_insert_with(|| format!("templates/{t}"));
+            out.any = true;
+            out.via_hostvars |= text.contains("hostvars");
+            out.first.get_or_insert_with(|| format!("templates/{t}"));
         }
-        date_time |= dt;
+        out.date_time |= dt;
         todo.extend(included(&text));
     }
-    if date_time {
-        refs.date_time_in.insert(name.to_string());
-    }
+    out
 }
 
 /// Scans a text that is not a template file (a dest, a handler, a variable's value).
@@ -316,7 +359,7 @@ pub enum Decision {
 pub fn decide(
     manifest: &crate::manifest::Manifest,
     host: &crate::inventory::Host,
-    templates: &Path,
+    templates: &mut TemplateScans,
 ) -> (Decision, References) {
     use crate::manifest::Content;
     let mut refs = References::default();
@@ -335,7 +378,7 @@ pub fn decide(
         }
         for f in &spec.files {
             if let Content::Template(t) = f.content() {
-                scan_template(templates, &t.value, &mut refs);
+                templates.add(&t.value, &mut refs);
             }
             scan_text(
                 &f.dest.value,

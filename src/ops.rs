@@ -274,13 +274,13 @@ struct HostFacts {
 
 impl HostFacts {
     fn decide(loaded: &Loaded) -> HostFacts {
-        let templates = loaded.source.dir.join("templates");
+        let mut templates = facts::TemplateScans::new(&loaded.source.dir.join("templates"));
         let mut out = HostFacts::default();
         for name in &loaded.names {
             let Some(host) = loaded.inventory.hosts.get(name) else {
                 continue;
             };
-            let (decision, refs) = facts::decide(&loaded.manifest, host, &templates);
+            let (decision, refs) = facts::decide(&loaded.manifest, host, &mut templates);
             out.decisions.insert(name.clone(), decision);
             out.refs.insert(name.clone(), refs);
         }
