@@ -617,6 +617,7 @@ groups:
         all.contains(r"validate of C:\vllm\config.yml failed on deployer@127.0.0.1"),
         "{all}"
     );
+    assert!(all.contains("failed wintermute"), "{all}");
     assert!(all.contains("served name missing in"), "{all}");
     assert!(all.contains("nothing was replaced"), "{all}");
     assert_eq!(
