@@ -205,6 +205,9 @@ pub async fn prepare(opts: &Options) -> Result<Prepared, Error> {
     let reads = connected.iter().map(|c| (&c.current, &c.state));
     let mut plan = Plan::build(&desired, reads, &masker);
     plan.commit = commit;
+    for (host, conn) in plan.hosts.iter_mut().zip(&connected) {
+        host.round_trips = conn.transport.as_deref().map_or(0, |t| t.round_trips());
+    }
     Ok(Prepared {
         desired,
         connected,

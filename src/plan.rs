@@ -42,6 +42,9 @@ pub struct HostPlan {
     /// `ansible_date_time` differs on every run).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The requests the plan made of the host, its facts and the read
+    /// (`Transport::round_trips`; 0 for the controller itself).
+    pub round_trips: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +170,7 @@ impl HostPlan {
             error: Some(why),
             deployed_commit: None,
             notes: Vec::new(),
+            round_trips: 0,
         }
     }
 
@@ -292,6 +296,7 @@ impl HostPlan {
             error: None,
             deployed_commit: state.map(|s| s.commit.clone()),
             notes: desired.notes.iter().map(|n| masker.mask(n)).collect(),
+            round_trips: 0,
         }
     }
 

@@ -141,6 +141,20 @@ fn sessions(server: &Sshd) -> usize {
     server.log().matches("Starting session: command").count()
 }
 
+/// `deploy plan --json` of the one host: its JSON text and the requests the plan made of it
+/// (facts, read), once sshd's log showed they went over one channel.
+fn plan_trips(p: &Project, server: &Sshd) -> (String, u64) {
+    let before = sessions(server);
+    let run = p.run(&["plan", "--json"]).expect(0);
+    assert_eq!(sessions(server) - before, 1, "{}", server.log());
+    let doc: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.stdout));
+    let trips = doc["hosts"][0]["round_trips"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no round_trips: {doc}"));
+    (run.stdout, trips)
+}
+
 fn ssh_project(server: &Sshd, manifest: &str) -> Project {
     let p = Project::new();
     std::fs::copy(server.known_hosts(), p.path().join("home/known_hosts")).expect("known_hosts");
@@ -173,8 +187,8 @@ fn ssh_facts_equal_ansible_setup_on_the_same_sshd_host() {
     p.template("facts.json.j2", &facts_template());
     let before = sessions(&server);
     let run = p.run(&["apply", "--yes"]).expect(0);
-    // The facts command, then the read, the lock, the write...: the facts came first.
-    assert!(sessions(&server) > before + 1, "{}", server.log());
+    // The facts, then the read, the lock, the write: one channel.
+    assert_eq!(sessions(&server) - before, 1, "{}", server.log());
     assert!(
         run.stdout
             .contains("templates/facts.json.j2 uses ansible_date_time"),
@@ -227,28 +241,18 @@ fn a_host_whose_templates_use_no_facts_gets_no_facts_command() {
         "facts.json.j2",
         "{{ inventory_hostname }} {{ ansible_managed | default('x') }} {{ ansible_host }}\n",
     );
-    let before = sessions(&server);
     let run = p.run(&["plan"]).expect(0);
-    assert_eq!(
-        sessions(&server) - before,
-        1,
-        "plan without facts is one command (the read):\n{}\n{}",
-        run.stdout,
-        server.log()
-    );
     assert!(!run.stdout.contains("note:"), "{}", run.stdout);
+    let (json, trips) = plan_trips(&p, &server);
+    assert_eq!(
+        trips, 1,
+        "plan without facts is one request (the read):\n{json}"
+    );
 
     // The same host, its template using one fact: one more command, the facts.
     p.template("facts.json.j2", "{{ ansible_hostname }}\n");
-    let before = sessions(&server);
-    let run = p.run(&["plan"]).expect(0);
-    assert_eq!(
-        sessions(&server) - before,
-        2,
-        "{}\n{}",
-        run.stdout,
-        server.log()
-    );
+    let (json, trips) = plan_trips(&p, &server);
+    assert_eq!(trips, 2, "{json}");
     let hostname = String::from_utf8(
         Command::new("uname")
             .arg("-n")
@@ -263,7 +267,7 @@ fn a_host_whose_templates_use_no_facts_gets_no_facts_command() {
         .next()
         .unwrap_or_default()
         .to_string();
-    assert!(run.stdout.contains(&format!("+{short}")), "{}", run.stdout);
+    assert!(json.contains(&format!("+{short}")), "{json}");
 
     // A variable that templates to a fact counts too.
     p.file(
@@ -271,14 +275,9 @@ fn a_host_whose_templates_use_no_facts_gets_no_facts_command() {
         "where: \"{{ ansible_nodename }}\"\n",
     );
     p.template("facts.json.j2", "{{ where }}\n");
-    let before = sessions(&server);
-    let run = p.run(&["plan"]).expect(0);
-    assert_eq!(sessions(&server) - before, 2, "{}", run.stdout);
-    assert!(
-        run.stdout.contains(&format!("+{}", hostname.trim())),
-        "{}",
-        run.stdout
-    );
+    let (json, trips) = plan_trips(&p, &server);
+    assert_eq!(trips, 2, "{json}");
+    assert!(json.contains(&format!("+{}", hostname.trim())), "{json}");
 }
 
 #[test]
@@ -323,9 +322,8 @@ groups:
         "groups:\n  all:\n    gather_facts: true\n    files:\n      - template: motd.j2\n        dest: \"{{ root }}/motd\"\n",
     );
     p.template("motd.j2", "welcome\n");
-    let before = sessions(&server);
-    p.run(&["plan"]).expect(0);
-    assert_eq!(sessions(&server) - before, 2, "{}", server.log());
+    let (json, trips) = plan_trips(&p, &server);
+    assert_eq!(trips, 2, "{json}");
 }
 
 #[test]

@@ -2,22 +2,26 @@
 //!
 //! In: an [`SshTarget`] (address, port, user, optional key file) and the run's [`SshOptions`]
 //! (known_hosts files, accept-new, home, connect timeout). Out: an [`SshTransport`] that
-//! implements [`Transport`] over a single authenticated SSH connection, each operation on its
-//! own exec channel multiplexed on that connection:
+//! implements [`Transport`] over a single authenticated SSH connection.
 //!
-//! - `read`: one channel for all paths and trees; a POSIX sh script reports what each path
+//! Every script runs on one long-lived channel, the session: the first script opens it with
+//! a small POSIX sh loop ([`session_script`], under become when it is on, whose password
+//! prompt is answered once), and each later script is one request on it (a header line,
+//! the script, its stdin) and one answer (its stdout and stderr up to an end marker, and its
+//! exit status). A new channel would cost three round trips (open, exec, answer); a request
+//! costs one. A session out of step (a cut, a host past its output cap) is dropped; the next
+//! script opens another. Only what must not wait for the session (asking running handlers to
+//! stop) gets a channel of its own.
+//!
+//! - `read`: one request for all paths and trees; a POSIX sh script reports what each path
 //!   is, then one `stat` and one `cat` over the readable regular files; the bytes are split by
 //!   size. Trees (when asked) come first: one GNU `find` lists them without following links,
 //!   one `sha256sum` hashes their regular files.
-//! - `write_batch`: one channel for the whole batch; a generated sh script reads every file's
+//! - `write_batch`: one request for the whole batch; a generated sh script reads every file's
 //!   bytes from stdin into a temporary file next to its destination, checks the size, fsyncs,
 //!   sets mode and owner, and only once every one is in place renames them over their
 //!   destinations and unlinks the paths to remove, in the batch's order.
-//! - `run`: the command through the remote user's shell.
-//!
-//! A short script travels in the exec request (`sh -c '<script>'`); a longer one on the
-//! channel's stdin (`sh -c 'eval "$(head -c N)"'`), because Linux caps one exec argument at
-//! 128 KiB and a batch of paths can be longer than that.
+//! - `run`: the command through the remote user's shell, on a channel of its own.
 //!
 //! The server's host key is checked against known_hosts (see [`super::known_hosts`]) before
 //! anything is sent; authentication tries the target's key file only, else ssh-agent, else
@@ -73,8 +77,10 @@ pub struct SshTransport {
     /// What a read takes from the host at most.
     limits: ReadLimits,
     closed: AtomicBool,
-    /// Exec sessions opened and become prompts answered (see [`Transport::round_trips`]).
+    /// Requests answered and become prompts answered (see [`Transport::round_trips`]).
     turns: AtomicU64,
+    /// The channel every script goes through, opened by the first one.
+    session: tokio::sync::Mutex<Option<Session>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -305,6 +311,7 @@ impl SshTransport {
             limits: opts.read_limits,
             closed: AtomicBool::new(false),
             turns: AtomicU64::new(0),
+            session: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -595,9 +602,8 @@ impl SshTransport {
         ))
     }
 
-    /// Runs a sh script with `data` on its stdin, as the become user when become is on. A
-    /// short script travels in the exec request itself; a longer one on stdin ahead of `data`
-    /// (see the module doc).
+    /// Runs a sh script with `data` on its stdin, as the become user when become is on, on
+    /// the connection's session (see the module doc): one round trip.
     async fn run_script(&self, script: &str, data: &[u8]) -> Result<CommandOutput, TransportError> {
         self.run_script_capped(script, data, MAX_OUTPUT).await
     }
@@ -609,8 +615,132 @@ impl SshTransport {
         data: &[u8],
         max_stdout: usize,
     ) -> Result<CommandOutput, TransportError> {
+        if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
+            return Err(TransportError::Io(format!(
+                "the connection to {} is closed",
+                self.label
+            )));
+        }
+        let mut slot = self.session.lock().await;
+        let mut session = match slot.take() {
+            Some(session) => session,
+            None => self.open_session().await?,
+        };
+        self.turns.fetch_add(1, Ordering::Relaxed);
+        match session.exchange(script, data, max_stdout).await {
+            Ok(out) => {
+                *slot = Some(session);
+                Ok(out)
+            }
+            // The session is out of step (or gone): it is dropped, and a later script opens
+            // another one.
+            Err(ended) => {
+                let _ = session.writer.close().await;
+                Err(self.ended(ended, session.become_marker.is_some(), max_stdout))
+            }
+        }
+    }
+
+    /// Opens the session channel: the request loop ([`session_script`]) under `sh`, or under
+    /// become when it is on (answering its password prompt first).
+    async fn open_session(&self) -> Result<Session, TransportError> {
+        let channel = self.handle.channel_open_session().await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot open a session to {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        let marker = format!(
+            "DEPLOY-{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let body = session_script(&marker);
+        let command = match &self.escalation {
+            None => format!("LC_ALL=C sh -c {}", sh_quote(&body)),
+            Some(b) => b.wrap(&body),
+        };
+        channel.exec(true, command).await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot start a command on {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        let (mut reader, writer) = channel.split();
+        let mut session = Session {
+            writer,
+            marker,
+            out: Vec::new(),
+            err: Vec::new(),
+            become_marker: None,
+            reader: None,
+        };
+        match &self.escalation {
+            Some(b) if b.handshake() => {
+                let mut out = CommandOutput {
+                    status: None,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                };
+                match self
+                    .handshake(b, &mut reader, &session.writer, &mut out)
+                    .await?
+                {
+                    // What came after the marker is the loop's; what sudo printed (a lecture,
+                    // the prompt) is not.
+                    Handshake::Running => session.out = out.stdout,
+                    Handshake::Refused { answered } => {
+                        return Err(self.refused(b, &out, answered));
+                    }
+                }
+            }
+            // sudo -n: its marker comes ahead of the first answer.
+            Some(b) => session.become_marker = Some(b.marker().to_string()),
+            None => {}
+        }
+        session.reader = Some(reader);
+        Ok(session)
+    }
+
+    /// The error for a session that ended mid-request.
+    fn ended(&self, ended: Ended, become_pending: bool, max_stdout: usize) -> TransportError {
+        match ended {
+            Ended::Overflow => TransportError::Io(format!(
+                "{} sent more than {} of output; deploy stopped reading it",
+                self.label,
+                super::size_text(max_stdout as u64)
+            )),
+            Ended::Refused => {
+                TransportError::Io(format!("{} refused to run a command", self.label))
+            }
+            Ended::Io(e) => TransportError::Io(format!(
+                "cannot send a script to {}: {}",
+                self.label,
+                russh_text(&e)
+            )),
+            Ended::Lost(out) => match &self.escalation {
+                // The wrapped shell never started: sudo or su said why.
+                Some(b) if become_pending => self.refused(b, &out, false),
+                _ => TransportError::Io(format!(
+                    "the connection to {} was lost while a command ran{}",
+                    self.label,
+                    stderr_suffix(&out.stderr)
+                )),
+            },
+        }
+    }
+
+    /// Runs a sh script on a channel of its own, for what must not wait for the session
+    /// (asking running handlers to stop). Short scripts travel in the exec request, longer
+    /// ones on stdin.
+    async fn run_script_apart(
+        &self,
+        script: &str,
+        data: &[u8],
+    ) -> Result<CommandOutput, TransportError> {
         let (body, stdin) = if script.len() <= INLINE_SCRIPT_MAX {
-            // One process fewer on the host per call (no `head`, no command substitution).
             (script.to_string(), Cow::Borrowed(data))
         } else {
             let mut stdin = Vec::with_capacity(script.len() + data.len());
@@ -624,14 +754,210 @@ impl SshTransport {
         match &self.escalation {
             None => {
                 let command = format!("LC_ALL=C sh -c {}", sh_quote(&body));
-                self.exec_with(&command, &stdin, None, max_stdout).await
+                self.exec_with(&command, &stdin, None, MAX_OUTPUT).await
             }
             Some(b) => {
-                self.exec_with(&b.wrap(&body), &stdin, Some(b), max_stdout)
+                self.exec_with(&b.wrap(&body), &stdin, Some(b), MAX_OUTPUT)
                     .await
             }
         }
     }
+}
+
+/// The connection's long-lived channel: a POSIX sh loop ([`session_script`]) that runs one
+/// script per request, so that each script costs one round trip and not the three of a new
+/// channel (open, exec, answer).
+struct Session {
+    /// `None` only while it is being opened.
+    reader: Option<russh::ChannelReadHalf>,
+    writer: russh::ChannelWriteHalf<client::Msg>,
+    /// Heads each request and ends each answer on stdout and stderr; fresh per session.
+    marker: String,
+    /// Bytes the host sent past the last answer (none, from a host that keeps to the loop).
+    out: Vec<u8>,
+    err: Vec<u8>,
+    /// With become but no handshake (sudo -n): the become marker still ahead on stdout.
+    become_marker: Option<String>,
+}
+
+/// Why a request on the session got no whole answer; the session is dropped.
+enum Ended {
+    /// More stdout than the request may take.
+    Overflow,
+    /// The server refused the exec request.
+    Refused,
+    /// The request could not be sent.
+    Io(russh::Error),
+    /// The channel ended (with what it had sent).
+    Lost(CommandOutput),
+}
+
+impl Session {
+    /// Sends one request (a header line, the script, its stdin) and reads its answer up to
+    /// the end markers on stdout (with the exit status) and stderr. Reads while it writes,
+    /// because a script may answer before it has read all of its input.
+    async fn exchange(
+        &mut self,
+        script: &str,
+        data: &[u8],
+        max_stdout: usize,
+    ) -> Result<CommandOutput, Ended> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Err(Ended::Lost(CommandOutput {
+                status: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }));
+        };
+        let mut head = format!("{} {} {}\n", self.marker, script.len(), data.len()).into_bytes();
+        head.extend_from_slice(script.as_bytes());
+        let writer = &self.writer;
+        let write = async {
+            writer.data(head.as_slice()).await?;
+            if !data.is_empty() {
+                writer.data(data).await?;
+            }
+            Ok::<(), russh::Error>(())
+        };
+        let out_end = format!("\n{} ", self.marker).into_bytes();
+        let err_end = format!("\n{}\n", self.marker).into_bytes();
+        let become_marker = &mut self.become_marker;
+        let out = &mut self.out;
+        let err = &mut self.err;
+        // Where the marker searches go on from (what was searched cannot hold the start of
+        // one, but for its last marker-length bytes).
+        let read = async move {
+            let mut status: Option<i32> = None;
+            let mut stdout_end: Option<usize> = None;
+            let mut stderr_end: Option<usize> = None;
+            let mut out_from = 0usize;
+            let mut err_from = 0usize;
+            let cap = max_stdout.saturating_add(out_end.len() + 24);
+            loop {
+                if let Some(rest) = become_marker.as_deref().and_then(|m| take_marker(out, m)) {
+                    *out = rest.to_vec();
+                    *become_marker = None;
+                }
+                if become_marker.is_none() && stdout_end.is_none() {
+                    if let Some((at, st, len)) = find_end(out, &out_end, out_from) {
+                        stdout_end = Some(at);
+                        status = st;
+                        out_from = len;
+                    } else {
+                        out_from = out.len().saturating_sub(out_end.len() + 24);
+                    }
+                }
+                if stderr_end.is_none() {
+                    match find(err, &err_end, err_from) {
+                        Some(at) => stderr_end = Some(at),
+                        None => {
+                            // Kept up to a cap (stderr is for messages): past it, the middle
+                            // goes, and the tail stays for the marker search.
+                            if err.len() > MAX_STDERR + 2 * err_end.len() {
+                                let keep = err.len() - err_end.len();
+                                err.drain(MAX_STDERR..keep);
+                            }
+                            err_from = err.len().saturating_sub(err_end.len());
+                        }
+                    }
+                }
+                if let (Some(o), Some(e)) = (stdout_end, stderr_end) {
+                    let rest_out = out.split_off(out_from);
+                    let mut stdout = std::mem::replace(out, rest_out);
+                    stdout.truncate(o);
+                    let rest_err = err.split_off(e + err_end.len());
+                    let mut stderr = std::mem::replace(err, rest_err);
+                    stderr.truncate(e);
+                    return Ok(CommandOutput {
+                        status,
+                        stdout,
+                        stderr,
+                    });
+                }
+                if out.len() > cap && stdout_end.is_none() {
+                    return Err(Ended::Overflow);
+                }
+                match reader.wait().await {
+                    Some(ChannelMsg::Data { data }) => out.extend_from_slice(&data),
+                    // Extended data type 1 is stderr (RFC 4254, 5.2).
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => err.extend_from_slice(&data),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        status = i32::try_from(exit_status).ok();
+                    }
+                    Some(ChannelMsg::Failure) => return Err(Ended::Refused),
+                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
+                        let mut stderr = std::mem::take(err);
+                        stderr.truncate(MAX_STDERR);
+                        return Err(Ended::Lost(CommandOutput {
+                            status,
+                            stdout: std::mem::take(out),
+                            stderr,
+                        }));
+                    }
+                    Some(_) => {}
+                }
+            }
+        };
+        tokio::pin!(write, read);
+        let mut write_done = false;
+        loop {
+            tokio::select! {
+                res = &mut write, if !write_done => {
+                    write_done = true;
+                    if let Err(e) = res {
+                        return Err(Ended::Io(e));
+                    }
+                }
+                res = &mut read => return res,
+            }
+        }
+    }
+}
+
+/// `needle` in `hay` at or after `from`.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// The stdout end of an answer (`\n<marker> <status>\n`) in `out` at or after `from`, once
+/// whole: where it starts, the status, and where it ends.
+fn find_end(out: &[u8], end: &[u8], from: usize) -> Option<(usize, Option<i32>, usize)> {
+    let at = find(out, end, from)?;
+    let after = at + end.len();
+    let line = out.get(after..)?;
+    let nl = line.iter().position(|&b| b == b'\n')?;
+    let status = std::str::from_utf8(&line[..nl])
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Some((at, status, after + nl + 1))
+}
+
+/// The session's request loop. Each request is a line `<marker> <script bytes> <stdin
+/// bytes>`, then the script, then its stdin. The script runs in a subshell (its `exit`,
+/// traps, umask and variables end with it) with exactly its stdin bytes (the rest of what it
+/// left unread is drained, so the next header is read where it starts); then the answer's
+/// end goes to stdout (`\n<marker> <status>`) and stderr (`\n<marker>`). A header out of
+/// step ends the loop, and the session with it.
+fn session_script(marker: &str) -> String {
+    format!(
+        "_dq_m={marker}\n\
+         while IFS= read -r _dq_h; do\n\
+         \x20 case $_dq_h in \"$_dq_m \"*) ;; *) exit 97 ;; esac\n\
+         \x20 set -- ${{_dq_h#\"$_dq_m \"}}\n\
+         \x20 _dq_s=$(head -c \"$1\") || exit 98\n\
+         \x20 if [ \"$2\" -gt 0 ]; then\n\
+         \x20   head -c \"$2\" | {{ ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ); _dq_st=$?; cat >/dev/null; exit $_dq_st; }}\n\
+         \x20 else\n\
+         \x20   ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ) </dev/null\n\
+         \x20 fi\n\
+         \x20 _dq_st=$?\n\
+         \x20 printf '\\n%s %s\\n' \"$_dq_m\" \"$_dq_st\"\n\
+         \x20 printf '\\n%s\\n' \"$_dq_m\" >&2\n\
+         done\n"
+    )
 }
 
 /// What the become handshake found.
@@ -1715,7 +2041,8 @@ impl Transport for SshTransport {
             l = sh_quote(lock),
             s = sh_quote(&stop_path(lock))
         );
-        let out = self.run_script(&script, &[]).await?;
+        // Beside the session, which the handlers hold.
+        let out = self.run_script_apart(&script, &[]).await?;
         if out.success() {
             Ok(())
         } else {
@@ -1867,6 +2194,10 @@ impl Transport for SshTransport {
 
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
+            // EOF ends the host's loop.
+            if let Some(session) = self.session.lock().await.take() {
+                let _ = session.writer.eof().await;
+            }
             let _ = self
                 .handle
                 .disconnect(Disconnect::ByApplication, "", "en")
@@ -1896,6 +2227,108 @@ mod tests {
     }
 
     /// Runs `script` with this machine's `sh` as the host would (on stdin, `data` after it).
+    /// One answer of the session loop: stdout, status, stderr.
+    type Answer = (Vec<u8>, Option<i32>, Vec<u8>);
+
+    /// Runs the session loop with this machine's `sh` on `requests` (script, stdin) and
+    /// splits what it printed into answers as the transport does: (stdout, status, stderr).
+    fn run_session(requests: &[(&str, &[u8])], trailer: &[u8]) -> (Vec<Answer>, Option<i32>) {
+        use std::io::Write;
+        let marker = "DEPLOY-0123456789abcdef";
+        let mut input = Vec::new();
+        for (script, data) in requests {
+            input.extend_from_slice(
+                format!("{marker} {} {}\n", script.len(), data.len()).as_bytes(),
+            );
+            input.extend_from_slice(script.as_bytes());
+            input.extend_from_slice(data);
+        }
+        input.extend_from_slice(trailer);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "LC_ALL=C; export LC_ALL; {}",
+                session_script(marker)
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("requests");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        let out_end = format!("\n{marker} ").into_bytes();
+        let err_end = format!("\n{marker}\n").into_bytes();
+        let (mut stdout, mut stderr) = (out.stdout.as_slice(), out.stderr.as_slice());
+        let mut answers = Vec::new();
+        while let Some((at, status, end)) = find_end(stdout, &out_end, 0) {
+            let e = find(stderr, &err_end, 0).expect("a stderr end per answer");
+            answers.push((stdout[..at].to_vec(), status, stderr[..e].to_vec()));
+            stdout = &stdout[end..];
+            stderr = &stderr[e + err_end.len()..];
+        }
+        assert!(
+            stdout.is_empty() && stderr.is_empty(),
+            "{stdout:?} {stderr:?}"
+        );
+        (answers, out.status.code())
+    }
+
+    #[test]
+    fn the_session_loop_keeps_each_request_apart_whatever_its_script_does() {
+        let requests: &[(&str, &[u8])] = &[
+            // `exit` ends the script, not the loop.
+            ("printf 'a\\n'; exit 5", b""),
+            // Input left unread is drained: the next header is read where it starts.
+            ("head -c 3; echo; echo err >&2", b"xyzLEFT\nOVER\n"),
+            ("printf 'no newline'", b""),
+            ("set -e; false; echo never", b""),
+            // Bytes come back as they are, trailing newlines included.
+            ("cat", b"bin\x00ary\n\n"),
+            // The loop's own variables are not the script's.
+            ("echo \"[$_dq_m$_dq_h$_dq_s]\"", b""),
+            // Traps, umask and `set` end with the script.
+            ("trap 'echo bye' EXIT; umask 077; set -C", b""),
+            ("umask; : > /dev/null && echo ok", b""),
+            // A script reading all of stdin gets exactly its own bytes, then EOF.
+            ("wc -c", b"12345"),
+        ];
+        let (answers, status) = run_session(requests, b"");
+        let text: Vec<(String, Option<i32>, String)> = answers
+            .iter()
+            .map(|(o, s, e)| {
+                (
+                    String::from_utf8_lossy(o).into_owned(),
+                    *s,
+                    String::from_utf8_lossy(e).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(text.len(), requests.len(), "{text:?}");
+        assert_eq!(text[0], ("a\n".into(), Some(5), String::new()));
+        assert_eq!(text[1], ("xyz\n".into(), Some(0), "err\n".into()));
+        assert_eq!(text[2], ("no newline".into(), Some(0), String::new()));
+        assert_eq!(text[3], (String::new(), Some(1), String::new()));
+        assert_eq!(answers[4].0, b"bin\x00ary\n\n");
+        assert_eq!(text[5].0, "[]\n");
+        assert_eq!(text[6].0, "bye\n");
+        assert_ne!(text[7].0.lines().next(), Some("0077"), "{:?}", text[7]);
+        assert!(text[7].0.ends_with("ok\n"), "{:?}", text[7]);
+        assert_eq!(text[8].0.trim(), "5");
+        // EOF ends the loop.
+        assert_eq!(status, Some(0));
+    }
+
+    #[test]
+    fn the_session_loop_ends_at_a_header_out_of_step() {
+        let (answers, status) = run_session(&[("echo one", b"")], b"garbage\necho two\n");
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, b"one\n");
+        assert_eq!(status, Some(97));
+    }
+
     fn run_script(script: &str, data: &[u8]) -> std::process::Output {
         use std::io::Write;
         let mut child = std::process::Command::new("sh")
