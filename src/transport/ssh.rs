@@ -52,6 +52,10 @@ use super::{
     too_many_entries,
 };
 
+/// How a read that saw a file change under it ends its error, and how often `read` tries.
+const CHANGED_WHILE_READ: &str = "a file changed while it was read, try again";
+const READ_ATTEMPTS: u32 = 3;
+
 /// Scripts up to this size go in the exec request (well under Linux's 128 KiB cap on one
 /// argument, even quoted); longer ones on stdin.
 const INLINE_SCRIPT_MAX: usize = 32 * 1024;
@@ -1441,8 +1445,7 @@ pub fn parse_read_output(
     }
     if total != rest.len() as u64 {
         return Err(format!(
-            "got {} bytes of file content where stat said {total}; a file changed while it was \
-             read, try again",
+            "got {} bytes of file content where stat said {total}; {CHANGED_WHILE_READ}",
             rest.len()
         ));
     }
@@ -1971,10 +1974,22 @@ impl Transport for SshTransport {
             return Ok(ReadResult::default());
         }
         let script = read_command(paths, trees, &self.limits)?;
-        let out = self
-            .run_script_capped(&script, &[], read_cap(paths, trees, &self.limits))
-            .await?;
-        self.parse_read(paths, trees, &out, &out.stdout)
+        let mut attempt = 1;
+        loop {
+            let out = self
+                .run_script_capped(&script, &[], read_cap(paths, trees, &self.limits))
+                .await?;
+            match self.parse_read(paths, trees, &out, &out.stdout) {
+                // A file replaced between its stat and its cat (another run's write, a
+                // service rewriting it): read again, a few times.
+                Err(TransportError::Io(e))
+                    if e.contains(CHANGED_WHILE_READ) && attempt < READ_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn lock_and_read(
@@ -2194,10 +2209,9 @@ impl Transport for SshTransport {
 
     async fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            // EOF ends the host's loop.
-            if let Some(session) = self.session.lock().await.take() {
-                let _ = session.writer.eof().await;
-            }
+            // The disconnect closes the host loop's stdin, which ends it: no EOF first, whose
+            // answer (the loop's exit) would be one more turn on the wire.
+            drop(self.session.lock().await.take());
             let _ = self
                 .handle
                 .disconnect(Disconnect::ByApplication, "", "en")

@@ -263,6 +263,10 @@ impl Project {
                 }
             }
         }
+        // The prompt is printed just before the reader turns the terminal's echo off; an
+        // answer typed within that instant would be echoed. Type as a person would: a moment
+        // after the prompt.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("stdin");
