@@ -157,7 +157,6 @@ fn plan_trips(p: &Project, server: &Sshd) -> (String, u64) {
 
 fn ssh_project(server: &Sshd, manifest: &str) -> Project {
     let p = Project::new();
-    std::fs::copy(server.known_hosts(), p.path().join("home/known_hosts")).expect("known_hosts");
     p.inventory(&format!(
         "all:\n  hosts:\n    box:\n      ansible_host: 127.0.0.1\n      ansible_port: {}\n      ansible_user: {}\n      ansible_ssh_private_key_file: {}\n      root: {}\n      deploy_state_path: \"{{{{ root }}}}/state.json\"\n",
         server.port(),
@@ -165,10 +164,8 @@ fn ssh_project(server: &Sshd, manifest: &str) -> Project {
         server.client_key().display(),
         p.path().join("box").display(),
     ))
-    .manifest(manifest);
-    std::fs::create_dir_all(p.path().join("home/.ssh")).expect(".ssh");
-    std::fs::copy(server.known_hosts(), p.path().join("home/.ssh/known_hosts"))
-        .expect("known_hosts");
+    .manifest(manifest)
+    .trust(server);
     p
 }
 

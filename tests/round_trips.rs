@@ -66,10 +66,7 @@ groups:
             .template("b.j2", "b = 1\n")
             .template("c.j2", "c = 1\n")
             .template("d.j2", "d = 1\n")
-            .file(
-                "home/.ssh/known_hosts",
-                &fs::read_to_string(sshd.known_hosts()).expect("known_hosts"),
-            );
+            .trust(&sshd);
         Host { project, sshd }
     }
 

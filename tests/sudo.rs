@@ -51,10 +51,7 @@ groups:
 "#,
             )
             .template("app.conf.j2", "host = {{ inventory_hostname }}\n")
-            .file(
-                "home/.ssh/known_hosts",
-                &fs::read_to_string(sshd.known_hosts()).expect("known_hosts"),
-            );
+            .trust(&sshd);
         BecomeHost { project, sshd }
     }
 
@@ -337,10 +334,7 @@ impl StandInMotoko {
                 root = root.display(),
             ),
         );
-        project.file(
-            "home/.ssh/known_hosts",
-            &fs::read_to_string(sshd.known_hosts()).expect("known_hosts"),
-        );
+        project.trust(&sshd);
         StandInMotoko { project, sshd }
     }
 

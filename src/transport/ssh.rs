@@ -708,6 +708,23 @@ impl SshTransport {
         Ok(session)
     }
 
+    /// `Ok` when `out` is a success, else an I/O error: `what` and the script's stderr.
+    fn succeeded(
+        &self,
+        out: &CommandOutput,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), TransportError> {
+        if out.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Io(format!(
+                "{}{}",
+                what(),
+                stderr_suffix(&out.stderr)
+            )))
+        }
+    }
+
     /// The error for a session that ended mid-request.
     fn ended(&self, ended: Ended, become_pending: bool, max_stdout: usize) -> TransportError {
         match ended {
@@ -2058,15 +2075,9 @@ impl Transport for SshTransport {
         );
         // Beside the session, which the handlers hold.
         let out = self.run_script_apart(&script, &[]).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(TransportError::Io(format!(
-                "cannot ask {} to stop its handlers{}",
-                self.label,
-                stderr_suffix(&out.stderr)
-            )))
-        }
+        self.succeeded(&out, || {
+            format!("cannot ask {} to stop its handlers", self.label)
+        })
     }
 
     fn round_trips(&self) -> u64 {
@@ -2196,15 +2207,7 @@ impl Transport for SshTransport {
         let out = self
             .run_script(&format!("rm -f -- {}\n", sh_quote(path)), &[])
             .await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(TransportError::Io(format!(
-                "cannot remove {path} on {}{}",
-                self.label,
-                stderr_suffix(&out.stderr)
-            )))
-        }
+        self.succeeded(&out, || format!("cannot remove {path} on {}", self.label))
     }
 
     async fn close(&self) {

@@ -55,6 +55,13 @@ impl Project {
         self
     }
 
+    /// Trusts `sshd`'s host key: its known_hosts becomes the project home's
+    /// `~/.ssh/known_hosts`, where deploy looks by default.
+    pub fn trust(&self, sshd: &crate::support::sshd::Sshd) -> &Project {
+        let known = fs::read_to_string(sshd.known_hosts()).expect("the sshd's known_hosts");
+        self.file("home/.ssh/known_hosts", &known)
+    }
+
     /// Writes `content` (any bytes) at `rel` (parents created).
     pub fn bytes(&self, rel: &str, content: &[u8]) -> &Project {
         let path = self.dir.path().join(rel);
