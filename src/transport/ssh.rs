@@ -626,12 +626,18 @@ impl SshTransport {
             )));
         }
         let mut slot = self.session.lock().await;
-        let mut session = match slot.take() {
-            Some(session) => session,
-            None => self.open_session().await?,
+        // A new session runs a short first script without input from its exec request: sshd
+        // opens a channel's window only once the command runs, so input sent with the exec
+        // would wait one more round trip.
+        let (mut session, sent) = match slot.take() {
+            Some(session) => (session, false),
+            None if data.is_empty() && script.len() <= INLINE_SCRIPT_MAX => {
+                (self.open_session(Some(script)).await?, true)
+            }
+            None => (self.open_session(None).await?, false),
         };
         self.turns.fetch_add(1, Ordering::Relaxed);
-        match session.exchange(script, data, max_stdout).await {
+        match session.exchange(script, data, max_stdout, sent).await {
             Ok(out) => {
                 *slot = Some(session);
                 Ok(out)
@@ -645,9 +651,9 @@ impl SshTransport {
         }
     }
 
-    /// Opens the session channel: the request loop ([`session_script`]) under `sh`, or under
-    /// become when it is on (answering its password prompt first).
-    async fn open_session(&self) -> Result<Session, TransportError> {
+    /// Opens the session channel: the request loop ([`session_script`], running `first` before
+    /// it) under `sh`, or under become when it is on (answering its password prompt first).
+    async fn open_session(&self, first: Option<&str>) -> Result<Session, TransportError> {
         let channel = self.handle.channel_open_session().await.map_err(|e| {
             TransportError::Io(format!(
                 "cannot open a session to {}: {}",
@@ -660,7 +666,7 @@ impl SshTransport {
             rand::random::<u64>(),
             rand::random::<u64>()
         );
-        let body = session_script(&marker);
+        let body = session_script(&marker, first);
         let command = match &self.escalation {
             None => format!("LC_ALL=C sh -c {}", sh_quote(&body)),
             Some(b) => b.wrap(&body),
@@ -814,14 +820,16 @@ enum Ended {
 }
 
 impl Session {
-    /// Sends one request (a header line, the script, its stdin) and reads its answer up to
-    /// the end markers on stdout (with the exit status) and stderr. Reads while it writes,
-    /// because a script may answer before it has read all of its input.
+    /// Sends one request (a header line, the script, its stdin; unless `sent`: the session
+    /// was opened with it) and reads its answer up to the end markers on stdout (with the
+    /// exit status) and stderr. Reads while it writes, because a script may answer before it
+    /// has read all of its input.
     async fn exchange(
         &mut self,
         script: &str,
         data: &[u8],
         max_stdout: usize,
+        sent: bool,
     ) -> Result<CommandOutput, Ended> {
         let Some(reader) = self.reader.as_mut() else {
             return Err(Ended::Lost(CommandOutput {
@@ -834,6 +842,9 @@ impl Session {
         head.extend_from_slice(script.as_bytes());
         let writer = &self.writer;
         let write = async {
+            if sent {
+                return Ok(());
+            }
             writer.data(head.as_slice()).await?;
             if !data.is_empty() {
                 writer.data(data).await?;
@@ -961,10 +972,22 @@ fn find_end(out: &[u8], end: &[u8], from: usize) -> Option<(usize, Option<i32>, 
 /// traps, umask and variables end with it) with exactly its stdin bytes (the rest of what it
 /// left unread is drained, so the next header is read where it starts); then the answer's
 /// end goes to stdout (`\n<marker> <status>`) and stderr (`\n<marker>`). A header out of
-/// step ends the loop, and the session with it.
-fn session_script(marker: &str) -> String {
+/// step ends the loop, and the session with it. `first`, when given, is run the same way
+/// (with no input) before the loop reads its first header.
+fn session_script(marker: &str, first: Option<&str>) -> String {
+    let first = first.map_or(String::new(), |script| {
+        format!(
+            "_dq_s={}\n\
+             ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ) </dev/null\n\
+             _dq_st=$?\n\
+             printf '\\n%s %s\\n' \"$_dq_m\" \"$_dq_st\"\n\
+             printf '\\n%s\\n' \"$_dq_m\" >&2\n",
+            sh_quote(script)
+        )
+    });
     format!(
         "_dq_m={marker}\n\
+         {first}\
          while IFS= read -r _dq_h; do\n\
          \x20 case $_dq_h in \"$_dq_m \"*) ;; *) exit 97 ;; esac\n\
          \x20 set -- ${{_dq_h#\"$_dq_m \"}}\n\
@@ -2249,7 +2272,11 @@ mod tests {
 
     /// Runs the session loop with this machine's `sh` on `requests` (script, stdin) and
     /// splits what it printed into answers as the transport does: (stdout, status, stderr).
-    fn run_session(requests: &[(&str, &[u8])], trailer: &[u8]) -> (Vec<Answer>, Option<i32>) {
+    fn run_session(
+        first: Option<&str>,
+        requests: &[(&str, &[u8])],
+        trailer: &[u8],
+    ) -> (Vec<Answer>, Option<i32>) {
         use std::io::Write;
         let marker = "DEPLOY-0123456789abcdef";
         let mut input = Vec::new();
@@ -2265,7 +2292,7 @@ mod tests {
             .arg("-c")
             .arg(format!(
                 "LC_ALL=C; export LC_ALL; {}",
-                session_script(marker)
+                session_script(marker, first)
             ))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -2312,7 +2339,7 @@ mod tests {
             // A script reading all of stdin gets exactly its own bytes, then EOF.
             ("wc -c", b"12345"),
         ];
-        let (answers, status) = run_session(requests, b"");
+        let (answers, status) = run_session(None, requests, b"");
         let text: Vec<(String, Option<i32>, String)> = answers
             .iter()
             .map(|(o, s, e)| {
@@ -2339,8 +2366,23 @@ mod tests {
     }
 
     #[test]
+    fn the_session_loop_runs_its_first_script_before_the_first_header() {
+        // The script deploy puts in the exec request when it opens a session (quotes and
+        // all), then a request as usual.
+        let first = "echo \"it's $((6 * 7))\"; echo 'to stderr' >&2; exit 4";
+        let (answers, status) = run_session(Some(first), &[("cat", b"next")], b"");
+        assert_eq!(answers.len(), 2);
+        assert_eq!(
+            answers[0],
+            (b"it's 42\n".to_vec(), Some(4), b"to stderr\n".to_vec())
+        );
+        assert_eq!(answers[1], (b"next".to_vec(), Some(0), Vec::new()));
+        assert_eq!(status, Some(0));
+    }
+
+    #[test]
     fn the_session_loop_ends_at_a_header_out_of_step() {
-        let (answers, status) = run_session(&[("echo one", b"")], b"garbage\necho two\n");
+        let (answers, status) = run_session(None, &[("echo one", b"")], b"garbage\necho two\n");
         assert_eq!(answers.len(), 1);
         assert_eq!(answers[0].0, b"one\n");
         assert_eq!(status, Some(97));
