@@ -101,12 +101,22 @@ fn checked(file: &crate::desired::DesiredFile) -> bool {
     }
 }
 
-/// One host's rendered files, parsed.
+/// One host's rendered files, as the checks keep them.
 struct Parsed<'a> {
     host: &'a HostDesired,
+    /// Every parsed file, kept only for operators' checks (`files`, `hostfiles`).
     files: Vec<(&'a str, Json)>,
-    /// Each LiteLLM config's service and its environment (selected hosts only).
-    envs: Vec<env::ConfigEnv>,
+    /// Each LiteLLM config of a selected host (a file with a `model_list` list).
+    configs: Vec<Config<'a>>,
+}
+
+/// One LiteLLM config: its routes (all the route check needs, which waits for every host's
+/// vLLM servers) and what the checks that need only this host found.
+struct Config<'a> {
+    dest: &'a str,
+    routes: Vec<routes::Route>,
+    /// The `litellm-env` and `litellm-router-names` findings, in that order.
+    found: Report,
 }
 
 /// Runs every check for `selected`; `others` (the rest of the inventory, rendered) only
@@ -118,10 +128,11 @@ pub fn run(
     renderer: &Renderer,
 ) -> Report {
     // Operators' checks see every host's parsed files (`files`, `hostfiles`). The built-in
-    // ones need only what each vLLM config serves and the selected hosts' LiteLLM routes, so
-    // without an operator check each parsed file is dropped once read: every rendered file
-    // of the inventory parsed at once was the plan's largest memory peak (24 of 70 MB at
-    // 300 hosts).
+    // ones need only what each vLLM config serves and the selected hosts' routes, so without
+    // an operator check each parsed file is dropped once read, its checks done: every
+    // rendered file of the inventory parsed at once was the plan's largest memory peak (24
+    // of 70 MB at 300 hosts), and the selected hosts' LiteLLM configs kept whole until the
+    // routes were checked were 36 of 200 MB at 1000 hosts.
     let keep_all = specs
         .iter()
         .any(|spec| selected.iter().any(|h| applies(spec.hosts.as_deref(), h)));
@@ -130,27 +141,37 @@ pub fn run(
     let hosts: Vec<(usize, &HostDesired)> = selected.iter().chain(others).enumerate().collect();
     // Parsing every rendered file is most of the checks' time: spread over the cores.
     let each = crate::par::map(&hosts, |&(index, host)| {
-        let mut p = Parsed {
-            host,
-            files: host
-                .files
-                .iter()
-                .filter(|f| checked(f))
-                .map(|f| (f.dest.as_str(), parse_file(&f.content)))
-                .collect(),
-            envs: Vec::new(),
-        };
-        let servers = routes::vllm_servers(host, &p.files);
+        let files: Vec<(&str, Json)> = host
+            .files
+            .iter()
+            .filter(|f| checked(f))
+            .map(|f| (f.dest.as_str(), parse_file(&f.content)))
+            .collect();
+        let servers = routes::vllm_servers(host, &files);
+        let mut configs = Vec::new();
         if index < selected.len() {
-            p.envs = env::service_envs(host, &p.files);
-        }
-        if !keep_all {
-            if index >= selected.len() {
-                return (None, servers);
+            let envs = env::service_envs(host, &files);
+            for (dest, value) in &files {
+                if let Some(list) = value.get("model_list").and_then(Json::as_array) {
+                    let mut found = Report::default();
+                    if let Some(env) = envs.iter().find(|e| e.config == *dest) {
+                        env::check(host, value, env, &mut found);
+                    }
+                    router::check(host, dest, value, list, &mut found);
+                    configs.push(Config {
+                        dest,
+                        routes: routes::routes(list),
+                        found,
+                    });
+                }
             }
-            p.files.retain(|(_, value)| has_model_list(value));
         }
-        (Some(p), servers)
+        let p = Parsed {
+            host,
+            files: if keep_all { files } else { Vec::new() },
+            configs,
+        };
+        ((keep_all || index < selected.len()).then_some(p), servers)
     });
     for (p, host_servers) in each {
         servers.extend(host_servers);
@@ -163,15 +184,15 @@ pub fn run(
     // `hostfiles` (every host's parsed files as template values) is only built when an
     // operator's check runs: it is a copy of every rendered file of the inventory.
     let mut hostfiles: Option<Value> = None;
+    let servers = routes::Servers::new(servers);
     for p in &parsed[..selected.len()] {
-        for (dest, value) in &p.files {
-            if let Some(list) = value.get("model_list").and_then(Json::as_array) {
-                routes::check(p.host, dest, list, &servers, &mut report);
-                if let Some(env) = p.envs.iter().find(|e| e.config == *dest) {
-                    env::check(p.host, value, env, &mut report);
-                }
-                router::check(p.host, dest, value, list, &mut report);
-            }
+        for config in &p.configs {
+            routes::check(p.host, config.dest, &config.routes, &servers, &mut report);
+            report.evaluated += config.found.evaluated;
+            report
+                .failures
+                .extend(config.found.failures.iter().cloned());
+            report.notes.extend(config.found.notes.iter().cloned());
         }
         for spec in specs {
             if applies(spec.hosts.as_deref(), p.host) {
@@ -181,10 +202,6 @@ pub fn run(
         }
     }
     report
-}
-
-fn has_model_list(value: &Json) -> bool {
-    value.get("model_list").and_then(Json::as_array).is_some()
 }
 
 /// Whether a check's `hosts:` (group or host names, `:` or `,` separated; none or `all`

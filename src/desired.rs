@@ -299,7 +299,7 @@ pub fn render_each(
     Ok(crate::par::map(hosts, |host| {
         let own = |all: &OwnVars, vars: &Vars| match all.get(host.name.as_str()) {
             Some(own) => own.clone(),
-            None => own_vars(host, vars, &groups),
+            None => own_vars(host, vars, &groups, &mut Converted::default()),
         };
         let ctx = context(renderer, host, own(&real_own, &host.vars), &real_hostvars)?;
         let canary_ctx = match &canary {
@@ -336,16 +336,63 @@ type OwnVars<'a> = IndexMap<&'a str, IndexMap<String, Value>>;
 fn own_vars_all<'a>(
     inventory: &'a Inventory,
     groups: &Value,
-    canary: Option<&SecretRendering>,
+    canary: Option<&'a SecretRendering>,
 ) -> OwnVars<'a> {
+    let mut converted = Converted::default();
     inventory
         .hosts
         .values()
         .map(|h| {
             let vars = canary.map_or(&h.vars, |s| s.vars_of(h));
-            (h.name.as_str(), own_vars(h, vars, groups))
+            (h.name.as_str(), own_vars(h, vars, groups, &mut converted))
         })
         .collect()
+}
+
+/// Variables converted to template values, shared between hosts: most of a host's
+/// variables come from group_vars and are the same on every host of the group, so each is
+/// converted once and every host holds the same (immutable, reference-counted) value
+/// instead of its own copy (a copy of every group variable per host was the largest part of
+/// rendering's memory).
+#[derive(Default)]
+struct Converted<'a> {
+    /// Per variable name, the first few distinct values met and their conversions (a
+    /// variable that differs on every host, such as `ansible_host`, is not kept: only
+    /// [`SHARED_PER_NAME`] are compared).
+    by_name: HashMap<&'a str, Vec<(&'a Json, Value)>>,
+}
+
+const SHARED_PER_NAME: usize = 4;
+
+impl<'a> Converted<'a> {
+    fn value(&mut self, name: &'a str, json: &'a Json) -> Value {
+        let seen = self.by_name.entry(name).or_default();
+        if let Some((_, value)) = seen.iter().find(|(j, _)| same_json(j, json)) {
+            return value.clone();
+        }
+        let value = to_value(json);
+        if seen.len() < SHARED_PER_NAME {
+            seen.push((json, value.clone()));
+        }
+        value
+    }
+}
+
+/// Equal, with maps' keys in the same order (serde_json's `==` ignores the order, which
+/// templates see when they iterate a dict).
+fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Object(a), Json::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        }
+        (Json::Array(a), Json::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
+        }
+        _ => a == b,
+    }
 }
 
 fn context(
@@ -377,9 +424,16 @@ fn hostvars(inventory: &Inventory, renderer: &Renderer, own: &OwnVars) -> Result
 }
 
 /// A host's variables plus Ansible's magic variables (all but `hostvars`).
-fn own_vars(host: &Host, vars: &Vars, groups: &Value) -> IndexMap<String, Value> {
-    let mut ctx: IndexMap<String, Value> =
-        vars.iter().map(|(k, v)| (k.clone(), to_value(v))).collect();
+fn own_vars<'a>(
+    host: &Host,
+    vars: &'a Vars,
+    groups: &Value,
+    converted: &mut Converted<'a>,
+) -> IndexMap<String, Value> {
+    let mut ctx: IndexMap<String, Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), converted.value(k, v)))
+        .collect();
     ctx.insert("inventory_hostname".into(), Value::from(host.name.as_str()));
     let short = host.name.split('.').next().unwrap_or(&host.name);
     ctx.insert("inventory_hostname_short".into(), Value::from(short));
@@ -861,7 +915,29 @@ fn check_dest(dest: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_newline;
+    use super::{Converted, with_newline};
+
+    /// Hosts share a converted variable only when it is the same value with its keys in
+    /// the same order: a dict written in another order iterates in that order.
+    #[test]
+    fn shared_variables_keep_each_hosts_order() {
+        let keys = |v: &minijinja::Value| -> Vec<String> {
+            v.try_iter()
+                .map(|it| it.map(|k| k.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let a = serde_json::json!({"x": 1, "y": [1, 2]});
+        let b = serde_json::json!({"y": [1, 2], "x": 1});
+        let a2 = a.clone();
+        let mut converted = Converted::default();
+        let va = converted.value("d", &a);
+        let vb = converted.value("d", &b);
+        let va2 = converted.value("d", &a2);
+        assert_eq!(keys(&va), ["x", "y"]);
+        assert_eq!(keys(&vb), ["y", "x"]);
+        assert_eq!(keys(&va2), ["x", "y"]);
+        assert_eq!(va, va2);
+    }
 
     #[test]
     fn newlines_are_converted_once() {

@@ -216,15 +216,25 @@ pub fn print_plan(plan: &Plan) {
 }
 
 pub fn print_json(plan: &Plan) -> Result<(), Error> {
-    let doc = serde_json::json!({
-        "format_version": 1,
-        "hosts": plan.hosts,
-        "summary": plan.summary(),
-    });
-    let text = serde_json::to_string_pretty(&doc)
+    /// The document, written as it is serialized: not first copied into a JSON value and
+    /// then into one string (at 1000 hosts those copies were the plan's memory peak).
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        format_version: u32,
+        hosts: &'a [HostPlan],
+        summary: crate::plan::Summary,
+    }
+    let doc = Doc {
+        format_version: 1,
+        hosts: &plan.hosts,
+        summary: plan.summary(),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, &doc)
         .map_err(|e| Error::usage(format!("cannot write the plan as JSON: {e}"), None))?;
-    println!("{text}");
-    Ok(())
+    std::io::Write::write_all(&mut out, b"\n")
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| Error::usage(format!("cannot write the plan as JSON: {e}"), None))
 }
 
 /// What apply did, per host, then a summary line.

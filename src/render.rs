@@ -927,6 +927,9 @@ impl LazyVars {
                     Ok(v.clone())
                 }
             }
+            // A list or dict with nothing to template is shared as it is, not rebuilt for
+            // every host that reads it (`groups` and `hostvars` hold the whole inventory).
+            ValueKind::Seq if !needs_templating(v) => Ok(v.clone()),
             ValueKind::Seq => {
                 let items = v
                     .try_iter()
@@ -935,7 +938,9 @@ impl LazyVars {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Value::from(items))
             }
-            ValueKind::Map if v.downcast_object_ref::<LazyVars>().is_none() => {
+            ValueKind::Map
+                if v.downcast_object_ref::<LazyVars>().is_none() && needs_templating(v) =>
+            {
                 let mut out = indexmap::IndexMap::new();
                 for key in v
                     .try_iter()
@@ -988,6 +993,30 @@ impl LazyVars {
         tmpl.render(ctx)
             .map(|out| Value::from(preserve_trailing_newlines(s, out, "\n")))
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))
+    }
+}
+
+/// Whether [`LazyVars::resolve_value`] would template anything in `v`: a string holding
+/// `{{`, `{%` or `{#`, inside lists and dicts too (not inside another host's variables). A
+/// value that cannot be walked says yes, so that resolving it reports why.
+fn needs_templating(v: &Value) -> bool {
+    match v.kind() {
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default();
+            s.contains("{{") || s.contains("{%") || s.contains("{#")
+        }
+        ValueKind::Seq => v
+            .try_iter()
+            .map_or(true, |mut items| items.any(|item| needs_templating(&item))),
+        ValueKind::Map if v.downcast_object_ref::<LazyVars>().is_none() => {
+            v.try_iter().map_or(true, |mut keys| {
+                keys.any(|key| {
+                    v.get_item(&key)
+                        .map_or(true, |item| needs_templating(&item))
+                })
+            })
+        }
+        _ => false,
     }
 }
 

@@ -28,7 +28,12 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Error> {
 /// Parses `text` as YAML into `T`, or `None`: for callers that drop the error, which is
 /// costly to build (it quotes an excerpt).
 pub fn try_parse<T: DeserializeOwned>(text: &str) -> Option<T> {
-    serde_saphyr::from_str_with_options(text, options()).ok()
+    // Nothing reads the error, nor comments (no `Commented` value is made from these texts):
+    // neither is collected (the checks parse every rendered file with this).
+    let mut options = options();
+    options.emit_comments = false;
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(text, options).ok()
 }
 
 /// Reads and parses the YAML file at `path`.

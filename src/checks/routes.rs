@@ -36,6 +36,41 @@ pub(super) struct VllmServer {
     served_key: &'static str,
 }
 
+/// Every vLLM server of the inventory, found by the host a route names: its `ansible_host`
+/// or its inventory name, ASCII case ignored. Built once per run, so looking up a route
+/// costs the same whatever the fleet's size (a scan of every server per route made the
+/// checks quadratic in the number of hosts).
+pub(super) struct Servers {
+    all: Vec<VllmServer>,
+    /// Lowercased address or host name -> indexes into `all`, in order.
+    by_name: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl Servers {
+    pub(super) fn new(all: Vec<VllmServer>) -> Servers {
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, s) in all.iter().enumerate() {
+            let address = s.address.to_ascii_lowercase();
+            let host = s.host.to_ascii_lowercase();
+            if host != address {
+                by_name.entry(host).or_default().push(i);
+            }
+            by_name.entry(address).or_default().push(i);
+        }
+        Servers { all, by_name }
+    }
+
+    /// The servers whose address or host name is `name` (ASCII case ignored), in the order
+    /// they were found.
+    fn on_host(&self, name: &str) -> Vec<&VllmServer> {
+        self.by_name
+            .get(&name.to_ascii_lowercase())
+            .map(|ix| ix.iter().map(|&i| &self.all[i]).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// vLLM's `--port` default, and Start-VLLM.ps1's container port.
 const VLLM_DEFAULT_PORT: u16 = 8000;
 
@@ -128,25 +163,51 @@ pub fn parse_url(url: &str) -> Option<Url<'_>> {
 /// LiteLLM providers that speak OpenAI's API to an `api_base` ending in `/v1`.
 const PROVIDERS: [&str; 2] = ["openai/", "hosted_vllm/"];
 
+/// One route of a `model_list` with an `api_base`: what [`check`] reads of it, so that the
+/// parsed config need not be kept until every host's vLLM servers are known.
+pub(super) struct Route {
+    /// Its index in `model_list`.
+    index: usize,
+    /// `model_name`, or `?`.
+    name: String,
+    api_base: String,
+    /// `litellm_params.model`.
+    model: Option<String>,
+}
+
+/// The routes of a `model_list` that have an `api_base`, in order.
+pub(super) fn routes(list: &[Json]) -> Vec<Route> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(index, entry)| {
+            let params = entry.get("litellm_params");
+            let api_base = params?.get("api_base")?.as_str()?;
+            Some(Route {
+                index,
+                name: entry
+                    .get("model_name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+                api_base: api_base.to_string(),
+                model: params
+                    .and_then(|p| p.get("model"))
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+            })
+        })
+        .collect()
+}
+
 pub(super) fn check(
     host: &HostDesired,
     dest: &str,
-    list: &[Json],
-    servers: &[VllmServer],
+    routes: &[Route],
+    servers: &Servers,
     report: &mut Report,
 ) {
-    for (i, entry) in list.iter().enumerate() {
-        let params = entry.get("litellm_params");
-        let Some(api_base) = params
-            .and_then(|p| p.get("api_base"))
-            .and_then(Json::as_str)
-        else {
-            continue;
-        };
-        let route = entry
-            .get("model_name")
-            .and_then(Json::as_str)
-            .unwrap_or("?");
+    for r in routes {
+        let (i, route, api_base) = (r.index, r.name.as_str(), r.api_base.as_str());
         let key = format!("model_list[{i}].litellm_params.api_base");
         let mut note = |text: String| {
             report.notes.push(Note {
@@ -169,12 +230,7 @@ pub(super) fn check(
             ));
             continue;
         };
-        let on_host: Vec<&VllmServer> = servers
-            .iter()
-            .filter(|s| {
-                s.address.eq_ignore_ascii_case(url.host) || s.host.eq_ignore_ascii_case(url.host)
-            })
-            .collect();
+        let on_host = servers.on_host(url.host);
         let Some(server) = on_host
             .iter()
             .find(|s| s.port == url.port)
@@ -231,7 +287,16 @@ pub(super) fn check(
                 url.path.trim_end_matches('/')
             ));
         }
-        check_model(host, dest, i, route, params, server, url.host, report);
+        check_model(
+            host,
+            dest,
+            i,
+            route,
+            r.model.as_deref(),
+            server,
+            url.host,
+            report,
+        );
     }
 }
 
@@ -242,12 +307,11 @@ fn check_model(
     dest: &str,
     i: usize,
     route: &str,
-    params: Option<&Json>,
+    model: Option<&str>,
     server: &VllmServer,
     url_host: &str,
     report: &mut Report,
 ) {
-    let model = params.and_then(|p| p.get("model")).and_then(Json::as_str);
     let provider = model
         .and_then(|m| PROVIDERS.iter().find(|p| m.starts_with(*p)))
         .copied()
@@ -302,7 +366,37 @@ fn check_model(
 
 #[cfg(test)]
 mod tests {
-    use super::{Url, parse_url};
+    use super::{Servers, Url, VllmServer, parse_url};
+
+    fn server(host: &str, address: &str, port: u16) -> VllmServer {
+        VllmServer {
+            host: host.into(),
+            address: address.into(),
+            file: "/opt/vllm/config.yml".into(),
+            port,
+            port_key: "vllm.port",
+            served: "m".into(),
+            served_key: "vllm.model",
+        }
+    }
+
+    /// The index finds what a scan of every server found: the servers whose address or
+    /// inventory name is the route's host, ASCII case ignored, each once, in order.
+    #[test]
+    fn servers_by_host_or_address() {
+        let servers = Servers::new(vec![
+            server("gpu1", "10.0.0.1", 8000),
+            server("gpu2", "GPU1", 8001),
+            server("gpu1", "10.0.0.1", 8002),
+            server("Box", "box", 8003),
+        ]);
+        let ports =
+            |name: &str| -> Vec<u16> { servers.on_host(name).iter().map(|s| s.port).collect() };
+        assert_eq!(ports("gpu1"), [8000, 8001, 8002]);
+        assert_eq!(ports("10.0.0.1"), [8000, 8002]);
+        assert_eq!(ports("BOX"), [8003]);
+        assert_eq!(ports("gpu3"), Vec::<u16>::new());
+    }
 
     fn url(
         scheme: &str,

@@ -36,6 +36,7 @@ mod yaml;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -82,8 +83,9 @@ pub struct Host {
 struct Layers {
     /// Inventory-file group vars, merged over the host's groups.
     inventory_groups: Vars,
-    /// `group_vars/` of each of the host's groups, in order (`all` first).
-    group_files: Vec<(String, Vars)>,
+    /// `group_vars/` of each of the host's groups, in order (`all` first); shared by every
+    /// host of the group, not copied into each.
+    group_files: Vec<(String, Arc<Vars>)>,
     /// Host vars written in the inventory file.
     inline: Vars,
     /// `host_vars/<host>`.
@@ -199,7 +201,7 @@ impl Inventory {
         compute_depths(&dir, &mut groups)?;
 
         let mut vaulted = Vec::new();
-        let mut group_files: HashMap<String, Vars> = HashMap::new();
+        let mut group_files: HashMap<String, Arc<Vars>> = HashMap::new();
         for g in groups.keys() {
             let mut vars = Vars::new();
             for d in &var_dirs {
@@ -208,7 +210,7 @@ impl Inventory {
                     &load_vars_dir(&d.join("group_vars"), g, &mut vaulted)?,
                 );
             }
-            group_files.insert(g.clone(), vars);
+            group_files.insert(g.clone(), Arc::new(vars));
         }
         let no_secrets = HashMap::new();
         let mut hosts = IndexMap::new();
