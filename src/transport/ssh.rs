@@ -382,21 +382,7 @@ impl SshTransport {
             )));
         }
         self.turns.fetch_add(1, Ordering::Relaxed);
-        let channel = self.handle.channel_open_session().await.map_err(|e| {
-            TransportError::Io(format!(
-                "cannot open a session to {}: {}",
-                self.label,
-                russh_text(&e)
-            ))
-        })?;
-        channel.exec(true, command).await.map_err(|e| {
-            TransportError::Io(format!(
-                "cannot start a command on {}: {}",
-                self.label,
-                russh_text(&e)
-            ))
-        })?;
-        let (mut reader, writer) = channel.split();
+        let (mut reader, writer) = self.start(command).await?;
         let mut out = CommandOutput {
             status: None,
             stdout: Vec::new(),
@@ -654,31 +640,14 @@ impl SshTransport {
     /// Opens the session channel: the request loop ([`session_script`], running `first` before
     /// it) under `sh`, or under become when it is on (answering its password prompt first).
     async fn open_session(&self, first: Option<&str>) -> Result<Session, TransportError> {
-        let channel = self.handle.channel_open_session().await.map_err(|e| {
-            TransportError::Io(format!(
-                "cannot open a session to {}: {}",
-                self.label,
-                russh_text(&e)
-            ))
-        })?;
         let marker = format!(
             "DEPLOY-{:016x}{:016x}",
             rand::random::<u64>(),
             rand::random::<u64>()
         );
-        let body = session_script(&marker, first);
-        let command = match &self.escalation {
-            None => format!("LC_ALL=C sh -c {}", sh_quote(&body)),
-            Some(b) => b.wrap(&body),
-        };
-        channel.exec(true, command).await.map_err(|e| {
-            TransportError::Io(format!(
-                "cannot start a command on {}: {}",
-                self.label,
-                russh_text(&e)
-            ))
-        })?;
-        let (mut reader, writer) = channel.split();
+        let (mut reader, writer) = self
+            .start(&self.sh_command(&session_script(&marker, first)))
+            .await?;
         let mut session = Session {
             writer,
             marker,
@@ -759,35 +728,44 @@ impl SshTransport {
         }
     }
 
-    /// Runs a sh script on a channel of its own, for what must not wait for the session
-    /// (asking running handlers to stop). Short scripts travel in the exec request, longer
-    /// ones on stdin.
-    async fn run_script_apart(
-        &self,
-        script: &str,
-        data: &[u8],
-    ) -> Result<CommandOutput, TransportError> {
-        let (body, stdin) = if script.len() <= INLINE_SCRIPT_MAX {
-            (script.to_string(), Cow::Borrowed(data))
-        } else {
-            let mut stdin = Vec::with_capacity(script.len() + data.len());
-            stdin.extend_from_slice(script.as_bytes());
-            stdin.extend_from_slice(data);
-            (
-                format!("eval \"$(head -c {})\"", script.len()),
-                Cow::Owned(stdin),
-            )
-        };
+    /// Runs a short sh script (in the exec request) on a channel of its own, for what must
+    /// not wait for the session (asking running handlers to stop).
+    async fn run_script_apart(&self, script: &str) -> Result<CommandOutput, TransportError> {
+        let command = self.sh_command(script);
+        self.exec_with(&command, &[], self.escalation.as_ref(), MAX_OUTPUT)
+            .await
+    }
+
+    /// The command line that runs the sh script `body`: under `sh` with `LC_ALL=C`, or as
+    /// the become user when become is on.
+    fn sh_command(&self, body: &str) -> String {
         match &self.escalation {
-            None => {
-                let command = format!("LC_ALL=C sh -c {}", sh_quote(&body));
-                self.exec_with(&command, &stdin, None, MAX_OUTPUT).await
-            }
-            Some(b) => {
-                self.exec_with(&b.wrap(&body), &stdin, Some(b), MAX_OUTPUT)
-                    .await
-            }
+            None => format!("LC_ALL=C sh -c {}", sh_quote(body)),
+            Some(b) => b.wrap(body),
         }
+    }
+
+    /// Opens a channel and starts `command` on it.
+    async fn start(
+        &self,
+        command: &str,
+    ) -> Result<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>), TransportError>
+    {
+        let channel = self.handle.channel_open_session().await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot open a session to {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        channel.exec(true, command).await.map_err(|e| {
+            TransportError::Io(format!(
+                "cannot start a command on {}: {}",
+                self.label,
+                russh_text(&e)
+            ))
+        })?;
+        Ok(channel.split())
     }
 }
 
@@ -2097,7 +2075,7 @@ impl Transport for SshTransport {
             s = sh_quote(&stop_path(lock))
         );
         // Beside the session, which the handlers hold.
-        let out = self.run_script_apart(&script, &[]).await?;
+        let out = self.run_script_apart(&script).await?;
         self.succeeded(&out, || {
             format!("cannot ask {} to stop its handlers", self.label)
         })
@@ -2277,7 +2255,6 @@ mod tests {
         requests: &[(&str, &[u8])],
         trailer: &[u8],
     ) -> (Vec<Answer>, Option<i32>) {
-        use std::io::Write;
         let marker = "DEPLOY-0123456789abcdef";
         let mut input = Vec::new();
         for (script, data) in requests {
@@ -2288,21 +2265,10 @@ mod tests {
             input.extend_from_slice(data);
         }
         input.extend_from_slice(trailer);
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "LC_ALL=C; export LC_ALL; {}",
-                session_script(marker, first)
-            ))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(&input).expect("requests");
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait");
+        let out = sh_with_input(
+            &format!("LC_ALL=C; export LC_ALL; {}", session_script(marker, first)),
+            &input,
+        );
         let out_end = format!("\n{marker} ").into_bytes();
         let err_end = format!("\n{marker}\n").into_bytes();
         let (mut stdout, mut stderr) = (out.stdout.as_slice(), out.stderr.as_slice());
@@ -2389,18 +2355,27 @@ mod tests {
     }
 
     fn run_script(script: &str, data: &[u8]) -> std::process::Output {
+        let mut input = script.as_bytes().to_vec();
+        input.extend_from_slice(data);
+        sh_with_input(
+            &format!("LC_ALL=C; eval \"$(head -c {})\"", script.len()),
+            &input,
+        )
+    }
+
+    /// `sh -c command` on this machine with `input` on its stdin, to its end.
+    fn sh_with_input(command: &str, input: &[u8]) -> std::process::Output {
         use std::io::Write;
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("LC_ALL=C; eval \"$(head -c {})\"", script.len()))
+            .arg(command)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("sh");
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(script.as_bytes()).expect("script");
-        stdin.write_all(data).expect("data");
+        stdin.write_all(input).expect("input");
         drop(stdin);
         child.wait_with_output().expect("wait")
     }
