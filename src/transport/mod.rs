@@ -383,6 +383,27 @@ pub struct HandlersDone {
     pub unlocked: Result<(), String>,
 }
 
+impl HandlersDone {
+    /// A handlers script's `R <i> <OK|FAIL>` line (`line`, split): whether the record
+    /// without handler `i`, the last one run, was put in place. `Ok(false)`: it was not, and
+    /// the script ended there.
+    pub fn record_line(&mut self, line: &str, i: &str, verdict: &str) -> Result<bool, String> {
+        let expected = self.ran.len().checked_sub(1);
+        let last = self
+            .ran
+            .last_mut()
+            .filter(|_| i.parse::<usize>().ok() == expected)
+            .ok_or_else(|| format!("unexpected line {line:?}"))?;
+        let ok = verdict == "OK";
+        last.recorded = if ok {
+            Ok(true)
+        } else {
+            Err("cannot put the state record in place".to_string())
+        };
+        Ok(ok)
+    }
+}
+
 /// Why a host could not be reached or did not do what was asked. The text is meant for the
 /// operator; the caller adds the host's name.
 #[derive(Debug, thiserror::Error)]

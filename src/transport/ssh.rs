@@ -354,6 +354,17 @@ impl SshTransport {
         })
     }
 
+    /// An error once the connection is closed (by deploy or the server).
+    fn ensure_open(&self) -> Result<(), TransportError> {
+        if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
+            return Err(TransportError::Io(format!(
+                "the connection to {} is closed",
+                self.label
+            )));
+        }
+        Ok(())
+    }
+
     /// `user@address:port`.
     pub fn label(&self) -> &str {
         &self.label
@@ -375,12 +386,7 @@ impl SshTransport {
         as_user: Option<&Become>,
         max_stdout: usize,
     ) -> Result<CommandOutput, TransportError> {
-        if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
-            return Err(TransportError::Io(format!(
-                "the connection to {} is closed",
-                self.label
-            )));
-        }
+        self.ensure_open()?;
         self.turns.fetch_add(1, Ordering::Relaxed);
         let (mut reader, writer) = self.start(command).await?;
         let mut out = CommandOutput {
@@ -605,12 +611,7 @@ impl SshTransport {
         data: &[u8],
         max_stdout: usize,
     ) -> Result<CommandOutput, TransportError> {
-        if self.closed.load(Ordering::SeqCst) || self.handle.is_closed() {
-            return Err(TransportError::Io(format!(
-                "the connection to {} is closed",
-                self.label
-            )));
-        }
+        self.ensure_open()?;
         let mut slot = self.session.lock().await;
         // A new session runs a short first script without input from its exec request: sshd
         // opens a channel's window only once the command runs, so input sent with the exec
@@ -1965,18 +1966,7 @@ fn parse_handlers_output(stdout: &[u8]) -> Result<HandlersDone, String> {
                 });
             }
             ["R", i, verdict] => {
-                let expected = done.ran.len().checked_sub(1);
-                let last = done
-                    .ran
-                    .last_mut()
-                    .filter(|_| i.parse::<usize>().ok() == expected)
-                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
-                last.recorded = if *verdict == "OK" {
-                    Ok(true)
-                } else {
-                    Err("cannot put the state record in place".to_string())
-                };
-                if *verdict != "OK" {
+                if !done.record_line(&line, i, verdict)? {
                     return Ok(done);
                 }
             }

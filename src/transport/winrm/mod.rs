@@ -1205,16 +1205,7 @@ pub fn parse_handlers_output(stdout: &[u8]) -> Result<HandlersDone, String> {
                 });
             }
             ["R", i, verdict] => {
-                let expected = done.ran.len().checked_sub(1);
-                let last = done
-                    .ran
-                    .last_mut()
-                    .filter(|_| i.parse::<usize>().ok() == expected)
-                    .ok_or_else(|| format!("unexpected line {line:?}"))?;
-                if *verdict == "OK" {
-                    last.recorded = Ok(true);
-                } else {
-                    last.recorded = Err("cannot put the state record in place".to_string());
+                if !done.record_line(line, i, verdict)? {
                     return Ok(done);
                 }
             }
