@@ -32,12 +32,7 @@ impl Host {
         let root = sshd.dir().join("fs");
         fs::create_dir_all(&root).expect("fs");
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
-        project.inventory(&format!(
-            "all:\n  hosts:\n    alpha:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n      ansible_user: {login}\n      ansible_ssh_private_key_file: {key}\n      root: {root}\n      deploy_state_path: \"{{{{ root }}}}/var/lib/deploy/state.json\"\n{host_vars}",
-            port = sshd.port(),
-            key = sshd.client_key().display(),
-            root = root.display(),
-        ));
+        project.ssh_inventory(&sshd, login, &root, host_vars);
         project
             .manifest(
                 r#"

@@ -62,6 +62,24 @@ impl Project {
         self.file("home/.ssh/known_hosts", &known)
     }
 
+    /// An inventory of one host, `alpha`, on `sshd`: logging in as `login` with the sshd's
+    /// client key, its files under `root` (the `root` variable) and its state record in
+    /// `root/var/lib/deploy`; `host_vars`: more lines of its entry (indented as such).
+    pub fn ssh_inventory(
+        &self,
+        sshd: &crate::support::sshd::Sshd,
+        login: &str,
+        root: &Path,
+        host_vars: &str,
+    ) -> &Project {
+        self.inventory(&format!(
+            "all:\n  hosts:\n    alpha:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n      ansible_user: {login}\n      ansible_ssh_private_key_file: {key}\n      root: {root}\n      deploy_state_path: \"{{{{ root }}}}/var/lib/deploy/state.json\"\n{host_vars}",
+            port = sshd.port(),
+            key = sshd.client_key().display(),
+            root = root.display(),
+        ))
+    }
+
     /// Writes `content` (any bytes) at `rel` (parents created).
     pub fn bytes(&self, rel: &str, content: &[u8]) -> &Project {
         let path = self.dir.path().join(rel);
