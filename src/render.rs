@@ -693,22 +693,6 @@ fn root_vars() -> Option<Value> {
     ROOT_VARS.with(|r| r.borrow().last().cloned())
 }
 
-/// Python's name for the type of `v`, for messages.
-fn py_type_name(v: &Value) -> &'static str {
-    match v.kind() {
-        ValueKind::Undefined => "Undefined",
-        ValueKind::None => "NoneType",
-        ValueKind::Bool => "bool",
-        ValueKind::Number if v.is_integer() => "int",
-        ValueKind::Number => "float",
-        ValueKind::String => "str",
-        ValueKind::Bytes => "bytes",
-        ValueKind::Seq | ValueKind::Iterable => "list",
-        ValueKind::Map => "dict",
-        _ => "object",
-    }
-}
-
 /// A bad `#jinja2:` header of `name`: an error on line 1.
 fn header_error(name: &str, source: &str, msg: String) -> RenderError {
     RenderError {

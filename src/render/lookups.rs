@@ -413,7 +413,7 @@ fn run(shared: &Arc<super::Shared>, name: &str, terms: &[Value], kw: &Kwargs) ->
                     let Some(t) = t.as_str() else {
                         return Err(format!(
                             "Variable name must be 'str' not '{}'.",
-                            super::py_type_name(t)
+                            super::filters::type_name(t)
                         ));
                     };
                     match root.get_attr(t) {
@@ -446,7 +446,7 @@ fn run(shared: &Arc<super::Shared>, name: &str, terms: &[Value], kw: &Kwargs) ->
                     return Err(format!(
                         "the 'dict' lookup plugin expects a dictionary, got '{}' of type {}",
                         py_str(t),
-                        super::py_type_name(t)
+                        super::filters::type_name(t)
                     ));
                 }
                 for key in t.try_iter().map_err(|e| e.to_string())? {
@@ -590,7 +590,7 @@ fn template(shared: &Arc<super::Shared>, terms: &[Value], opt: &Opt) -> Plugin {
         Some(other) if !other.is_none() => {
             return Err(format!(
                 "template_vars must be a dict, not {}",
-                super::py_type_name(&other)
+                super::filters::type_name(&other)
             ));
         }
         _ => root,
@@ -673,7 +673,7 @@ fn first_found(lookups: &Lookups, terms: &[Value], opt: &Opt) -> Plugin {
             _ => {
                 return Err(format!(
                     "Invalid term supplied. A string, dict or list is required, not '{}').",
-                    super::py_type_name(term)
+                    super::filters::type_name(term)
                 ));
             }
         };
