@@ -323,11 +323,10 @@ fn fuzz_identity() -> Result<std::rc::Rc<FuzzIdentity>, String> {
     if let Some(id) = IDENTITY.with(|i| i.borrow().clone()) {
         return Ok(id);
     }
-    use age::secrecy::ExposeSecret;
-    let key = age::x25519::Identity::generate();
+    let key = crate::secrets::age::X25519Identity::generate();
     let file = scratch_file(
         "identity.txt",
-        format!("{}\n", key.to_string().expose_secret()).as_bytes(),
+        format!("{}\n", &*key.secret_string()).as_bytes(),
     );
     let identities = crate::secrets::load_identities(&[file]).map_err(|e| e.to_string())?;
     let recipients = crate::secrets::Recipients::parse(

@@ -53,22 +53,17 @@ fn age_key(dir: &Path, name: &str) -> (PathBuf, String) {
 
 /// A fresh unencrypted ed25519 SSH key made by `ssh-keygen`: (private key file, public line).
 fn ssh_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    ssh_keygen(dir, name, &["-t", "ed25519"])
+}
+
+/// A fresh unencrypted SSH key made by `ssh-keygen` with `args` (type, size, format):
+/// (private key file, public line).
+fn ssh_keygen(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, String) {
     let key = dir.join(name);
-    run(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "ops@example",
-            "-f",
-            key.to_str().expect("utf-8"),
-        ],
-        None,
-    );
+    let mut all = vec!["-q", "-N", "", "-C", "ops@example", "-f"];
+    all.push(key.to_str().expect("utf-8"));
+    all.extend_from_slice(args);
+    run("ssh-keygen", &all, None);
     let public = fs::read_to_string(key.with_extension("pub")).expect("public key");
     (key, public.trim().to_string())
 }
@@ -117,6 +112,98 @@ fn age_cli_decrypts_what_deploy_encrypts() {
     let vars = decrypt_file(&file, &ids).expect("decrypt");
     assert_eq!(vars["openai_api_key"], "sk-test-123");
     assert_eq!(vars["litellm_bearer_token"], "t0k3n");
+}
+
+/// Every kind of key deploy encrypts to, each opened by the `age` CLI with its private key:
+/// X25519, ssh-ed25519, ssh-rsa (OpenSSH's format and PEM).
+#[test]
+fn age_cli_decrypts_what_deploy_encrypts_to_every_key_type() {
+    let dir = setup();
+    let keys = [
+        age_key(dir.path(), "key.txt"),
+        ssh_key(dir.path(), "id_ed25519"),
+        ssh_keygen(dir.path(), "id_rsa", &["-t", "rsa", "-b", "2048"]),
+        ssh_keygen(
+            dir.path(),
+            "id_rsa_pem",
+            &["-t", "rsa", "-b", "3072", "-m", "PEM"],
+        ),
+    ];
+    let pem = fs::read_to_string(&keys[3].0).expect("pem key");
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    let recipients_path = dir.path().join("recipients.txt");
+    let lines: Vec<&str> = keys.iter().map(|(_, public)| public.as_str()).collect();
+    fs::write(&recipients_path, lines.join("\n")).expect("write");
+    let recipients = Recipients::load(&recipients_path).expect("recipients");
+    // Over one 64 KiB chunk, so the payload's chunking is checked by the CLI too.
+    let plaintext = format!("big: \"{}\"\n", "x".repeat(70_000));
+    let file = dir.path().join("all.yml.age");
+    fs::write(
+        &file,
+        encrypt(plaintext.as_bytes(), &recipients).expect("encrypt"),
+    )
+    .expect("write");
+    for (key, _) in &keys {
+        let decrypted = run(
+            "age",
+            &[
+                "-d",
+                "-i",
+                key.to_str().expect("utf-8"),
+                file.to_str().expect("utf-8"),
+            ],
+            None,
+        );
+        assert_eq!(decrypted, plaintext.as_bytes(), "{}", key.display());
+        // And deploy opens it with the same key.
+        let ids = load_identities(std::slice::from_ref(key)).expect("identities");
+        let vars = decrypt_file(&file, &ids).expect("decrypt");
+        assert_eq!(vars["big"].as_str().map(str::len), Some(70_000));
+    }
+}
+
+/// What the `age` CLI encrypts to ssh-rsa keys, deploy opens with the private key, in
+/// OpenSSH's format and in PEM.
+#[test]
+fn deploy_reads_what_age_cli_encrypts_to_ssh_rsa() {
+    let dir = setup();
+    for (name, args) in [
+        ("id_rsa", &["-t", "rsa", "-b", "2048"][..]),
+        ("id_rsa_pem", &["-t", "rsa", "-b", "2048", "-m", "PEM"][..]),
+    ] {
+        let (key, public) = ssh_keygen(dir.path(), name, args);
+        let recipients = dir.path().join(format!("{name}.recipients"));
+        fs::write(&recipients, format!("{public}\n")).expect("write");
+        let file = dir.path().join(format!("{name}.yml.age"));
+        age_encrypt(&recipients, "token: t0k3n\n", &file);
+        let ids = load_identities(std::slice::from_ref(&key)).expect("identities");
+        let vars = decrypt_file(&file, &ids).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(vars["token"], "t0k3n");
+    }
+}
+
+/// An ecdsa key is named as a key age has no recipient for, in recipients.txt and as an
+/// identity, never quoted.
+#[test]
+fn ecdsa_keys_are_refused_by_name() {
+    let dir = setup();
+    let (key, public) = ssh_keygen(dir.path(), "id_ecdsa", &["-t", "ecdsa"]);
+    let recipients = dir.path().join("recipients.txt");
+    fs::write(&recipients, format!("{public}\n")).expect("write");
+    let e = Recipients::load(&recipients)
+        .expect_err("ecdsa")
+        .to_string();
+    assert!(e.contains("recipients.txt:1:"), "{e}");
+    assert!(
+        e.contains("ecdsa-sha2-nistp256 is not supported by age"),
+        "{e}"
+    );
+    let e = load_identities(std::slice::from_ref(&key))
+        .expect_err("ecdsa identity")
+        .to_string();
+    assert!(e.contains("not a usable SSH private key"), "{e}");
+    assert!(e.contains("ecdsa"), "{e}");
+    assert!(!e.contains("PRIVATE KEY"), "{e}");
 }
 
 #[test]

@@ -235,6 +235,37 @@ fn a_passphrase_protected_identity_is_asked_for_on_the_terminal() {
     assert_no_secret(&text);
 }
 
+/// An identity file encrypted with a passphrase by `age -p` (as `age -d -i` accepts it):
+/// deploy asks for the passphrase on the terminal and decrypts the secrets with the key in it.
+#[test]
+fn an_identity_file_encrypted_by_age_p_is_opened_with_its_passphrase() {
+    let (p, _) = project();
+    let (plain_id, public) = age::keygen(p.path(), "inner.txt");
+    p.file("secrets/recipients.txt", &public);
+    write_secret(&p, API_KEY, TOKEN);
+    let locked = p.path().join("identity.age");
+    age::encrypt_with_passphrase(&plain_id, &locked, "battery staple");
+    std::fs::remove_file(&plain_id).unwrap();
+    let text = std::fs::read_to_string(&locked).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{text}"
+    );
+    let id = locked.display().to_string();
+    let (code, text) = p.run_on_terminal(
+        &["plan", "--identity", &id],
+        "Passphrase for",
+        "battery staple",
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("+OPENAI_API_KEY=<secret:api_key>"), "{text}");
+    assert_no_secret(&text);
+    // A wrong passphrase: a clear error, nothing decrypted.
+    let (code, text) = p.run_on_terminal(&["plan", "--identity", &id], "Passphrase for", "nope");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("wrong passphrase"), "{text}");
+}
+
 #[test]
 fn a_failing_handler_that_prints_the_secret_is_masked() {
     let (p, identity) = project();

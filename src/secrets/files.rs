@@ -9,8 +9,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use age::secrecy::ExposeSecret;
-
 use super::{Identities, Recipients, SECRET_SUFFIX, decrypt_plaintext, encrypt, open_identities};
 use crate::error::Error;
 use crate::inventory::Vars;
@@ -59,12 +57,11 @@ pub fn init(secrets_dir: &Path, identity: &Path) -> Result<Init, Error> {
                     "exists but holds no AGE-SECRET-KEY line",
                 )
             })?;
-        let id: age::x25519::Identity = key
-            .parse()
+        let id = super::age::X25519Identity::parse(key)
             .map_err(|e| Error::config(identity.display(), format!("not an age identity: {e}")))?;
         (id.to_public().to_string(), false)
     } else {
-        let id = age::x25519::Identity::generate();
+        let id = super::age::X25519Identity::generate();
         let public = id.to_public().to_string();
         if let Some(dir) = identity.parent() {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -73,7 +70,7 @@ pub fn init(secrets_dir: &Path, identity: &Path) -> Result<Init, Error> {
         }
         let text = format!(
             "# created by deploy secrets init\n# public key: {public}\n{}\n",
-            id.to_string().expose_secret()
+            &*id.secret_string()
         );
         let mut f = fs::OpenOptions::new()
             .write(true)

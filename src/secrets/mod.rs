@@ -12,14 +12,14 @@
 //! Plaintext never touches the disk here: decryption is into a buffer, and errors about a
 //! secret file never quote its contents.
 
+pub mod age;
 pub mod files;
 pub mod vault;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io::{BufRead, Read, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde_json::Value;
 
@@ -35,9 +35,8 @@ const HINT_NO_IDENTITY: &str = "pass --identity FILE, set DEPLOY_AGE_IDENTITY to
 
 /// The public keys of `secrets/recipients.txt`: everyone who can decrypt the secret files.
 pub struct Recipients {
-    /// One per key line, in file order; boxed because X25519 and SSH keys are different
-    /// types behind age's one `Recipient` trait.
-    keys: Vec<Box<dyn age::Recipient + Send>>,
+    /// One per key line, in file order.
+    keys: Vec<age::Recipient>,
     /// The key lines as written (without comments), for messages and re-encryption reports.
     lines: Vec<String>,
 }
@@ -62,7 +61,7 @@ impl Recipients {
 
     /// [`Recipients::load`] on text already read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Recipients, Error> {
-        let mut keys: Vec<Box<dyn age::Recipient + Send>> = Vec::new();
+        let mut keys: Vec<age::Recipient> = Vec::new();
         let mut lines = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -96,24 +95,20 @@ impl Recipients {
 }
 
 /// One recipients line -> a key, or why it is not one.
-fn parse_recipient(line: &str) -> Result<Box<dyn age::Recipient + Send>, String> {
+fn parse_recipient(line: &str) -> Result<age::Recipient, String> {
     if line.starts_with("age1") {
-        return age::x25519::Recipient::from_str(line)
-            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
-            .map_err(|e| format!("not a valid age public key: {e}"));
+        return age::Recipient::parse(line).map_err(|e| format!("not a valid age public key: {e}"));
     }
     if line.starts_with("ssh-") || line.starts_with("ecdsa-") || line.starts_with("sk-") {
-        use age::ssh::ParseRecipientKeyError as E;
-        return age::ssh::Recipient::from_str(line)
-            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
-            .map_err(|e| match e {
-                E::Unsupported(kind) => format!(
-                    "SSH key type {kind} is not supported by age (use ssh-ed25519 or ssh-rsa)"
-                ),
-                E::RsaModulusTooSmall => "ssh-rsa key is too small (under 2048 bits)".into(),
-                E::RsaModulusTooLarge => "ssh-rsa key is too large".into(),
-                E::Ignore | E::Invalid(_) => "not a valid SSH public key".into(),
-            });
+        use age::RecipientError as E;
+        return age::Recipient::parse(line).map_err(|e| match e {
+            E::Unsupported(kind) => {
+                format!("SSH key type {kind} is not supported by age (use ssh-ed25519 or ssh-rsa)")
+            }
+            E::RsaTooSmall => "ssh-rsa key is too small (under 2048 bits)".into(),
+            E::RsaTooLarge => "ssh-rsa key is too large (over 4096 bits)".into(),
+            E::Invalid(_) => "not a valid SSH public key".into(),
+        });
     }
     if line.starts_with("AGE-SECRET-KEY-") {
         // Someone pasted their private key; say so without repeating it.
@@ -207,7 +202,7 @@ fn default_identity_paths(home: Option<&Path>) -> Vec<PathBuf> {
 
 /// The operator's private keys, loaded from their files.
 pub struct Identities {
-    keys: Vec<Box<dyn age::Identity>>,
+    keys: Vec<age::Identity>,
     /// The files they came from, for "tried: ..." when none decrypts a file.
     files: Vec<PathBuf>,
 }
@@ -268,40 +263,23 @@ pub fn load_identities(files: &[PathBuf]) -> Result<Identities, Error> {
 /// stall deploy.
 const MAX_SCRYPT_LOG_N: u8 = 22;
 
-/// Asks for an identity's passphrase on the terminal (`/dev/tty`, without echo).
-#[derive(Clone)]
-struct TtyPrompt {
-    file: String,
+/// Whether there is a terminal to ask a passphrase on.
+fn has_terminal() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
 }
 
-impl TtyPrompt {
-    fn has_terminal(&self) -> bool {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .is_ok()
-    }
-}
-
-impl age::Callbacks for TtyPrompt {
-    fn display_message(&self, message: &str) {
-        eprintln!("{message}");
-    }
-
-    fn confirm(&self, _message: &str, _yes: &str, _no: Option<&str>) -> Option<bool> {
-        None
-    }
-
-    fn request_public_string(&self, _description: &str) -> Option<String> {
-        None
-    }
-
-    fn request_passphrase(&self, _description: &str) -> Option<age::secrecy::SecretString> {
-        rpassword::prompt_password(format!("Passphrase for {}: ", self.file))
+/// Asks for an identity's passphrase on the terminal (`/dev/tty`, without echo), when a
+/// file first needs that identity.
+fn tty_prompt() -> age::Prompt {
+    Box::new(|file: &str| {
+        rpassword::prompt_password(format!("Passphrase for {file}: "))
             .ok()
-            .map(age::secrecy::SecretString::from)
-    }
+            .map(zeroize::Zeroizing::new)
+    })
 }
 
 fn no_terminal(path: &Path) -> Error {
@@ -312,7 +290,7 @@ fn no_terminal(path: &Path) -> Error {
     .with_hint("run deploy from a terminal, or use an identity without a passphrase (e.g. from an agent-less CI key)")
 }
 
-fn load_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Error> {
+fn load_identity_file(path: &Path) -> Result<Vec<age::Identity>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let first = bytes
         .lines()
@@ -320,72 +298,51 @@ fn load_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, Error>
         .map(|l| l.trim().to_string())
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .unwrap_or_default();
-    let prompt = TtyPrompt {
-        file: path.display().to_string(),
-    };
-    if first == "-----BEGIN AGE ENCRYPTED FILE-----" || first.starts_with("age-encryption.org/") {
+    let name = path.display().to_string();
+    if first == age::ARMOR_BEGIN || first.starts_with("age-encryption.org/") {
         // An identity file encrypted with a passphrase (age -p), as `age -d -i` accepts. The
         // passphrase is asked for on the terminal; the scrypt work is bounded.
-        if !prompt.has_terminal() {
+        if !has_terminal() {
             return Err(no_terminal(path));
         }
-        let reader = age::armor::ArmoredReader::new(std::io::Cursor::new(bytes));
-        let identity = age::encrypted::Identity::from_buffer(
-            reader,
-            Some(path.display().to_string()),
-            prompt,
-            Some(MAX_SCRYPT_LOG_N),
-        )
-        .map_err(|e| Error::config(path.display(), format!("cannot open this identity: {e}")))?
-        .ok_or_else(|| Error::config(path.display(), "not a passphrase-protected identity"))?;
-        return Ok(vec![Box::new(identity)]);
+        if !age::is_passphrase_file(&bytes) {
+            return Err(Error::config(
+                path.display(),
+                "not a passphrase-protected identity",
+            ));
+        }
+        return Ok(vec![age::Identity::Encrypted(age::EncryptedIdentity::new(
+            bytes,
+            &name,
+            tty_prompt(),
+            MAX_SCRYPT_LOG_N,
+        ))]);
     }
     if first.starts_with("-----BEGIN") {
-        let identity =
-            age::ssh::Identity::from_buffer(&bytes[..], Some(path.display().to_string())).map_err(
-                |e| Error::config(path.display(), format!("not a usable SSH private key: {e}")),
-            )?;
-        return match identity {
-            age::ssh::Identity::Unencrypted(_) => Ok(vec![Box::new(identity)]),
-            age::ssh::Identity::Encrypted(_) => {
-                if !prompt.has_terminal() {
-                    return Err(no_terminal(path));
-                }
-                Ok(vec![Box::new(identity.with_callbacks(prompt))])
-            }
-            age::ssh::Identity::Unsupported(ref key) => {
-                // age explains each unsupported key type (ecdsa, hardware keys...).
-                struct Why<'a>(&'a age::ssh::UnsupportedKey);
-                impl fmt::Display for Why<'_> {
-                    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        self.0.display(f, None)
-                    }
-                }
-                Err(Error::config(
-                    path.display(),
-                    format!(
-                        "SSH key not supported by age: {}",
-                        Why(key).to_string().trim()
-                    ),
-                ))
-            }
-        };
+        let text = String::from_utf8_lossy(&bytes);
+        let identity = age::SshIdentity::parse(&text, &name, tty_prompt()).map_err(|e| {
+            Error::config(path.display(), format!("not a usable SSH private key: {e}"))
+        })?;
+        if identity.is_locked() && !has_terminal() {
+            return Err(no_terminal(path));
+        }
+        return Ok(vec![age::Identity::Ssh(Box::new(identity))]);
     }
-    let file = age::IdentityFile::from_buffer(&bytes[..]).map_err(|e| {
-        // age's message gives a line number and never the line itself.
-        Error::config(path.display(), format!("not an age identity file: {e}"))
-            .with_hint("an identity file holds AGE-SECRET-KEY-1... lines, as age-keygen writes")
-    })?;
-    let keys = file.into_identities().map_err(|e| {
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
         Error::config(
             path.display(),
-            format!("cannot use this identity file: {e}"),
+            "not an age identity file: it is not UTF-8 text",
         )
+    })?;
+    let keys = age::parse_identity_file(text).map_err(|e| {
+        // The message gives a line number and never the line itself.
+        Error::config(path.display(), format!("not an age identity file: {e}"))
+            .with_hint("an identity file holds AGE-SECRET-KEY-1... lines, as age-keygen writes")
     })?;
     if keys.is_empty() {
         return Err(Error::config(path.display(), "no identities in this file"));
     }
-    Ok(keys)
+    Ok(keys.into_iter().map(age::Identity::X25519).collect())
 }
 
 /// Decrypts the age file at `path` (ASCII-armored or binary) in memory and reads the
@@ -444,18 +401,6 @@ fn decrypt_bytes(path: &Path, bytes: &[u8], identities: &Identities) -> Result<V
         )
         .with_hint("restore it from version control, or re-create it with `age -e -R secrets/recipients.txt -a`")
     };
-    // ArmoredReader passes binary age files through unchanged, so both forms are read.
-    let reader = age::armor::ArmoredReader::new(bytes);
-    let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| corrupt(e.to_string()))?;
-    if decryptor.is_scrypt() {
-        // Refusing passphrase files outright also bounds the scrypt work: a hostile file
-        // cannot make deploy spend minutes deriving a key.
-        return Err(Error::config(
-            path.display(),
-            "this file is encrypted with a passphrase; deploy reads only files encrypted to the keys of secrets/recipients.txt",
-        )
-        .with_hint("re-encrypt it: age -d FILE | age -e -R secrets/recipients.txt -a -o FILE.new"));
-    }
     let tried = || {
         identities
             .files
@@ -464,45 +409,40 @@ fn decrypt_bytes(path: &Path, bytes: &[u8], identities: &Identities) -> Result<V
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut stream = decryptor
-        .decrypt(identities.keys.iter().map(|k| k.as_ref()))
-        .map_err(|e| match e {
-            // The message names the file itself, so no `path:` location in front of it.
-            age::DecryptError::NoMatchingKeys => Error::usage(
-                format!(
-                    "no identity can decrypt {}; tried: {}",
-                    path.display(),
-                    tried()
-                ),
-                None,
-            )
-            .with_hint(
-                "the file is encrypted to the keys in secrets/recipients.txt; ask someone who \
-                 can decrypt it to add your public key there and re-encrypt",
+    // Both forms are read: ASCII-armored and binary.
+    age::decrypt(bytes, &identities.keys).map_err(|e| match e {
+        // Refusing passphrase files outright also bounds the scrypt work: a hostile file
+        // cannot make deploy spend minutes deriving a key.
+        age::DecryptError::Passphrase => Error::config(
+            path.display(),
+            "this file is encrypted with a passphrase; deploy reads only files encrypted to the keys of secrets/recipients.txt",
+        )
+        .with_hint("re-encrypt it: age -d FILE | age -e -R secrets/recipients.txt -a -o FILE.new"),
+        // The message names the file itself, so no `path:` location in front of it.
+        age::DecryptError::NoMatchingKeys => Error::usage(
+            format!(
+                "no identity can decrypt {}; tried: {}",
+                path.display(),
+                tried()
             ),
-            other => corrupt(other.to_string()),
-        })?;
-    let mut plaintext = Vec::new();
-    stream
-        .read_to_end(&mut plaintext)
-        .map_err(|e| corrupt(e.to_string()))?;
-    Ok(plaintext)
+            None,
+        )
+        .with_hint(
+            "the file is encrypted to the keys in secrets/recipients.txt; ask someone who \
+             can decrypt it to add your public key there and re-encrypt",
+        ),
+        age::DecryptError::Identity(why) => {
+            Error::usage(format!("cannot decrypt {}: {why}", path.display()), None)
+        }
+        age::DecryptError::Corrupt(why) => corrupt(why),
+    })
 }
 
 /// Encrypts `plaintext` to every recipient, ASCII-armored (so git diffs show a change and a
 /// conflicting merge fails loudly instead of producing a broken file).
 pub fn encrypt(plaintext: &[u8], recipients: &Recipients) -> Result<Vec<u8>, Error> {
-    let failed = |e: &dyn fmt::Display| Error::usage(format!("age encryption failed: {e}"), None);
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.keys.iter().map(|k| k.as_ref() as _))
-            .map_err(|e| failed(&e))?;
-    let armor = age::armor::ArmoredWriter::wrap_output(Vec::new(), age::armor::Format::AsciiArmor)
-        .map_err(|e| failed(&e))?;
-    let mut writer = encryptor.wrap_output(armor).map_err(|e| failed(&e))?;
-    writer.write_all(plaintext).map_err(|e| failed(&e))?;
-    // Both finishes matter: the stream's writes the last chunk, the armor's the footer.
-    let armor = writer.finish().map_err(|e| failed(&e))?;
-    armor.finish().map_err(|e| failed(&e))
+    age::encrypt(plaintext, &recipients.keys)
+        .map_err(|e| Error::usage(format!("age encryption failed: {e}"), None))
 }
 
 /// Where a secret file merges into a host's variables.
@@ -648,15 +588,15 @@ pub fn decrypt_for(
 mod tests {
     use super::*;
 
-    fn x25519_pair() -> (age::x25519::Identity, String) {
-        let id = age::x25519::Identity::generate();
+    fn x25519_pair() -> (age::X25519Identity, String) {
+        let id = age::X25519Identity::generate();
         let public = id.to_public().to_string();
         (id, public)
     }
 
-    fn identities_of(id: age::x25519::Identity, file: &str) -> Identities {
+    fn identities_of(id: age::X25519Identity, file: &str) -> Identities {
         Identities {
-            keys: vec![Box::new(id)],
+            keys: vec![age::Identity::X25519(id)],
             files: vec![PathBuf::from(file)],
         }
     }
@@ -688,9 +628,8 @@ mod tests {
 
     #[test]
     fn recipients_refuse_a_private_key_without_echoing_it() {
-        let id = age::x25519::Identity::generate();
-        use age::secrecy::ExposeSecret;
-        let secret = id.to_string().expose_secret().to_string();
+        let id = age::X25519Identity::generate();
+        let secret = id.secret_string().to_string();
         let e = Recipients::parse(Path::new("r.txt"), &secret)
             .unwrap_err()
             .to_string();
@@ -753,11 +692,8 @@ mod tests {
 
     #[test]
     fn passphrase_files_are_refused() {
-        let passphrase = age::secrecy::SecretString::from("pw".to_string());
-        let mut recipient = age::scrypt::Recipient::new(passphrase);
         // Cheap work factor: the test is about refusing, not about scrypt.
-        recipient.set_work_factor(2);
-        let bytes = age::encrypt(&recipient, b"a: 1\n").unwrap();
+        let bytes = age::encrypt_with_passphrase(b"a: 1\n", "pw", 2);
         let (id, _) = x25519_pair();
         let e = decrypt_bytes(Path::new("s.yml.age"), &bytes, &identities_of(id, "k"))
             .unwrap_err()
