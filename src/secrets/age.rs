@@ -56,8 +56,8 @@ pub enum DecryptError {
     NoMatchingKeys,
     /// The file is encrypted with a passphrase (an `scrypt` stanza).
     Passphrase,
-    /// Not an age file, or damaged: what is wrong (never the plaintext).
-    Corrupt(String),
+    /// Not an age file, or damaged: which part, and what is wrong (never the plaintext).
+    Corrupt(Part, String),
     /// An identity could not be used (a passphrase that was not given or is wrong).
     Identity(String),
 }
@@ -69,13 +69,28 @@ impl fmt::Display for DecryptError {
                 f.write_str("no identity matched any of the recipients")
             }
             DecryptError::Passphrase => f.write_str("the file is encrypted with a passphrase"),
-            DecryptError::Corrupt(why) | DecryptError::Identity(why) => f.write_str(why),
+            DecryptError::Corrupt(_, why) | DecryptError::Identity(why) => f.write_str(why),
         }
     }
 }
 
+/// The part of an age file that is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Armor,
+    /// The header's syntax or a stanza's.
+    Header,
+    /// The header's MAC (a file key unwrapped, but the header was altered).
+    Mac,
+    Payload,
+}
+
 fn corrupt(why: impl Into<String>) -> DecryptError {
-    DecryptError::Corrupt(why.into())
+    DecryptError::Corrupt(Part::Header, why.into())
+}
+
+fn damaged(part: Part, why: impl Into<String>) -> DecryptError {
+    DecryptError::Corrupt(part, why.into())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -849,13 +864,15 @@ fn header_mac(file_key: &FileKey, covered: &[u8]) -> hmac::Hmac<Sha256> {
 
 /// The binary age file in `bytes` (armored ones are taken out of their armor first).
 fn dearmor(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecryptError> {
-    if bytes.starts_with(MAGIC) {
+    // A binary file starts with the magic; anything else must be armor. (An empty file is
+    // an empty header.)
+    if bytes.starts_with(MAGIC) || bytes.is_empty() {
         return Ok(std::borrow::Cow::Borrowed(bytes));
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not an age file"))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| damaged(Part::Armor, "not an age file"))?;
     let text = text.trim_start();
     if !text.starts_with(ARMOR_BEGIN) {
-        return Err(corrupt("not an age file"));
+        return Err(damaged(Part::Armor, "not an age file"));
     }
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     lines.next();
@@ -863,24 +880,24 @@ fn dearmor(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, DecryptError> {
     let mut last_short = false;
     while let Some(line) = lines.next() {
         if line == ARMOR_END {
-            if body.is_empty() {
-                return Err(corrupt("empty armor"));
-            }
             if lines.any(|rest| !rest.trim().is_empty()) {
-                return Err(corrupt("data after the armor's end line"));
+                return Err(damaged(Part::Armor, "data after the armor's end line"));
             }
             return STANDARD
                 .decode(&body)
                 .map(std::borrow::Cow::Owned)
-                .map_err(|_| corrupt("malformed armor"));
+                .map_err(|_| damaged(Part::Armor, "malformed armor"));
         }
         if last_short || line.is_empty() || line.len() > 64 {
-            return Err(corrupt("malformed armor lines"));
+            return Err(damaged(Part::Armor, "malformed armor lines"));
         }
         last_short = line.len() < 64;
         body.push_str(line);
     }
-    Err(corrupt("the armor's end line is missing (truncated)"))
+    Err(damaged(
+        Part::Armor,
+        "the armor's end line is missing (truncated)",
+    ))
 }
 
 /// Whether `bytes` is an age file encrypted with a passphrase.
@@ -919,11 +936,15 @@ fn decrypt_with_passphrase(
 ) -> Result<Vec<u8>, DecryptError> {
     let bytes = dearmor(bytes)?;
     let header = parse_header(&bytes)?;
+    if !header.stanzas.iter().any(|s| s.args[0] == "scrypt") {
+        return Err(DecryptError::NoMatchingKeys);
+    }
+    // An scrypt stanza is always alone: a passphrase must not open a file also encrypted
+    // to keys, or the other way round.
     let [stanza] = &header.stanzas[..] else {
-        return Err(corrupt("not a file encrypted with a passphrase alone"));
+        return Err(corrupt("an scrypt stanza beside other stanzas"));
     };
-    let (Some("scrypt"), Some(salt), Some(log_n), 3, 32) = (
-        stanza.args.first().map(String::as_str),
+    let (Some(salt), Some(log_n), 3, 32) = (
         stanza.args.get(1).and_then(|a| b64_exact::<16>(a)),
         stanza.args.get(2),
         stanza.args.len(),
@@ -931,12 +952,14 @@ fn decrypt_with_passphrase(
     ) else {
         return Err(corrupt("not a file encrypted with a passphrase"));
     };
+    // Decimal digits without a leading zero or sign (Rust's parse takes a `+`).
+    let digits = !log_n.is_empty() && log_n.bytes().all(|b| b.is_ascii_digit());
     let log_n: u8 = match log_n.parse() {
-        Ok(n) if !log_n.starts_with('0') && n > 0 => n,
+        Ok(n) if digits && !log_n.starts_with('0') && n > 0 => n,
         _ => return Err(corrupt("malformed scrypt work factor")),
     };
     if log_n > max_log_n {
-        return Err(DecryptError::Identity(format!(
+        return Err(corrupt(format!(
             "the scrypt work factor 2^{log_n} is over the limit 2^{max_log_n}"
         )));
     }
@@ -965,11 +988,16 @@ fn scrypt_key(passphrase: &str, salt: &[u8; 16], log_n: u8) -> Option<Zeroizing<
 fn open(header: &Header, file_key: &FileKey) -> Result<Vec<u8>, DecryptError> {
     header_mac(file_key, header.covered)
         .verify_slice(&header.mac)
-        .map_err(|_| corrupt("the header's MAC does not match (the file was altered)"))?;
+        .map_err(|_| {
+            damaged(
+                Part::Mac,
+                "the header's MAC does not match (the file was altered)",
+            )
+        })?;
     let payload = header.payload;
     let (nonce, mut rest) = payload
         .split_at_checked(16)
-        .ok_or_else(|| corrupt("the payload is truncated"))?;
+        .ok_or_else(|| corrupt("the payload nonce is truncated"))?;
     let key = hkdf(nonce, b"payload", &file_key[..]);
     let mut plaintext = Vec::with_capacity(rest.len());
     let mut counter: u128 = 0;
@@ -978,12 +1006,19 @@ fn open(header: &Header, file_key: &FileKey) -> Result<Vec<u8>, DecryptError> {
         let (chunk, after) = rest.split_at(take);
         let last = after.is_empty();
         if chunk.len() < TAG {
-            return Err(corrupt("the payload is truncated"));
+            return Err(damaged(Part::Payload, "the payload is truncated"));
         }
-        let plain = aead_decrypt(&key, &chunk_nonce(counter, last), chunk)
-            .ok_or_else(|| corrupt("the payload does not decrypt (truncated or altered)"))?;
+        let plain = aead_decrypt(&key, &chunk_nonce(counter, last), chunk).ok_or_else(|| {
+            damaged(
+                Part::Payload,
+                "the payload does not decrypt (truncated or altered)",
+            )
+        })?;
         if last && plain.is_empty() && counter > 0 {
-            return Err(corrupt("the payload ends with an empty chunk"));
+            return Err(damaged(
+                Part::Payload,
+                "the payload ends with an empty chunk",
+            ));
         }
         plaintext.extend_from_slice(&plain);
         if last {
@@ -991,7 +1026,7 @@ fn open(header: &Header, file_key: &FileKey) -> Result<Vec<u8>, DecryptError> {
         }
         counter += 1;
         if counter >= 1 << 88 {
-            return Err(corrupt("the payload is too long"));
+            return Err(damaged(Part::Payload, "the payload is too long"));
         }
         rest = after;
     }
@@ -1165,7 +1200,7 @@ mod tests {
         flipped[last] ^= 1;
         assert!(matches!(
             decrypt(&flipped, &[id]),
-            Err(DecryptError::Corrupt(_))
+            Err(DecryptError::Corrupt(..))
         ));
         let (id, recipient) = x25519_pair();
         let file = encrypt(b"a: 1\n", &[recipient]).unwrap();
@@ -1174,7 +1209,7 @@ mod tests {
         binary.truncate(cut);
         assert!(matches!(
             decrypt(&binary, &[id]),
-            Err(DecryptError::Corrupt(_))
+            Err(DecryptError::Corrupt(..))
         ));
     }
 
@@ -1188,7 +1223,10 @@ mod tests {
         let binary = dearmor(&file).unwrap().into_owned();
         let header_len = binary.len() - 16 - (2 * (CHUNK + TAG) + 10 + TAG);
         let cut = &binary[..header_len + 16 + CHUNK + TAG];
-        assert!(matches!(decrypt(cut, &[id]), Err(DecryptError::Corrupt(_))));
+        assert!(matches!(
+            decrypt(cut, &[id]),
+            Err(DecryptError::Corrupt(Part::Payload, _))
+        ));
     }
 
     #[test]
@@ -1223,7 +1261,7 @@ mod tests {
         // Over the work-factor limit: refused before any scrypt work.
         assert!(matches!(
             decrypt_with_passphrase(&file, "pw", 9),
-            Err(DecryptError::Identity(_))
+            Err(DecryptError::Corrupt(Part::Header, _))
         ));
     }
 
@@ -1276,9 +1314,105 @@ mod tests {
             b"-----BEGIN AGE ENCRYPTED FILE-----\n-----END AGE ENCRYPTED FILE-----\n",
         ] {
             assert!(
-                matches!(decrypt(bad, &ids), Err(DecryptError::Corrupt(_))),
+                matches!(decrypt(bad, &ids), Err(DecryptError::Corrupt(..))),
                 "{bad:?}"
             );
         }
+    }
+
+    /// C2SP's age test kit (tests/fixtures/age-testkit, from github.com/C2SP/CCTV): every
+    /// vector decrypts, or fails in the part it says, as the reference implementation does.
+    #[test]
+    fn testkit_vectors() {
+        testkit(|name| !name.starts_with("stream_25"));
+    }
+
+    /// The kit's three 16 MiB files (a chunk counter past one byte), apart: they are most of
+    /// the kit's time with the unoptimized debug build.
+    #[test]
+    fn testkit_vectors_of_257_chunks() {
+        testkit(|name| name.starts_with("stream_25"));
+    }
+
+    fn testkit(selected: fn(&str) -> bool) {
+        use std::io::Read as _;
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/age-testkit");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "README.md")
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 143);
+        names.retain(|n| selected(n));
+        let mut failures = Vec::new();
+        for name in &names {
+            let raw = std::fs::read(dir.join(name)).unwrap();
+            let split = raw.windows(2).position(|w| w == b"\n\n").unwrap();
+            let head = std::str::from_utf8(&raw[..split]).unwrap();
+            let mut body = raw[split + 2..].to_vec();
+            let field = |key: &str| {
+                head.lines()
+                    .filter_map(move |l| l.strip_prefix(key)?.strip_prefix(": "))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            let expect = field("expect").remove(0);
+            if field("compressed").first().map(String::as_str) == Some("zlib") {
+                let mut out = Vec::new();
+                flate2::read::ZlibDecoder::new(&body[..])
+                    .take(64 << 20)
+                    .read_to_end(&mut out)
+                    .unwrap();
+                body = out;
+            }
+            let result = if let Some(passphrase) = field("passphrase").first() {
+                decrypt_with_passphrase(&body, passphrase, 22).map_err(|e| match e {
+                    DecryptError::Identity(_) => DecryptError::NoMatchingKeys,
+                    other => other,
+                })
+            } else {
+                let ids: Vec<Identity> = field("identity")
+                    .iter()
+                    .filter_map(|i| X25519Identity::parse(i).ok().map(Identity::X25519))
+                    .collect();
+                decrypt(&body, &ids)
+            };
+            let ok = if name.starts_with("hybrid") || name == "armor_hybrid" {
+                // Post-quantum recipients: not taken, so never decrypted.
+                result.is_err()
+            } else {
+                match (expect.as_str(), &result) {
+                    ("success", Ok(plain)) => {
+                        let hash: String = Sha256::digest(plain)
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect();
+                        field("payload").first() == Some(&hash)
+                    }
+                    ("no match", Err(DecryptError::NoMatchingKeys)) => true,
+                    ("HMAC failure", Err(DecryptError::Corrupt(Part::Mac, _))) => true,
+                    ("header failure", Err(DecryptError::Corrupt(Part::Header, _))) => true,
+                    ("payload failure", Err(DecryptError::Corrupt(Part::Payload, _))) => true,
+                    ("armor failure", Err(DecryptError::Corrupt(Part::Armor, _))) => true,
+                    _ => false,
+                }
+            };
+            if !ok {
+                let got = match &result {
+                    Ok(_) => "success".to_string(),
+                    Err(e) => format!("{e:?}"),
+                };
+                failures.push(format!("{name}: expected {expect}, got {got}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} vectors:\n{}",
+            failures.len(),
+            names.len(),
+            failures.join("\n")
+        );
     }
 }

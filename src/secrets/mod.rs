@@ -434,7 +434,7 @@ fn decrypt_bytes(path: &Path, bytes: &[u8], identities: &Identities) -> Result<V
         age::DecryptError::Identity(why) => {
             Error::usage(format!("cannot decrypt {}: {why}", path.display()), None)
         }
-        age::DecryptError::Corrupt(why) => corrupt(why),
+        age::DecryptError::Corrupt(_, why) => corrupt(why),
     })
 }
 
