@@ -1741,18 +1741,24 @@ fn stage_script(s: &mut String, writes: &[(usize, &WriteFile, String, String)], 
 
 /// The script for [`Transport::create_exclusive`]: the shell's noclobber (`set -C`, an
 /// `O_EXCL` open) creates the file or fails when it exists; the `len` bytes of content follow
-/// the script on stdin. Prints `CREATED`, or `HELD` and what the existing file holds. The
-/// create runs in a subshell: a failed redirection of the special built-in `:` makes dash
-/// exit the whole shell.
+/// the script on stdin. Prints `CREATED`, or `HELD` and what the existing file holds (at
+/// most [`MAX_HELD_LOCK`] + 1 bytes: the host's file is not trusted to be small).
 fn create_exclusive_script(path: &str, len: usize) -> String {
+    exclusive_script(path, len, "")
+}
+
+/// [`create_exclusive_script`], running `then` (a line of sh) after a create. The create
+/// runs in a subshell, noclobber with it: a failed redirection of the special built-in `:`
+/// makes dash exit the whole shell.
+fn exclusive_script(path: &str, len: usize, then: &str) -> String {
     let (dir, _) = split_path(path);
     let p = sh_quote(path);
     format!(
         "umask 077\n\
          mkdir -p -- {d} || exit 1\n\
-         set -C\n\
-         if ( : > {p} ) 2>/dev/null; then\n\
+         if ( set -C; : > {p} ) 2>/dev/null; then\n\
          \x20 head -c {len} >> {p} || {{ rm -f -- {p}; exit 1; }}\n\
+         {then}\
          \x20 echo CREATED\n\
          elif [ -f {p} ]; then\n\
          \x20 echo HELD\n\
@@ -1809,28 +1815,12 @@ fn read_cap(paths: &[String], trees: &[String], limits: &ReadLimits) -> usize {
 /// The lock part of [`Transport::lock_and_read`]'s script, which the read script follows:
 /// creates `lock` exclusively from the `len` bytes on stdin and prints `CREATED` (and removes
 /// a stop file a cancelled run may have left), or prints `HELD` and the lock's content and
-/// exits before reading anything.
+/// exits before reading anything ([`exclusive_script`]).
 fn lock_script(lock: &str, len: usize) -> String {
-    let (dir, _) = split_path(lock);
-    let l = sh_quote(lock);
-    format!(
-        "umask 077\n\
-         mkdir -p -- {d} || exit 1\n\
-         if ( set -C; : > {l} ) 2>/dev/null; then\n\
-         \x20 head -c {len} >> {l} || {{ rm -f -- {l}; exit 1; }}\n\
-         \x20 rm -f -- {stop}\n\
-         \x20 echo CREATED\n\
-         elif [ -f {l} ]; then\n\
-         \x20 echo HELD\n\
-         \x20 cat -- {l} 2>/dev/null\n\
-         \x20 exit 0\n\
-         else\n\
-         \x20 echo \"cannot create {path_text}\" >&2\n\
-         \x20 exit 1\n\
-         fi\n",
-        d = sh_quote(&dir),
-        stop = sh_quote(&stop_path(lock)),
-        path_text = lock.replace(['"', '\\', '$', '`'], "_"),
+    exclusive_script(
+        lock,
+        len,
+        &format!("\x20 rm -f -- {}\n", sh_quote(&stop_path(lock))),
     )
 }
 
