@@ -68,6 +68,20 @@ fn ssh_keygen(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, String) {
     (key, public.trim().to_string())
 }
 
+/// `age -d -i key file`: the plaintext.
+fn age_decrypt(key: &Path, file: &Path) -> Vec<u8> {
+    run(
+        "age",
+        &[
+            "-d",
+            "-i",
+            key.to_str().expect("utf-8"),
+            file.to_str().expect("utf-8"),
+        ],
+        None,
+    )
+}
+
 /// `age -e -R recipients -a` on `plaintext`, written to `dest`.
 fn age_encrypt(recipients: &Path, plaintext: &str, dest: &Path) {
     let out = run(
@@ -95,17 +109,7 @@ fn age_cli_decrypts_what_deploy_encrypts() {
     let file = dir.path().join("all.yml.age");
     fs::write(&file, &armored).expect("write");
 
-    let decrypted = run(
-        "age",
-        &[
-            "-d",
-            "-i",
-            key.to_str().expect("utf-8"),
-            file.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    assert_eq!(decrypted, plaintext);
+    assert_eq!(age_decrypt(&key, &file), plaintext);
 
     // And deploy reads its own file back.
     let ids = load_identities(&[key]).expect("identities");
@@ -144,17 +148,12 @@ fn age_cli_decrypts_what_deploy_encrypts_to_every_key_type() {
     )
     .expect("write");
     for (key, _) in &keys {
-        let decrypted = run(
-            "age",
-            &[
-                "-d",
-                "-i",
-                key.to_str().expect("utf-8"),
-                file.to_str().expect("utf-8"),
-            ],
-            None,
+        assert_eq!(
+            age_decrypt(key, &file),
+            plaintext.as_bytes(),
+            "{}",
+            key.display()
         );
-        assert_eq!(decrypted, plaintext.as_bytes(), "{}", key.display());
         // And deploy opens it with the same key.
         let ids = load_identities(std::slice::from_ref(key)).expect("identities");
         let vars = decrypt_file(&file, &ids).expect("decrypt");

@@ -8,6 +8,7 @@ pub mod ntlm_gateway;
 pub mod powershell;
 pub mod project;
 pub mod sshd;
+pub mod terminal;
 pub mod users;
 pub mod vllm;
 pub mod winrm_replay;

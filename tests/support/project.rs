@@ -252,59 +252,15 @@ impl Project {
             self.dir.path().display(),
             args.join(" ")
         );
-        let mut child = Command::new("script")
-            .args(["-q", "-e", "-c", &command, "/dev/null"])
-            .env("HOME", self.dir.path().join("home"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("script (bsdutils)");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let reader = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !String::from_utf8_lossy(&seen).contains(prompt) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(chunk) => seen.extend(chunk),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "no `{prompt}` within 20 s: {}",
-                        String::from_utf8_lossy(&seen)
-                    );
-                }
-            }
-        }
-        // The prompt is printed just before the reader turns the terminal's echo off; an
-        // answer typed within that instant would be echoed. Type as a person would: a moment
-        // after the prompt.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(format!("{answer}\n").as_bytes())
-                .expect("type the answer");
-        }
-        let status = child.wait().expect("wait");
-        let _ = reader.join();
-        seen.extend(rx.try_iter().flatten());
-        (
-            status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&seen).into_owned(),
-        )
+        let home = self.dir.path().join("home");
+        let mut terminal = super::terminal::Terminal::start(
+            &command,
+            &[
+                ("HOME", home.as_os_str()),
+                ("NO_COLOR", std::ffi::OsStr::new("1")),
+            ],
+        );
+        terminal.answer(prompt, 1, answer);
+        terminal.finish()
     }
 }
