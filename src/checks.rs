@@ -79,9 +79,13 @@ impl Report {
 }
 
 /// A rendered file's content as checks see it: the YAML/JSON value when the text parses as
-/// a mapping or a list, else the text itself.
+/// a mapping or a list, else the text itself. [`crate::yaml::fast`] first, which gives the
+/// same value in a fraction of the time when it knows it, then serde-saphyr.
 pub fn parse_file(content: &[u8]) -> Json {
     let text = String::from_utf8_lossy(content);
+    if let Some(value) = crate::yaml::fast::parse(&text) {
+        return value;
+    }
     match crate::yaml::try_parse::<Json>(&text) {
         Some(v @ (Json::Object(_) | Json::Array(_))) => v,
         _ => Json::String(text.into_owned()),
