@@ -116,10 +116,9 @@ impl<'a> Parser<'a> {
             let (key, rest) = split_key(line.text)?;
             self.pos += 1;
             let value = self.value_after(rest, indent, true, depth + 1)?;
-            if map.contains_key(&key) {
+            if map.insert(key, value).is_some() {
                 return None;
             }
-            map.insert(key, value);
         }
         Some(Json::Object(map))
     }
@@ -255,12 +254,12 @@ impl<'a> Parser<'a> {
                 v
             }
             _ => {
-                let s = match text.find(" #") {
+                let s = match find_pair(text, b' ', b'#') {
                     Some(i) => &text[..i],
                     None => text,
                 };
                 let s = s.trim_end_matches(' ');
-                if !plain_start(s) || s.contains(": ") || s.ends_with(':') {
+                if !plain_start(s) || find_pair(s, b':', b' ').is_some() || s.ends_with(':') {
                     return None;
                 }
                 resolve(s)?
@@ -300,13 +299,13 @@ fn split_key(text: &str) -> Option<(String, &str)> {
         }
         (key, rest)
     } else {
-        let end = text.find(": ").or_else(|| {
+        let end = find_pair(text, b':', b' ').or_else(|| {
             let t = text.trim_end_matches(' ');
             t.ends_with(':').then(|| t.len() - 1)
         })?;
         let key = &text[..end];
         if end > MAX_KEY
-            || key.contains(" #")
+            || find_pair(key, b' ', b'#').is_some()
             || key.ends_with(' ')
             || key.contains(['[', ']', '{', '}', ','])
             || !plain_start(key)
@@ -319,6 +318,12 @@ fn split_key(text: &str) -> Option<(String, &str)> {
         }
     };
     (rest.is_empty() || rest.starts_with(' ')).then_some((key, rest))
+}
+
+/// Where `a` followed by `b` first is in `s` (`str::find` with a `&str` pattern sets up a
+/// searcher each time, which was most of this parser's time).
+fn find_pair(s: &str, a: u8, b: u8) -> Option<usize> {
+    s.as_bytes().windows(2).position(|w| w[0] == a && w[1] == b)
 }
 
 /// Whether a plain scalar may start so (and this parser knows how the scanner reads it).
@@ -361,24 +366,27 @@ fn quoted(text: &str) -> Option<(String, &str)> {
     }
 }
 
+/// YAML 1.1 booleans, ASCII case ignored (`parse_yaml11_bool` of serde-saphyr).
+const BOOLEANS: [(&str, bool); 8] = [
+    ("true", true),
+    ("yes", true),
+    ("y", true),
+    ("on", true),
+    ("false", false),
+    ("no", false),
+    ("n", false),
+    ("off", false),
+];
+
 /// A plain scalar's value as serde-saphyr's `deserialize_any` gives it with
 /// [`super::options`], or `None` when this parser is not sure.
 fn resolve(s: &str) -> Option<Json> {
     if matches!(s, "~" | "null" | "Null" | "NULL") {
         return Some(Json::Null);
     }
-    for (word, b) in [
-        ("true", true),
-        ("yes", true),
-        ("y", true),
-        ("on", true),
-        ("false", false),
-        ("no", false),
-        ("n", false),
-        ("off", false),
-    ] {
+    for (word, b) in if s.len() > 5 { &[][..] } else { &BOOLEANS[..] } {
         if s.eq_ignore_ascii_case(word) {
-            return Some(Json::Bool(b));
+            return Some(Json::Bool(*b));
         }
     }
     let (negative, body) = match s.strip_prefix('-') {
@@ -486,10 +494,9 @@ impl Flow<'_, '_, '_> {
                     let key = self.key()?;
                     self.skip_spaces();
                     let value = self.value(depth + 1)?;
-                    if map.contains_key(&key) {
+                    if map.insert(key, value).is_some() {
                         return None;
                     }
-                    map.insert(key, value);
                     self.skip_spaces();
                     match self.peek()? {
                         b',' => self.at += 1,
@@ -543,7 +550,7 @@ impl Flow<'_, '_, '_> {
             }
             _ => {
                 let rest = &self.text[self.at..];
-                let end = rest.find(": ")?;
+                let end = find_pair(rest, b':', b' ')?;
                 let s = &rest[..end];
                 if !plain_start(s)
                     || s.ends_with(' ')
