@@ -193,6 +193,11 @@ impl<'a> Parser<'a> {
                 return None;
             }
             let value = self.value_after(after, owner, same_column_seq, depth)?;
+            // The copy kept counts too, so anchors nested in anchors stay bounded.
+            self.nodes += value_nodes(&value);
+            if self.nodes > MAX_NODES {
+                return None;
+            }
             self.anchors.push((name, value.clone()));
             return Some(value);
         }
@@ -239,9 +244,12 @@ impl<'a> Parser<'a> {
                 if self.aliases > MAX_ALIASES {
                     return None;
                 }
-                let value = self.anchors.iter().find(|(n, _)| *n == name)?.1.clone();
-                self.nodes += value_nodes(&value);
-                value
+                let kept = &self.anchors.iter().find(|(n, _)| *n == name)?.1;
+                self.nodes += value_nodes(kept);
+                if self.nodes > MAX_NODES {
+                    return None;
+                }
+                kept.clone()
             }
             b'[' | b'{' => {
                 let mut flow = Flow {

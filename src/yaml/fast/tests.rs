@@ -107,6 +107,8 @@ fn takes_rendered_configs_as_serde_saphyr_reads_them() {
         COMPOSE,
         LITELLM,
         "- a\n- b: 1\n  c: [x, 'y''s']\n-\n  - 2\n",
+        // Anchors inside anchors, aliases to both.
+        "a: &a\n  b: &b\n    c: [1, 2]\n  e: *b\nd: *a\nf: &s x\ng: *s\n",
     ] {
         let fast = parse(text).unwrap_or_else(|| panic!("declined {text}"));
         assert_eq!(Some(fast), saphyr(text), "{text}");
