@@ -79,9 +79,18 @@ impl Report {
 }
 
 /// A rendered file's content as checks see it: the YAML/JSON value when the text parses as
-/// a mapping or a list, else the text itself.
+/// a mapping or a list, else the text itself. [`crate::yaml::fast`] first, which gives the
+/// same value in a fraction of the time when it knows it, then serde-saphyr.
 pub fn parse_file(content: &[u8]) -> Json {
-    let text = String::from_utf8_lossy(content);
+    // What `from_utf8_lossy` gives, at the cost of a check when the text is UTF-8 (its
+    // chunked walk was 2% of a plan's instructions).
+    let text = match std::str::from_utf8(content) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(content),
+    };
+    if let Some(value) = crate::yaml::fast::parse(&text) {
+        return value;
+    }
     match crate::yaml::try_parse::<Json>(&text) {
         Some(v @ (Json::Object(_) | Json::Array(_))) => v,
         _ => Json::String(text.into_owned()),

@@ -2,13 +2,17 @@
 //!
 //! One place sets the parser options (YAML 1.1 booleans such as `enabled: no`, `<<:` merge
 //! keys, `mode: 0755` kept as the string "0755") and turns parser errors into
-//! [`Error::Yaml`] naming the file, line and column.
+//! [`Error::Yaml`] naming the file, line and column. [`fast`] reads the common shape of
+//! rendered configs into JSON values without serde-saphyr, exactly as it would, and says so
+//! when it cannot.
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
+
+pub mod fast;
 
 /// The parser options every YAML file of the inventory is read with.
 fn options() -> serde_saphyr::Options {
