@@ -7,9 +7,12 @@
 //! serde-saphyr. What it takes: block mappings and sequences (compact `- key: value` items
 //! too), single-line flow sequences and mappings, single-line quoted scalars without escapes,
 //! single-line plain scalars resolved as serde-saphyr resolves them with [`super::options`]
-//! (YAML 1.1 booleans, `0755` kept as a string, 64-bit integers, finite floats), comments.
-//! Anything else gives `None`: a byte that is not printable ASCII (tabs, CR, Unicode), a
-//! document marker or directive, anchors, aliases, tags, merge keys, block scalars,
+//! (YAML 1.1 booleans, `0755` kept as a string, 64-bit integers, finite floats), comments,
+//! an anchor on a mapping's value (`key: &name`) and aliases to it after it (at most 50,
+//! their copies counted as nodes). Anything else gives `None`: a byte that is not printable
+//! ASCII (tabs, CR, Unicode), a document marker or directive, an anchor elsewhere (on a
+//! sequence entry, a key, a flow node), an alias to an unknown or repeated anchor, tags,
+//! merge keys (`<<`), block scalars,
 //! multi-line scalars or flow collections, escapes, explicit keys, a key that is not a plain
 //! string or is written twice, a scalar whose resolution is not certain here (`0x1F`,
 //! `1_000`, `.inf`, an integer past 64 bits), an indentation it does not expect, a
