@@ -1,7 +1,8 @@
 //! Secrets: `secrets/*.yml.age` files (plain age, ASCII-armored) -> variables, in memory only.
 //!
 //! In: `secrets/recipients.txt` (the public keys every secret file is encrypted to), the
-//! operator's identity files (age X25519 identities or unencrypted SSH private keys), and the
+//! operator's identity files (age X25519 identities, SSH private keys, `age -p` identity
+//! files; [`age`] has the format and the key types), and the
 //! `secrets/all.yml.age`, `secrets/<group>.yml.age`, `secrets/<host>.yml.age` files.
 //! Out: [`Recipients`] to [`encrypt`] to, [`Identities`] to [`decrypt_file`] with, the
 //! decrypted [`Vars`] of one file, and [`SecretFiles`]: which files apply to a host and at
@@ -241,9 +242,11 @@ fn no_identity(prefix: &str) -> Error {
     Error::usage(message, Some(HINT_NO_IDENTITY.to_string()))
 }
 
-/// Reads identity files: age identity files (`AGE-SECRET-KEY-1...` lines, `#` comments) and
-/// unencrypted OpenSSH private keys (ed25519, RSA). Passphrase-protected keys are refused
-/// for now. No files at all is an error saying where deploy looked.
+/// Reads identity files: age identity files (`AGE-SECRET-KEY-1...` lines, `#` comments),
+/// OpenSSH ed25519 and RSA private keys and PEM RSA keys, and identity files encrypted with
+/// `age -p`. A passphrase is asked for on the terminal the first time a file needs the key,
+/// and with no terminal a protected key is an error at once. No files at all is an error
+/// saying where deploy looked.
 pub fn load_identities(files: &[PathBuf]) -> Result<Identities, Error> {
     if files.is_empty() {
         return Err(no_identity(""));
