@@ -266,6 +266,8 @@ struct TemplateScan {
 pub struct TemplateScans {
     dir: PathBuf,
     done: HashMap<String, TemplateScan>,
+    /// Template files read so far (what the cache saves; the tests count it).
+    reads: usize,
 }
 
 impl TemplateScans {
@@ -273,6 +275,7 @@ impl TemplateScans {
         TemplateScans {
             dir: dir.to_path_buf(),
             done: HashMap::new(),
+            reads: 0,
         }
     }
 
@@ -280,11 +283,11 @@ impl TemplateScans {
     /// templates) refer to, to `refs`. A template that cannot be read is skipped: rendering
     /// reports it.
     fn add(&mut self, name: &str, refs: &mut References) {
-        let dir = &self.dir;
+        let (dir, reads) = (&self.dir, &mut self.reads);
         let scan = self
             .done
             .entry(name.to_string())
-            .or_insert_with(|| scan_tree(dir, name));
+            .or_insert_with(|| scan_tree(dir, name, reads));
         if scan.any {
             refs.any = true;
             refs.via_hostvars |= scan.via_hostvars;
@@ -298,7 +301,7 @@ impl TemplateScans {
     }
 }
 
-fn scan_tree(dir: &Path, name: &str) -> TemplateScan {
+fn scan_tree(dir: &Path, name: &str, reads: &mut usize) -> TemplateScan {
     let mut out = TemplateScan::default();
     let mut seen = BTreeSet::new();
     let mut todo = vec![name.to_string()];
@@ -306,6 +309,7 @@ fn scan_tree(dir: &Path, name: &str) -> TemplateScan {
         if seen.len() >= 1000 || !seen.insert(t.clone()) {
             continue;
         }
+        *reads += 1;
         let Ok(text) = std::fs::read_to_string(dir.join(&t)) else {
             continue;
         };
@@ -1608,6 +1612,31 @@ mod tests {
         );
         assert_eq!(scan("{{ my_ansible_hostname }}"), (false, false));
         assert_eq!(scan("{{ ansible_hostnames }}"), (false, false));
+    }
+
+    /// Hosts share templates: a fleet reads each template (and what it includes) once, and a
+    /// host that gets another template reads only that one.
+    #[test]
+    fn template_scans_read_each_file_once_for_the_fleet() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.j2"), "{% include 'b.j2' %} {{ x }}").unwrap();
+        std::fs::write(dir.path().join("b.j2"), "{{ ansible_hostname }}").unwrap();
+        std::fs::write(dir.path().join("c.j2"), "{% include 'b.j2' %}").unwrap();
+        let mut scans = TemplateScans::new(dir.path());
+        for _host in 0..50 {
+            let mut refs = References::default();
+            scans.add("a.j2", &mut refs);
+            assert!(refs.any, "the include's fact is seen through a.j2");
+            assert_eq!(refs.first.as_deref(), Some("templates/b.j2"));
+        }
+        assert_eq!(scans.reads, 2, "a.j2 and b.j2, once for 50 hosts");
+        let mut refs = References::default();
+        scans.add("c.j2", &mut refs);
+        assert!(refs.any);
+        // c.j2 is new; its include is read again within c.j2's own scan.
+        assert_eq!(scans.reads, 4);
+        scans.add("c.j2", &mut References::default());
+        assert_eq!(scans.reads, 4);
     }
 
     #[test]
