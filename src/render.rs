@@ -902,42 +902,47 @@ impl LazyVars {
     }
 
     fn resolve_value(self: &Arc<Self>, name: &str, v: &Value) -> Result<Value, RenderError> {
+        Ok(self.templated(name, v)?.unwrap_or_else(|| v.clone()))
+    }
+
+    /// `v` with its template strings rendered (inside lists and dicts too, not inside
+    /// another host's variables), or `None` when it has none: a list or dict with nothing to
+    /// template is shared as it is, not rebuilt for every host that reads it (`groups` and
+    /// `hostvars` hold the whole inventory). One walk, which rebuilds only what changed.
+    fn templated(self: &Arc<Self>, name: &str, v: &Value) -> Result<Option<Value>, RenderError> {
+        let walk_error = |e: minijinja::Error| RenderError::from_minijinja(name, None, &e);
         match v.kind() {
             ValueKind::String => {
                 let s = v.as_str().unwrap_or_default();
                 if s.contains("{{") || s.contains("{%") || s.contains("{#") {
-                    self.template_string(name, s)
+                    self.template_string(name, s).map(Some)
                 } else {
-                    Ok(v.clone())
+                    Ok(None)
                 }
             }
-            // A list or dict with nothing to template is shared as it is, not rebuilt for
-            // every host that reads it (`groups` and `hostvars` hold the whole inventory).
-            ValueKind::Seq if !needs_templating(v) => Ok(v.clone()),
             ValueKind::Seq => {
-                let items = v
-                    .try_iter()
-                    .map_err(|e| RenderError::from_minijinja(name, None, &e))?
-                    .map(|item| self.resolve_value(name, &item))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Value::from(items))
-            }
-            ValueKind::Map
-                if v.downcast_object_ref::<LazyVars>().is_none() && needs_templating(v) =>
-            {
-                let mut out = indexmap::IndexMap::new();
-                for key in v
-                    .try_iter()
-                    .map_err(|e| RenderError::from_minijinja(name, None, &e))?
-                {
-                    let item = v
-                        .get_item(&key)
-                        .map_err(|e| RenderError::from_minijinja(name, None, &e))?;
-                    out.insert(key, self.resolve_value(name, &item)?);
+                let mut items: Vec<Value> = v.try_iter().map_err(walk_error)?.collect();
+                let mut changed = false;
+                for item in &mut items {
+                    if let Some(new) = self.templated(name, item)? {
+                        *item = new;
+                        changed = true;
+                    }
                 }
-                Ok(Value::from_pairs(out))
+                Ok(changed.then(|| Value::from(items)))
             }
-            _ => Ok(v.clone()),
+            ValueKind::Map if v.downcast_object_ref::<LazyVars>().is_none() => {
+                let mut pairs = indexmap::IndexMap::new();
+                let mut changed = false;
+                for key in v.try_iter().map_err(walk_error)? {
+                    let item = v.get_item(&key).map_err(walk_error)?;
+                    let new = self.templated(name, &item)?;
+                    changed |= new.is_some();
+                    pairs.insert(key, new.unwrap_or(item));
+                }
+                Ok(changed.then(|| Value::from_pairs(pairs)))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -977,30 +982,6 @@ impl LazyVars {
         tmpl.render(ctx)
             .map(|out| Value::from(preserve_trailing_newlines(s, out, "\n")))
             .map_err(|e| RenderError::from_minijinja(&origin, Some(s), &e))
-    }
-}
-
-/// Whether [`LazyVars::resolve_value`] would template anything in `v`: a string holding
-/// `{{`, `{%` or `{#`, inside lists and dicts too (not inside another host's variables). A
-/// value that cannot be walked says yes, so that resolving it reports why.
-fn needs_templating(v: &Value) -> bool {
-    match v.kind() {
-        ValueKind::String => {
-            let s = v.as_str().unwrap_or_default();
-            s.contains("{{") || s.contains("{%") || s.contains("{#")
-        }
-        ValueKind::Seq => v
-            .try_iter()
-            .map_or(true, |mut items| items.any(|item| needs_templating(&item))),
-        ValueKind::Map if v.downcast_object_ref::<LazyVars>().is_none() => {
-            v.try_iter().map_or(true, |mut keys| {
-                keys.any(|key| {
-                    v.get_item(&key)
-                        .map_or(true, |item| needs_templating(&item))
-                })
-            })
-        }
-        _ => false,
     }
 }
 
