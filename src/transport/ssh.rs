@@ -954,31 +954,27 @@ fn find_end(out: &[u8], end: &[u8], from: usize) -> Option<(usize, Option<i32>, 
 /// step ends the loop, and the session with it. `first`, when given, is run the same way
 /// (with no input) before the loop reads its first header.
 fn session_script(marker: &str, first: Option<&str>) -> String {
+    // One script run: in a subshell, without the loop's variables; then the answer's end.
+    let run = "( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" )";
+    let end = "_dq_st=$?\n\
+               printf '\\n%s %s\\n' \"$_dq_m\" \"$_dq_st\"\n\
+               printf '\\n%s\\n' \"$_dq_m\" >&2\n";
     let first = first.map_or(String::new(), |script| {
-        format!(
-            "_dq_s={}\n\
-             ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ) </dev/null\n\
-             _dq_st=$?\n\
-             printf '\\n%s %s\\n' \"$_dq_m\" \"$_dq_st\"\n\
-             printf '\\n%s\\n' \"$_dq_m\" >&2\n",
-            sh_quote(script)
-        )
+        format!("_dq_s={}\n{run} </dev/null\n{end}", sh_quote(script))
     });
     format!(
         "_dq_m={marker}\n\
          {first}\
          while IFS= read -r _dq_h; do\n\
-         \x20 case $_dq_h in \"$_dq_m \"*) ;; *) exit 97 ;; esac\n\
-         \x20 set -- ${{_dq_h#\"$_dq_m \"}}\n\
-         \x20 _dq_s=$(head -c \"$1\") || exit 98\n\
-         \x20 if [ \"$2\" -gt 0 ]; then\n\
-         \x20   head -c \"$2\" | {{ ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ); _dq_st=$?; cat >/dev/null; exit $_dq_st; }}\n\
-         \x20 else\n\
-         \x20   ( eval \"unset _dq_m _dq_h _dq_s; $_dq_s\" ) </dev/null\n\
-         \x20 fi\n\
-         \x20 _dq_st=$?\n\
-         \x20 printf '\\n%s %s\\n' \"$_dq_m\" \"$_dq_st\"\n\
-         \x20 printf '\\n%s\\n' \"$_dq_m\" >&2\n\
+         case $_dq_h in \"$_dq_m \"*) ;; *) exit 97 ;; esac\n\
+         set -- ${{_dq_h#\"$_dq_m \"}}\n\
+         _dq_s=$(head -c \"$1\") || exit 98\n\
+         if [ \"$2\" -gt 0 ]; then\n\
+         head -c \"$2\" | {{ {run}; _dq_st=$?; cat >/dev/null; exit $_dq_st; }}\n\
+         else\n\
+         {run} </dev/null\n\
+         fi\n\
+         {end}\
          done\n"
     )
 }
