@@ -1385,10 +1385,7 @@ mod tests {
             } else {
                 match (expect.as_str(), &result) {
                     ("success", Ok(plain)) => {
-                        let hash: String = Sha256::digest(plain)
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect();
+                        let hash = crate::state::sha256_hex(plain);
                         field("payload").first() == Some(&hash)
                     }
                     ("no match", Err(DecryptError::NoMatchingKeys)) => true,
