@@ -289,11 +289,7 @@ impl X25519Identity {
         if stanza.args.first().map(String::as_str) != Some("X25519") {
             return None;
         }
-        let (Some(share), 2, 32) = (
-            stanza.args.get(1).and_then(|a| b64_exact::<32>(a)),
-            stanza.args.len(),
-            stanza.body.len(),
-        ) else {
+        let Some(share) = stanza.share(2) else {
             return Some(Err(corrupt("malformed X25519 stanza")));
         };
         let shared = Zeroizing::new(x25519(&self.0, &share));
@@ -615,11 +611,7 @@ impl SshIdentity {
         };
         Some(match (secret, self.ed25519_public) {
             (SshSecret::Ed25519(scalar), Some(public)) => {
-                let (Some(share), 3, 32) = (
-                    stanza.args.get(2).and_then(|a| b64_exact::<32>(a)),
-                    stanza.args.len(),
-                    stanza.body.len(),
-                ) else {
+                let Some(share) = stanza.share(3) else {
                     return Some(Err(corrupt("malformed ssh-ed25519 stanza")));
                 };
                 let tweak = hkdf(&self.ssh_key, SSH_ED25519_LABEL, &[]);
@@ -776,6 +768,17 @@ pub fn parse_identity_file(text: &str) -> Result<Vec<X25519Identity>, IdentityFi
 struct Stanza {
     args: Vec<String>,
     body: Vec<u8>,
+}
+
+impl Stanza {
+    /// The ephemeral X25519 share of an X25519 or ssh-ed25519 stanza: its last of exactly
+    /// `args` arguments, 32 bytes, with a body of one wrapped file key (32 bytes).
+    fn share(&self, args: usize) -> Option<[u8; 32]> {
+        if self.args.len() != args || self.body.len() != 32 {
+            return None;
+        }
+        b64_exact::<32>(self.args.last()?)
+    }
 }
 
 /// A parsed header: stanzas, the bytes its MAC covers, the MAC, and where the payload starts.
