@@ -285,6 +285,11 @@ pub fn render_each(
     hosts: &[&Host],
     secrets: &SecretRendering,
 ) -> Result<Vec<Result<HostDesired, Error>>, Error> {
+    // Nothing to render: the inventory's variables are not built either (the checks' "other
+    // hosts" are none when every host is selected).
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
     let groups = to_value(inventory.groups_var());
     let real_own = own_vars_all(inventory, &groups, None);
     let real_hostvars = hostvars(inventory, renderer, &real_own)?;

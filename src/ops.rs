@@ -485,22 +485,17 @@ fn render_loaded(opts: &Options, loaded: Loaded, facts: &mut HostFacts) -> Resul
         .values()
         .filter(|h| !chosen.contains(h.name.as_str()))
         .collect();
-    // All in one call, so the inventory's hostvars are built once, not once per other host;
-    // and not at all when every host is selected.
-    let others: Vec<HostDesired> = if others.is_empty() {
-        Vec::new()
-    } else {
-        desired::render_each(
-            &inventory,
-            &manifest,
-            &renderer,
-            &files,
-            &others,
-            &secret_rendering,
-        )
-        .map(|each| each.into_iter().filter_map(Result::ok).collect())
-        .unwrap_or_default()
-    };
+    // All in one call, so the inventory's hostvars are built once, not once per other host.
+    let others: Vec<HostDesired> = desired::render_each(
+        &inventory,
+        &manifest,
+        &renderer,
+        &files,
+        &others,
+        &secret_rendering,
+    )
+    .map(|each| each.into_iter().filter_map(Result::ok).collect())
+    .unwrap_or_default();
     let report = checks::run(&rendered.desired, &others, &manifest.checks, &renderer);
     Ok(Checked { rendered, report })
 }
